@@ -1,0 +1,23 @@
+"""FrozenSeg: open-vocabulary segmentation with a frozen CLIP and a frozen SAM.
+
+Public API: ``get_cfg()``, ``build_model(cfg)``, ``load_checkpoint(model, path_or_state_dict)``.
+"""
+
+from .config import get_cfg
+
+__all__ = ["get_cfg", "build_model", "load_checkpoint"]
+__version__ = "0.1.0"
+
+
+def build_model(cfg):
+    """Build the model named by ``cfg.MODEL.META_ARCHITECTURE`` (see frozenseg.modeling.build)."""
+    from .modeling.build import build_model as _build
+
+    return _build(cfg)
+
+
+def load_checkpoint(model, path_or_state_dict):
+    """Load a released or project checkpoint into ``model`` (see frozenseg.checkpoint)."""
+    from .checkpoint import load_checkpoint as _load
+
+    return _load(model, path_or_state_dict)

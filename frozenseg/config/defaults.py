@@ -1,0 +1,239 @@
+"""The default configuration tree.
+
+Key names follow Detectron2 (``MODEL.*``, ``INPUT.*``, ``DATASETS.*``, ``SOLVER.*``, ``TEST.*``) and
+Mask2Former (``MODEL.SEM_SEG_HEAD.*``, ``MODEL.MASK_FORMER.*``) so that the released FrozenSeg YAML
+files load unchanged. Keys that the released files set but this project does not read (for
+example ``MODEL.RESNETS.*``) are kept so that those files still merge. FrozenSeg's own keys live
+under ``MODEL.FROZEN_SEG``, ``MODEL.SAM_*`` and ``TEST.*``; every key has a comment.
+"""
+
+from .config import CfgNode as CN
+
+_C = CN()
+_C.VERSION = 2  # config format version (Detectron2 convention)
+
+# ---------------------------------------------------------------------------------------------
+# MODEL
+# ---------------------------------------------------------------------------------------------
+_C.MODEL = CN()
+_C.MODEL.META_ARCHITECTURE = "FrozenSeg"  # name in META_ARCH_REGISTRY
+_C.MODEL.DEVICE = "cpu"  # "cpu", "cuda" or "cuda:N"; train_net.py switches to cuda when present
+_C.MODEL.WEIGHTS = ""  # checkpoint loaded by train_net.py / demo (released or project layout)
+_C.MODEL.PIXEL_MEAN = [122.7709383, 116.7460125, 104.09373615]  # CLIP branch mean, RGB 0..255
+_C.MODEL.PIXEL_STD = [68.5005327, 66.6321579, 70.32316305]  # CLIP branch std, RGB 0..255
+_C.MODEL.LOAD_PROPOSALS = False  # Detectron2 key, unused
+_C.MODEL.MASK_ON = False  # Detectron2 key, unused
+_C.MODEL.KEYPOINT_ON = False  # Detectron2 key, unused
+
+_C.MODEL.BACKBONE = CN()
+_C.MODEL.BACKBONE.NAME = "CLIP"  # name in BACKBONE_REGISTRY
+_C.MODEL.BACKBONE.FREEZE_AT = 0  # Detectron2 key, unused (the CLIP backbone is always frozen)
+
+# Detectron2 ResNet keys: set by the released base config, not read by FrozenSeg.
+_C.MODEL.RESNETS = CN()
+_C.MODEL.RESNETS.DEPTH = 50  # unused
+_C.MODEL.RESNETS.OUT_FEATURES = ["res4"]  # unused
+_C.MODEL.RESNETS.NUM_GROUPS = 1  # unused
+_C.MODEL.RESNETS.NORM = "FrozenBN"  # unused
+_C.MODEL.RESNETS.WIDTH_PER_GROUP = 64  # unused
+_C.MODEL.RESNETS.STRIDE_IN_1X1 = True  # unused
+_C.MODEL.RESNETS.RES5_DILATION = 1  # unused
+_C.MODEL.RESNETS.RES2_OUT_CHANNELS = 256  # unused
+_C.MODEL.RESNETS.STEM_OUT_CHANNELS = 64  # unused
+_C.MODEL.RESNETS.STEM_TYPE = "basic"  # unused
+_C.MODEL.RESNETS.RES5_MULTI_GRID = [1, 1, 1]  # unused
+_C.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, False, False, False]  # unused
+_C.MODEL.RESNETS.DEFORM_MODULATED = False  # unused
+_C.MODEL.RESNETS.DEFORM_NUM_GROUPS = 1  # unused
+
+# Pixel decoder and head (Mask2Former names).
+_C.MODEL.SEM_SEG_HEAD = CN()
+_C.MODEL.SEM_SEG_HEAD.NAME = "FrozenSegHead"  # name in SEM_SEG_HEADS_REGISTRY
+_C.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["res2", "res3", "res4", "res5"]  # backbone features used
+_C.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 255  # label of ignored pixels in semantic targets
+_C.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 133  # classes of the training vocabulary (COCO panoptic)
+_C.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT = 1.0  # Mask2Former key, unused
+_C.MODEL.SEM_SEG_HEAD.CONVS_DIM = 256  # channels of the pixel decoder
+_C.MODEL.SEM_SEG_HEAD.MASK_DIM = 256  # channels of the mask features (stride 4)
+_C.MODEL.SEM_SEG_HEAD.NORM = "GN"  # normalisation in the pixel decoder convs ("GN" or "")
+_C.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME = "MSDeformAttnPixelDecoder"  # PIXEL_DECODER_REGISTRY
+# backbone features fed to the deformable encoder (the rest go through the FPN)
+_C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES = ["res3", "res4", "res5"]
+_C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS = 4  # sampling points per head/level
+_C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS = 8  # attention heads
+_C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD = 1024  # FFN width
+_C.MODEL.SEM_SEG_HEAD.COMMON_STRIDE = 4  # stride of the mask features
+_C.MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS = 6  # deformable encoder layers (each branch)
+# Release behaviour (spec §4): the SAM-branch encoder is built for this many levels but fed one.
+_C.MODEL.SEM_SEG_HEAD.SAM_ENCODER_BUILT_LEVELS = 3
+
+# Transformer decoder and loss (Mask2Former names).
+_C.MODEL.MASK_FORMER = CN()
+_C.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME = "MultiScaleMaskedTransformerDecoder"  # registry
+_C.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE = "multi_scale_pixel_decoder"  # Mask2Former key
+_C.MODEL.MASK_FORMER.DEEP_SUPERVISION = True  # losses on every intermediate prediction
+_C.MODEL.MASK_FORMER.NO_OBJECT_WEIGHT = 0.1  # CE weight of the no-object class
+_C.MODEL.MASK_FORMER.CLASS_WEIGHT = 2.0  # weight of the classification loss and cost
+_C.MODEL.MASK_FORMER.MASK_WEIGHT = 5.0  # weight of the point-sampled BCE loss and cost
+_C.MODEL.MASK_FORMER.DICE_WEIGHT = 5.0  # weight of the dice loss and cost
+_C.MODEL.MASK_FORMER.HIDDEN_DIM = 256  # decoder width
+_C.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES = 100  # Q, number of queries
+_C.MODEL.MASK_FORMER.NHEADS = 8  # decoder attention heads
+_C.MODEL.MASK_FORMER.DROPOUT = 0.0  # dropout in decoder and deformable encoder
+_C.MODEL.MASK_FORMER.DIM_FEEDFORWARD = 2048  # decoder FFN width
+_C.MODEL.MASK_FORMER.ENC_LAYERS = 0  # Mask2Former key, unused
+_C.MODEL.MASK_FORMER.DEC_LAYERS = 10  # decoder layers + 1 (the prediction on learnable queries)
+_C.MODEL.MASK_FORMER.PRE_NORM = False  # pre-norm decoder layers (released: post-norm)
+_C.MODEL.MASK_FORMER.ENFORCE_INPUT_PROJ = False  # 1x1 input projections even when C == hidden
+_C.MODEL.MASK_FORMER.SIZE_DIVISIBILITY = 32  # pad the CLIP batch to a multiple of this
+_C.MODEL.MASK_FORMER.TRAIN_NUM_POINTS = 12544  # points sampled for mask losses and costs
+_C.MODEL.MASK_FORMER.OVERSAMPLE_RATIO = 3.0  # importance sampling oversampling
+_C.MODEL.MASK_FORMER.IMPORTANCE_SAMPLE_RATIO = 0.75  # share of most-uncertain points
+_C.MODEL.MASK_FORMER.TEST = CN()
+_C.MODEL.MASK_FORMER.TEST.SEMANTIC_ON = True  # return "sem_seg"
+_C.MODEL.MASK_FORMER.TEST.INSTANCE_ON = False  # return "instances"
+_C.MODEL.MASK_FORMER.TEST.PANOPTIC_ON = False  # return "panoptic_seg"
+_C.MODEL.MASK_FORMER.TEST.RECALL_ON = False  # return all mask proposals for recall evaluation
+_C.MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD = 0.0  # panoptic: min query score
+_C.MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD = 0.0  # panoptic: min visible/original area
+# Mask2Former key: semantic map before or after resizing (FrozenSeg decides per spec §7.3)
+_C.MODEL.MASK_FORMER.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE = False
+
+# FrozenSeg's frozen foundation models and ensemble.
+_C.MODEL.FROZEN_SEG = CN()
+_C.MODEL.FROZEN_SEG.CLIP_MODEL_NAME = "convnext_large_d_320"  # open_clip model name
+# open_clip pretrained tag (e.g. "laion2b_s29b_b131k_ft_soup") or a local weights file;
+# "" keeps random weights (tests, or when MODEL.WEIGHTS holds the CLIP weights).
+_C.MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS = "laion2b_s29b_b131k_ft_soup"
+# Optional open_clip model-config JSON registered before building (its file stem is the name
+# to put in CLIP_MODEL_NAME); used by the tiny test models.
+_C.MODEL.FROZEN_SEG.CLIP_MODEL_CONFIG_FILE = ""
+_C.MODEL.FROZEN_SEG.EMBED_DIM = 768  # CLIP joint embedding dim D (768 ConvNeXt-L, 1024 RN50x64)
+_C.MODEL.FROZEN_SEG.GEOMETRIC_ENSEMBLE_ALPHA = 0.4  # CLIP weight for seen classes
+_C.MODEL.FROZEN_SEG.GEOMETRIC_ENSEMBLE_BETA = 0.8  # CLIP weight for unseen classes
+# alpha = beta = 0 for masks without any positive pixel at the dense-map size (ResNet configs)
+_C.MODEL.FROZEN_SEG.ENSEMBLE_ON_VALID_MASK = False
+_C.MODEL.FROZEN_SEG.SAM_FEATURE_FUSE_LAYER = 0  # level whose layers run the Feature Injector
+_C.MODEL.FROZEN_SEG.SAM_QUERY_FUSE_LAYER = 2  # level whose layers run the Query Injector
+# Vocabulary file ("id:name,synonym,..." per line) of the training classes; "" = the vocabulary
+# registered for DATASETS.TRAIN[0]. Decides which test classes count as "seen".
+_C.MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE = ""
+# Directory of the persistent text-classifier cache ("" disables the disk cache). "~" and
+# environment variables are expanded.
+_C.MODEL.FROZEN_SEG.TEXT_CACHE_DIR = "~/.cache/frozenseg/text_classifier"
+_C.MODEL.FROZEN_SEG.TEXT_BATCH_SIZE = 256  # prompts per text-encoder batch
+
+# Frozen SAM image encoder.
+_C.MODEL.SAM_NAME = "vit_b"  # vit_b, vit_l, vit_h (segment-anything), vit_t (MobileSAM), or tiny
+# SAM checkpoint (the official sam_vit_*.pth file); "" keeps random weights (tests, or when
+# MODEL.WEIGHTS holds the SAM weights).
+_C.MODEL.SAM_CHECKPOINT = "pretrained_checkpoint/sam_vit_b_01ec64.pth"
+_C.MODEL.SAM_IMAGE_SIZE = 1024  # input side of the SAM encoder (fixed by SAM's position embedding)
+
+# ---------------------------------------------------------------------------------------------
+# INPUT
+# ---------------------------------------------------------------------------------------------
+_C.INPUT = CN()
+_C.INPUT.MIN_SIZE_TRAIN = (800,)  # shortest-edge sizes for MaskFormer-style training mappers
+_C.INPUT.MIN_SIZE_TRAIN_SAMPLING = "choice"  # "choice" or "range"
+_C.INPUT.MAX_SIZE_TRAIN = 1333  # longest-edge cap in training
+_C.INPUT.MIN_SIZE_TEST = 800  # shortest edge at test time
+_C.INPUT.MAX_SIZE_TEST = 1333  # longest-edge cap at test time
+_C.INPUT.RANDOM_FLIP = "horizontal"  # "horizontal", "vertical" or "none"
+_C.INPUT.FORMAT = "RGB"  # image channel order fed to the model
+_C.INPUT.MASK_FORMAT = "polygon"  # Detectron2 key, unused
+_C.INPUT.IMAGE_SIZE = 1024  # LSJ crop size
+_C.INPUT.MIN_SCALE = 0.1  # LSJ smallest scale
+_C.INPUT.MAX_SCALE = 2.0  # LSJ largest scale
+_C.INPUT.DATASET_MAPPER_NAME = "coco_panoptic_lsj"  # training mapper
+_C.INPUT.COLOR_AUG_SSD = False  # photometric augmentation in MaskFormer mappers
+_C.INPUT.SIZE_DIVISIBILITY = -1  # pad training images to a multiple of this (-1: no padding)
+_C.INPUT.CROP = CN()
+_C.INPUT.CROP.ENABLED = False  # random crop in MaskFormer mappers
+_C.INPUT.CROP.TYPE = "absolute"  # crop type
+_C.INPUT.CROP.SIZE = [512, 512]  # crop size
+_C.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA = 1.0  # category-area constraint of the crop
+
+# ---------------------------------------------------------------------------------------------
+# DATASETS / DATALOADER
+# ---------------------------------------------------------------------------------------------
+_C.DATASETS = CN()
+_C.DATASETS.TRAIN = ()  # registered training dataset names
+_C.DATASETS.TEST = ()  # registered test dataset names
+_C.DATASETS.PROPOSAL_FILES_TRAIN = ()  # Detectron2 key, unused
+_C.DATASETS.PROPOSAL_FILES_TEST = ()  # Detectron2 key, unused
+_C.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN = 2000  # Detectron2 key, unused
+_C.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST = 1000  # Detectron2 key, unused
+
+_C.DATALOADER = CN()
+_C.DATALOADER.NUM_WORKERS = 4  # data-loading worker processes per GPU/process
+_C.DATALOADER.ASPECT_RATIO_GROUPING = True  # batch images of similar aspect ratio
+_C.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"  # training sampler
+_C.DATALOADER.REPEAT_THRESHOLD = 0.0  # Detectron2 key, unused
+_C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = True  # drop training images without annotations
+
+# ---------------------------------------------------------------------------------------------
+# SOLVER
+# ---------------------------------------------------------------------------------------------
+_C.SOLVER = CN()
+_C.SOLVER.OPTIMIZER = "ADAMW"  # "ADAMW" or "SGD"
+_C.SOLVER.LR_SCHEDULER_NAME = "WarmupMultiStepLR"  # or "WarmupPolyLR"
+_C.SOLVER.MAX_ITER = 40000  # training iterations
+_C.SOLVER.BASE_LR = 0.001  # learning rate
+_C.SOLVER.MOMENTUM = 0.9  # SGD momentum
+_C.SOLVER.NESTEROV = False  # SGD Nesterov
+_C.SOLVER.WEIGHT_DECAY = 0.0001  # weight decay
+_C.SOLVER.WEIGHT_DECAY_NORM = 0.0  # weight decay of normalisation layers
+_C.SOLVER.WEIGHT_DECAY_EMBED = 0.0  # weight decay of embeddings
+_C.SOLVER.WEIGHT_DECAY_BIAS = None  # weight decay of biases (None: same as WEIGHT_DECAY)
+_C.SOLVER.GAMMA = 0.1  # multi-step decay factor
+_C.SOLVER.STEPS = (30000,)  # iterations at which the LR decays
+_C.SOLVER.WARMUP_FACTOR = 1.0 / 1000  # LR factor at iteration 0 of the warm-up
+_C.SOLVER.WARMUP_ITERS = 1000  # warm-up iterations
+_C.SOLVER.WARMUP_METHOD = "linear"  # "linear" or "constant"
+_C.SOLVER.POLY_LR_POWER = 0.9  # WarmupPolyLR power
+_C.SOLVER.POLY_LR_CONSTANT_ENDING = 0.0  # WarmupPolyLR final constant factor
+_C.SOLVER.CHECKPOINT_PERIOD = 5000  # iterations between checkpoints
+_C.SOLVER.IMS_PER_BATCH = 16  # images per optimiser step, all processes together
+_C.SOLVER.REFERENCE_WORLD_SIZE = 0  # Detectron2 key, unused
+_C.SOLVER.BACKBONE_MULTIPLIER = 0.1  # LR multiplier of trainable backbone parameters
+_C.SOLVER.GRAD_ACCUM_STEPS = 1  # micro-batches accumulated per optimiser step
+_C.SOLVER.CLIP_GRADIENTS = CN()
+_C.SOLVER.CLIP_GRADIENTS.ENABLED = False  # gradient clipping
+_C.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "full_model"  # "full_model", "value" or "norm"
+_C.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 1.0  # clipping threshold
+_C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0  # norm type for norm clipping
+_C.SOLVER.AMP = CN()
+_C.SOLVER.AMP.ENABLED = False  # mixed precision
+_C.SOLVER.AMP.DTYPE = "float16"  # "float16" (CUDA, with a gradient scaler) or "bfloat16"
+
+# ---------------------------------------------------------------------------------------------
+# TEST
+# ---------------------------------------------------------------------------------------------
+_C.TEST = CN()
+_C.TEST.EXPECTED_RESULTS = []  # Detectron2 key, unused
+_C.TEST.EVAL_PERIOD = 0  # iterations between evaluations in training (0: only at the end)
+_C.TEST.DETECTIONS_PER_IMAGE = 100  # instance output: top-k segments per image
+_C.TEST.KEYPOINT_OKS_SIGMAS = []  # Detectron2 key, unused
+_C.TEST.PRECISE_BN = CN()
+_C.TEST.PRECISE_BN.ENABLED = False  # Detectron2 key, unused
+_C.TEST.PRECISE_BN.NUM_ITER = 200  # Detectron2 key, unused
+_C.TEST.AUG = CN()
+_C.TEST.AUG.ENABLED = False  # test-time augmentation for semantic segmentation
+_C.TEST.AUG.MIN_SIZES = (400, 500, 600, 700, 800, 900, 1000, 1100, 1200)  # TTA shortest edges
+_C.TEST.AUG.MAX_SIZE = 4000  # TTA longest-edge cap
+_C.TEST.AUG.FLIP = True  # TTA horizontal flip
+# SAM proposal ensemble (spec §7.5): cached SAM "everything" masks per image.
+_C.TEST.USE_SAM_MASKS = False  # ensemble cached SAM proposals into the semantic output
+_C.TEST.SAM_MASK_PRED_ALPHA = 0.2  # weight alpha_s of the SAM proposals
+_C.TEST.SAM_MASKS_DIR = "output/sam_masks"  # cache directory written by tools/save_sam_masks.py
+
+# ---------------------------------------------------------------------------------------------
+# Misc
+# ---------------------------------------------------------------------------------------------
+_C.OUTPUT_DIR = "./output"  # logs, checkpoints and evaluation results
+_C.SEED = -1  # random seed (-1: random)
+_C.CUDNN_BENCHMARK = False  # cudnn autotuning
+_C.VIS_PERIOD = 0  # Detectron2 key, unused
+_C.GLOBAL = CN()
+_C.GLOBAL.HACK = 1.0  # Detectron2 key, unused

@@ -1,0 +1,72 @@
+"""Conv with attached norm/activation, an MLP, and feature shape descriptors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """Channels and stride (pixels of input per feature cell) of a feature map."""
+
+    channels: int
+    stride: int
+
+
+def get_norm(norm: str, channels: int) -> nn.Module | None:
+    """Build a normalisation layer by name: "GN" (GroupNorm, 32 groups) or "" (none)."""
+    if norm == "":
+        return None
+    if norm == "GN":
+        return nn.GroupNorm(32, channels)
+    raise ValueError(f"Unknown norm {norm!r}; valid choices are 'GN' and ''.")
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` followed by optional ``norm`` and ``activation`` submodules.
+
+    Keeps Detectron2's attribute names (``weight``, ``norm.weight``) so released state dicts load.
+    """
+
+    def __init__(
+        self,
+        *args,
+        norm: nn.Module | None = None,
+        activation: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.norm = norm
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H', W')."""
+        x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.norm is not None:
+            x = self.norm(x)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
+class MLP(nn.Module):
+    """A plain multi-layer perceptron with ReLU between layers (``layers.{i}`` naming)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int):
+        super().__init__()
+        dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
+        dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., input_dim) -> (..., output_dim)."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
+        return x
