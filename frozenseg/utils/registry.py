@@ -1,6 +1,26 @@
 """Component registries (fvcore's ``Registry``): names in configs map to classes."""
 
-from fvcore.common.registry import Registry
+from fvcore.common.registry import Registry as _FvRegistry
+
+
+class Registry(_FvRegistry):
+    """fvcore's registry, plus registration under an explicit name.
+
+    ``REG.register(name="ReleasedName")`` as a decorator (or ``REG.register(cls, name=...)``)
+    registers a class under the name that released config files use.
+    """
+
+    def register(self, obj=None, *, name: str | None = None):
+        if obj is None:
+
+            def deco(cls):
+                self._do_register(name or cls.__name__, cls)
+                return cls
+
+            return deco
+        self._do_register(name or obj.__name__, obj)
+        return obj
+
 
 BACKBONE_REGISTRY = Registry("BACKBONE")
 BACKBONE_REGISTRY.__doc__ = "Frozen CLIP visual backbones, selected by MODEL.BACKBONE.NAME."

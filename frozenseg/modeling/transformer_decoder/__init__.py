@@ -1,0 +1,29 @@
+"""Transformer decoders (spec §5); importing this package registers them."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ...utils.registry import TRANSFORMER_DECODER_REGISTRY
+from .frozenseg_transformer_decoder import (
+    CrossAttentionLayer,
+    FFNLayer,
+    FrozenSegTransformerDecoder,
+    SelfAttentionLayer,
+    unblock_fully_masked_rows,
+)
+
+__all__ = [
+    "build_transformer_decoder",
+    "CrossAttentionLayer",
+    "FFNLayer",
+    "FrozenSegTransformerDecoder",
+    "SelfAttentionLayer",
+    "unblock_fully_masked_rows",
+]
+
+
+def build_transformer_decoder(cfg, in_channels: int, mask_classification: bool = True) -> nn.Module:
+    """Build the decoder named by ``MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME``."""
+    name = cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME
+    return TRANSFORMER_DECODER_REGISTRY.get(name)(cfg, in_channels, mask_classification)

@@ -1,0 +1,389 @@
+"""Inference-time post-processing (spec §7): ensembles, semantic/panoptic/instance inference.
+
+All functions are pure (no module state, no I/O) and work on one image unless stated otherwise.
+
+Provenance:
+- ``semantic_inference``, ``panoptic_inference``, ``instance_inference`` and
+  ``sem_seg_postprocess`` follow Mask2Former's post-processing (Cheng et al., 2022) and
+  Detectron2's ``sem_seg_postprocess``.
+- ``geometric_ensemble`` follows FC-CLIP's in-/out-of-vocabulary geometric ensemble
+  (Yu et al., 2023), reproduced in the release's exact expression form.
+- ``sam_proposal_ensemble`` follows FrozenSeg's ensemble with cached SAM "everything" proposals
+  (Chen et al., 2024), spec §7.5.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+from torchvision.ops import masks_to_boxes
+
+from frozenseg.structures.instances import Instances
+
+__all__ = [
+    "geometric_ensemble",
+    "semantic_inference",
+    "panoptic_inference",
+    "instance_inference",
+    "resize_masks_to_output",
+    "sem_seg_postprocess",
+    "semantic_only_inference",
+    "sam_proposal_ensemble",
+    "mask_proposals_for_recall",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# §7.2 geometric ensemble
+# --------------------------------------------------------------------------------------------
+def geometric_ensemble(
+    in_logits: torch.Tensor,
+    out_logits: torch.Tensor,
+    seen: torch.Tensor,
+    alpha: float,
+    beta: float,
+    valid_mask: torch.Tensor | None = None,
+    nan_safe: bool = False,
+) -> torch.Tensor:
+    """Geometric ensemble of in-vocabulary (decoder) and out-of-vocabulary (CLIP) classification.
+
+    Args:
+        in_logits: (B, Q, K + 1) decoder class logits, void last.
+        out_logits: (B, Q, K + 1) CLIP mask-pooled class logits, void last (void is dropped).
+        seen: (K,) bool, True for classes that overlap the training vocabulary.
+        alpha: CLIP weight for seen classes (release 0.4).
+        beta: CLIP weight for unseen classes (release 0.8).
+        valid_mask: optional (B, Q) bool (``ENSEMBLE_ON_VALID_MASK``); where False, alpha and beta
+            are 0 so the ensemble reduces to log p_in.
+        nan_safe: False (default) reproduces the release exactly: the seen and unseen terms are
+            combined as ``seen_term * seen + unseen_term * (1 - seen)``; when a probability
+            underflows to 0 a term is -inf and ``-inf * 0`` yields NaN for that entry (and the
+            following softmax spreads it over the row). True selects with ``torch.where`` instead.
+    Returns:
+        (B, Q, K + 1) log-probabilities: ``log(cat(softmax(ens) * (1 - v), v) + 1e-8)`` where
+        ``ens = log(p_in ** (1 - a) * p_out ** a)`` per class (a = alpha for seen, beta for
+        unseen), ``p_in = softmax(in_logits[..., :-1])``, ``p_out = softmax(out_logits[..., :-1])``
+        and ``v = softmax(in_logits)[..., -1:]``.
+    """
+    p_in = in_logits[..., :-1].softmax(-1)
+    p_out = out_logits[..., :-1].softmax(-1)
+    seen_f = seen.to(device=p_in.device, dtype=p_in.dtype)
+
+    if valid_mask is not None:
+        valid = valid_mask.to(device=p_in.device, dtype=p_in.dtype).unsqueeze(-1)
+        a = torch.ones_like(p_in) * alpha * valid
+        b = torch.ones_like(p_in) * beta * valid
+    else:
+        a, b = alpha, beta
+
+    # Exact release expression form (zeros give -inf).
+    seen_term = (p_in ** (1 - a) * p_out**a).log()
+    unseen_term = (p_in ** (1 - b) * p_out**b).log()
+    if nan_safe:
+        ens = torch.where(seen.to(p_in.device).bool(), seen_term, unseen_term)
+    else:
+        ens = seen_term * seen_f + unseen_term * (1 - seen_f)
+
+    is_void_prob = in_logits.softmax(-1)[..., -1:]
+    probs = torch.cat([ens.softmax(-1) * (1.0 - is_void_prob), is_void_prob], dim=-1)
+    return torch.log(probs + 1e-8)
+
+
+# --------------------------------------------------------------------------------------------
+# §7.4 semantic / panoptic / instance inference (Mask2Former)
+# --------------------------------------------------------------------------------------------
+def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch.Tensor:
+    """Semantic map ``Σ_q softmax(mask_cls)[q, :K] · sigmoid(mask_pred[q])``.
+
+    Args:
+        mask_cls: (Q, K + 1) class logits or log-probabilities (void last).
+        mask_pred: (Q, H, W) mask logits.
+    Returns:
+        (K, H, W) per-class scores (not normalised over classes).
+    """
+    cls = F.softmax(mask_cls, dim=-1)[..., :-1]
+    masks = mask_pred.sigmoid()
+    return torch.einsum("qc,qhw->chw", cls, masks)
+
+
+def panoptic_inference(
+    mask_cls: torch.Tensor,
+    mask_pred: torch.Tensor,
+    is_thing: torch.Tensor,
+    object_mask_threshold: float,
+    overlap_threshold: float,
+) -> tuple[torch.Tensor, list[dict]]:
+    """Mask2Former panoptic inference.
+
+    Keeps queries whose argmax label is not void and whose score is ``> object_mask_threshold``.
+    Each pixel is owned by ``argmax_k score_k · sigmoid(mask_k)`` over kept queries. For kept
+    query k (in query order), exactly as Mask2Former::
+
+        mask_area     = (owner == k).sum()
+        original_area = (sigmoid(mask_k) >= 0.5).sum()
+        mask          = (owner == k) & (sigmoid(mask_k) >= 0.5)
+        if mask_area > 0 and original_area > 0 and mask.sum() > 0:
+            if mask_area / original_area < overlap_threshold: skip
+            stuff: every query of an already-seen stuff class paints the same segment id
+            otherwise: new id (1, 2, ...) painted on ``mask``
+
+    Args:
+        mask_cls: (Q, K + 1) class logits or log-probabilities (void last).
+        mask_pred: (Q, H, W) mask logits.
+        is_thing: (K,) bool, True for thing classes.
+        object_mask_threshold: minimum class score to keep a query.
+        overlap_threshold: minimum visible/original area ratio to keep a segment.
+    Returns:
+        panoptic_seg: (H, W) int32, 0 = unlabelled, segment ids from 1.
+        segments_info: list of ``{"id": int, "isthing": bool, "category_id": int}``.
+    """
+    num_classes = mask_cls.shape[-1] - 1
+    scores, labels = F.softmax(mask_cls, dim=-1).max(-1)
+    masks = mask_pred.sigmoid()
+    keep = labels.ne(num_classes) & (scores > object_mask_threshold)
+    cur_scores = scores[keep]
+    cur_classes = labels[keep]
+    cur_masks = masks[keep]
+    cur_prob_masks = cur_scores.view(-1, 1, 1) * cur_masks
+
+    h, w = masks.shape[-2:]
+    panoptic_seg = torch.zeros((h, w), dtype=torch.int32, device=masks.device)
+    segments_info: list[dict] = []
+    if cur_masks.shape[0] == 0:
+        return panoptic_seg, segments_info
+
+    is_thing = is_thing.to(device="cpu", dtype=torch.bool)
+    cur_mask_ids = cur_prob_masks.argmax(0)
+    stuff_memory_list: dict[int, int] = {}
+    current_segment_id = 0
+    for k in range(cur_classes.shape[0]):
+        pred_class = int(cur_classes[k].item())
+        isthing = bool(is_thing[pred_class].item())
+        mask_area = (cur_mask_ids == k).sum().item()
+        original_area = (cur_masks[k] >= 0.5).sum().item()
+        mask = (cur_mask_ids == k) & (cur_masks[k] >= 0.5)
+        if mask_area > 0 and original_area > 0 and mask.sum().item() > 0:
+            if mask_area / original_area < overlap_threshold:
+                continue
+            if not isthing:
+                if pred_class in stuff_memory_list:
+                    panoptic_seg[mask] = stuff_memory_list[pred_class]
+                    continue
+                stuff_memory_list[pred_class] = current_segment_id + 1
+            current_segment_id += 1
+            panoptic_seg[mask] = current_segment_id
+            segments_info.append(
+                {"id": current_segment_id, "isthing": isthing, "category_id": pred_class}
+            )
+    return panoptic_seg, segments_info
+
+
+def instance_inference(
+    mask_cls: torch.Tensor,
+    mask_pred: torch.Tensor,
+    is_thing: torch.Tensor,
+    topk: int,
+    panoptic_on: bool,
+) -> Instances:
+    """Mask2Former instance inference: top-k over all (query, class) pairs.
+
+    ``scores = softmax(mask_cls)[:, :K]`` is flattened query-major (index = q·K + c); the top
+    ``min(topk, Q·K)`` are taken in descending order (``sorted=True``, deterministic; the release
+    uses ``sorted=False``, which only changes the order). With ``panoptic_on`` only thing classes
+    are kept. Binary masks are ``mask_pred > 0``; the final score is the class score times the
+    mean mask probability inside the binary mask (``/(area + 1e-6)``).
+
+    Args:
+        mask_cls: (Q, K + 1) class logits or log-probabilities (void last).
+        mask_pred: (Q, H, W) mask logits.
+        is_thing: (K,) bool.
+        topk: detections per image.
+        panoptic_on: keep thing classes only.
+    Returns:
+        ``Instances`` of image_size (H, W) with ``pred_masks`` (N, H, W) bool, ``scores`` (N,),
+        ``pred_classes`` (N,) int64 and ``pred_boxes`` (N, 4) float XYXY computed from the binary
+        masks with ``torchvision.ops.masks_to_boxes`` (inclusive max pixel index; empty masks give
+        zeros). The release leaves boxes at zero (its mask-derived alternative, Detectron2's
+        ``BitMasks.get_bounding_boxes``, uses exclusive x2/y2 = max index + 1).
+    """
+    num_queries, num_classes = mask_cls.shape[0], mask_cls.shape[-1] - 1
+    scores = F.softmax(mask_cls, dim=-1)[:, :-1]
+    labels = (
+        torch.arange(num_classes, device=mask_cls.device)
+        .unsqueeze(0)
+        .repeat(num_queries, 1)
+        .flatten(0, 1)
+    )
+    k = min(int(topk), num_queries * num_classes)
+    scores_per_image, topk_indices = scores.flatten(0, 1).topk(k, sorted=True)
+    labels_per_image = labels[topk_indices]
+    query_indices = topk_indices // num_classes
+    masks = mask_pred[query_indices]
+    if panoptic_on:
+        keep = is_thing.to(device=labels_per_image.device, dtype=torch.bool)[labels_per_image]
+        scores_per_image = scores_per_image[keep]
+        labels_per_image = labels_per_image[keep]
+        masks = masks[keep]
+
+    binary = masks > 0
+    binary_f = binary.flatten(1).to(masks.dtype)
+    mask_scores = (masks.sigmoid().flatten(1) * binary_f).sum(1) / (binary_f.sum(1) + 1e-6)
+
+    boxes = torch.zeros((binary.shape[0], 4), dtype=torch.float32, device=masks.device)
+    nonempty = binary.flatten(1).any(1)
+    if nonempty.any():
+        boxes[nonempty] = masks_to_boxes(binary[nonempty]).to(torch.float32)
+
+    h, w = mask_pred.shape[-2:]
+    return Instances(
+        (h, w),
+        pred_masks=binary,
+        scores=scores_per_image * mask_scores,
+        pred_classes=labels_per_image.to(torch.int64),
+        pred_boxes=boxes,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# §7.3 mask resizing
+# --------------------------------------------------------------------------------------------
+def sem_seg_postprocess(
+    result: torch.Tensor, image_size: tuple[int, int], output_height: int, output_width: int
+) -> torch.Tensor:
+    """Detectron2's ``sem_seg_postprocess``: crop the padding, then resize.
+
+    Args:
+        result: (C, Hp, Wp) map at the padded input size.
+        image_size: (h, w) of the unpadded input, ``h <= Hp``, ``w <= Wp``.
+        output_height, output_width: requested output size.
+    Returns:
+        (C, output_height, output_width), bilinear with ``align_corners=False``.
+    """
+    result = result[:, : image_size[0], : image_size[1]].expand(1, -1, -1, -1)
+    return F.interpolate(
+        result, size=(int(output_height), int(output_width)), mode="bilinear", align_corners=False
+    )[0]
+
+
+def resize_masks_to_output(
+    mask_pred: torch.Tensor,
+    padded_size: tuple[int, int],
+    image_size: tuple[int, int],
+    output_size: tuple[int, int],
+) -> torch.Tensor:
+    """Upsample mask logits to the padded input, crop to the image, resize to the output.
+
+    Used when panoptic, instance or recall output is enabled (the masks are resized before
+    inference).
+
+    Args:
+        mask_pred: (Q, h4, w4) mask logits (stride 4).
+        padded_size: (Hp, Wp) padded input size.
+        image_size: (h, w) unpadded input size.
+        output_size: (oh, ow) requested output size.
+    Returns:
+        (Q, oh, ow) mask logits; both resizes bilinear with ``align_corners=False``.
+    """
+    up = F.interpolate(
+        mask_pred[None], size=tuple(int(s) for s in padded_size), mode="bilinear",
+        align_corners=False,
+    )[0]
+    return sem_seg_postprocess(up, image_size, output_size[0], output_size[1])
+
+
+def semantic_only_inference(
+    mask_cls: torch.Tensor,
+    mask_pred_padded: torch.Tensor,
+    image_size: tuple[int, int],
+    output_size: tuple[int, int],
+) -> torch.Tensor:
+    """Release order when only semantic output is enabled: infer at padded size, then resize.
+
+    The semantic map is computed from the masks at the padded input size and then cropped and
+    resized. This differs numerically from resizing the mask logits first
+    (``semantic_inference(cls, sem_seg_postprocess(masks, ...))``) because the sigmoid does not
+    commute with bilinear interpolation (they agree when no resize happens).
+
+    Args:
+        mask_cls: (Q, K + 1) class logits or log-probabilities.
+        mask_pred_padded: (Q, Hp, Wp) mask logits at the padded input size.
+        image_size: (h, w) unpadded input size.
+        output_size: (oh, ow).
+    Returns:
+        (K, oh, ow).
+    """
+    r = semantic_inference(mask_cls, mask_pred_padded)
+    return sem_seg_postprocess(r, image_size, output_size[0], output_size[1])
+
+
+# --------------------------------------------------------------------------------------------
+# §7.5 SAM proposal ensemble, §7.6 recall
+# --------------------------------------------------------------------------------------------
+def sam_proposal_ensemble(
+    query_cls_probs: torch.Tensor,
+    query_masks: torch.Tensor,
+    proposal_cls_probs: torch.Tensor,
+    proposal_masks: torch.Tensor,
+    seen: torch.Tensor,
+    alpha_s: float,
+    unseen_threshold: float = 0.5,
+) -> torch.Tensor:
+    """Semantic map ensembling decoder queries with cached SAM proposals (spec §7.5).
+
+    ``semseg = Σ_q p_q⊙[seen]·m_q + (1 − α_s) Σ_q p_q⊙[unseen]·m_q
+    + α_s Σ_{m : max_{c unseen} p'_m[c] > 0.5} p'_m⊙[unseen]·m'_m``
+    where ``p⊙[seen]`` zeroes the unseen entries of the probability vector.
+
+    Units: class inputs are probabilities in [0, 1] (softmax with void already dropped), mask
+    inputs are sigmoid probabilities in [0, 1] (not logits); the output has the same units as
+    ``semantic_inference`` (a sum of class-probability × mask-probability products, not
+    normalised over classes).
+
+    Args:
+        query_cls_probs: (Q, K).
+        query_masks: (Q, H, W).
+        proposal_cls_probs: (M, K).
+        proposal_masks: (M, H, W).
+        seen: (K,) bool.
+        alpha_s: proposal weight for unseen classes (``TEST.SAM_MASK_PRED_ALPHA``, release 0.2).
+        unseen_threshold: a proposal contributes only if its largest unseen-class probability is
+            strictly greater than this (0.5).
+    Returns:
+        (K, H, W).
+    """
+    seen_f = seen.to(device=query_cls_probs.device, dtype=query_cls_probs.dtype)
+    unseen_f = 1 - seen_f
+    q_weight = query_cls_probs * seen_f + (1 - alpha_s) * query_cls_probs * unseen_f
+    semseg = torch.einsum("qc,qhw->chw", q_weight, query_masks.to(query_cls_probs.dtype))
+
+    if proposal_cls_probs.shape[0] > 0 and bool(seen.logical_not().any()):
+        p_unseen = proposal_cls_probs * unseen_f
+        max_unseen = p_unseen[:, ~seen.to(device=p_unseen.device, dtype=torch.bool)].amax(-1)
+        sel = max_unseen > unseen_threshold
+        if sel.any():
+            semseg = semseg + alpha_s * torch.einsum(
+                "mc,mhw->chw", p_unseen[sel], proposal_masks[sel].to(p_unseen.dtype)
+            )
+    return semseg
+
+
+def mask_proposals_for_recall(
+    mask_pred: torch.Tensor, extra_proposals: torch.Tensor | None = None
+) -> torch.Tensor:
+    """All mask proposals for recall evaluation (spec §7.6), binarised with ``> 0``.
+
+    Args:
+        mask_pred: (Q, H, W) query mask logits.
+        extra_proposals: optional (M, H, W) SAM proposal logits at the same size.
+    Returns:
+        (Q + M, H, W) bool, queries first.
+    """
+    masks = [mask_pred > 0]
+    if extra_proposals is not None:
+        if extra_proposals.shape[-2:] != mask_pred.shape[-2:]:
+            raise ValueError(
+                f"extra_proposals size {tuple(extra_proposals.shape[-2:])} differs from mask_pred "
+                f"size {tuple(mask_pred.shape[-2:])}."
+            )
+        masks.append(extra_proposals.to(mask_pred.device) > 0)
+    return torch.cat(masks, dim=0)

@@ -1,0 +1,533 @@
+"""FrozenSeg's masked-attention transformer decoder (spec §5).
+
+Provenance: the decoder is the multi-scale masked-attention decoder of Mask2Former (Cheng et al.,
+"Masked-attention Mask Transformer for Universal Image Segmentation", CVPR 2022): learnable query
+features and positions, masked cross-attention cycling over three feature scales, self-attention,
+FFN, and a prediction head before the first layer and after every layer (deep supervision). The
+open-vocabulary head (mask pooling + ``_mask_pooling_proj`` + class-embedding MLP classified
+against a text classifier) follows FC-CLIP (Yu et al., 2023). The Feature Injector (CLIP tokens
+attend to SAM-branch tokens) and the Query Injector (SAM-pooled query embeddings added to the
+queries) are FrozenSeg's (Chen et al., "FrozenSeg: Harmonizing Frozen Foundation Models for
+Open-Vocabulary Segmentation", 2024).
+
+Parameter names reproduce the released checkpoints (``sem_seg_head.predictor.*``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ...config import configurable
+from ...layers import MLP, Conv2d, PositionEmbeddingSine
+from ...utils.registry import TRANSFORMER_DECODER_REGISTRY
+from ..open_vocab import get_classification_logits, mask_pooling
+
+__all__ = [
+    "SelfAttentionLayer",
+    "CrossAttentionLayer",
+    "FFNLayer",
+    "FrozenSegTransformerDecoder",
+    "unblock_fully_masked_rows",
+]
+
+# Number of CLIP feature scales the decoder cycles over (strides 32, 16, 8).
+NUM_FEATURE_LEVELS = 3
+
+
+def _c2_xavier_fill(module: nn.Module) -> None:
+    """Detectron2's ``c2_xavier_fill``: kaiming-uniform (a=1) weight, zero bias."""
+    nn.init.kaiming_uniform_(module.weight, a=1)
+    if module.bias is not None:
+        nn.init.constant_(module.bias, 0)
+
+
+def _with_pos_embed(tensor: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+    return tensor if pos is None else tensor + pos
+
+
+def _get_activation_fn(activation: str):
+    if activation == "relu":
+        return F.relu
+    if activation == "gelu":
+        return F.gelu
+    if activation == "glu":
+        return F.glu
+    raise ValueError(f"Unknown activation {activation!r}; valid choices are relu, gelu, glu.")
+
+
+def unblock_fully_masked_rows(attn_mask: torch.Tensor) -> torch.Tensor:
+    """Unblock every attention row that would block all keys (Mask2Former rule).
+
+    Args:
+        attn_mask: (N, L, S) bool, True = blocked.
+    Returns:
+        (N, L, S) bool: a copy where rows with all S entries True are set entirely to False.
+    """
+    return attn_mask & ~attn_mask.all(dim=-1, keepdim=True)
+
+
+class SelfAttentionLayer(nn.Module):
+    """Self-attention + residual + LayerNorm over (L, B, C) sequences (post- or pre-norm)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        normalize_before: bool = False,
+    ):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.activation = _get_activation_fn(activation)
+        self.normalize_before = normalize_before
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def forward_post(self, tgt, tgt_mask=None, tgt_key_padding_mask=None, query_pos=None):
+        q = k = _with_pos_embed(tgt, query_pos)
+        tgt2 = self.self_attn(
+            q, k, value=tgt, attn_mask=tgt_mask, key_padding_mask=tgt_key_padding_mask
+        )[0]
+        tgt = tgt + self.dropout(tgt2)
+        return self.norm(tgt)
+
+    def forward_pre(self, tgt, tgt_mask=None, tgt_key_padding_mask=None, query_pos=None):
+        tgt2 = self.norm(tgt)
+        q = k = _with_pos_embed(tgt2, query_pos)
+        tgt2 = self.self_attn(
+            q, k, value=tgt2, attn_mask=tgt_mask, key_padding_mask=tgt_key_padding_mask
+        )[0]
+        return tgt + self.dropout(tgt2)
+
+    def forward(
+        self,
+        tgt: torch.Tensor,
+        tgt_mask: torch.Tensor | None = None,
+        tgt_key_padding_mask: torch.Tensor | None = None,
+        query_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """tgt, query_pos: (L, B, C) -> (L, B, C)."""
+        if self.normalize_before:
+            return self.forward_pre(tgt, tgt_mask, tgt_key_padding_mask, query_pos)
+        return self.forward_post(tgt, tgt_mask, tgt_key_padding_mask, query_pos)
+
+
+class CrossAttentionLayer(nn.Module):
+    """Cross-attention (query = tgt + query_pos, key = memory + pos, value = memory) + residual
+    + LayerNorm over (L, B, C) / (S, B, C) sequences (post- or pre-norm)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        normalize_before: bool = False,
+    ):
+        super().__init__()
+        self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.activation = _get_activation_fn(activation)
+        self.normalize_before = normalize_before
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def forward_post(
+        self, tgt, memory, memory_mask=None, memory_key_padding_mask=None, pos=None, query_pos=None
+    ):
+        tgt2 = self.multihead_attn(
+            query=_with_pos_embed(tgt, query_pos),
+            key=_with_pos_embed(memory, pos),
+            value=memory,
+            attn_mask=memory_mask,
+            key_padding_mask=memory_key_padding_mask,
+        )[0]
+        tgt = tgt + self.dropout(tgt2)
+        return self.norm(tgt)
+
+    def forward_pre(
+        self, tgt, memory, memory_mask=None, memory_key_padding_mask=None, pos=None, query_pos=None
+    ):
+        tgt2 = self.norm(tgt)
+        tgt2 = self.multihead_attn(
+            query=_with_pos_embed(tgt2, query_pos),
+            key=_with_pos_embed(memory, pos),
+            value=memory,
+            attn_mask=memory_mask,
+            key_padding_mask=memory_key_padding_mask,
+        )[0]
+        return tgt + self.dropout(tgt2)
+
+    def forward(
+        self,
+        tgt: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor | None = None,
+        memory_key_padding_mask: torch.Tensor | None = None,
+        pos: torch.Tensor | None = None,
+        query_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """tgt, query_pos: (L, B, C); memory, pos: (S, B, C); memory_mask: (B*heads, L, S) bool,
+        True = blocked. Returns (L, B, C)."""
+        if self.normalize_before:
+            return self.forward_pre(
+                tgt, memory, memory_mask, memory_key_padding_mask, pos, query_pos
+            )
+        return self.forward_post(tgt, memory, memory_mask, memory_key_padding_mask, pos, query_pos)
+
+
+class FFNLayer(nn.Module):
+    """linear1 -> activation -> dropout -> linear2, + residual + LayerNorm (post- or pre-norm)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        normalize_before: bool = False,
+    ):
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm = nn.LayerNorm(d_model)
+        self.activation = _get_activation_fn(activation)
+        self.normalize_before = normalize_before
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def forward_post(self, tgt):
+        tgt2 = self.linear2(self.dropout(self.activation(self.linear1(tgt))))
+        tgt = tgt + self.dropout(tgt2)
+        return self.norm(tgt)
+
+    def forward_pre(self, tgt):
+        tgt2 = self.norm(tgt)
+        tgt2 = self.linear2(self.dropout(self.activation(self.linear1(tgt2))))
+        return tgt + self.dropout(tgt2)
+
+    def forward(self, tgt: torch.Tensor) -> torch.Tensor:
+        """(L, B, C) -> (L, B, C)."""
+        if self.normalize_before:
+            return self.forward_pre(tgt)
+        return self.forward_post(tgt)
+
+
+class FrozenSegTransformerDecoder(nn.Module):
+    """Mask2Former masked-attention decoder with FrozenSeg's Feature and Query Injectors.
+
+    Registered as ``"MultiScaleMaskedTransformerDecoder"`` (the released config value of
+    ``MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME``). Layer ``i`` attends to CLIP level
+    ``i % 3``; layers whose level equals ``sam_feature_fuse_layer`` first let the CLIP tokens
+    attend to the SAM-branch tokens (Feature Injector), and after the prediction head of layers
+    whose level equals ``sam_query_fuse_layer`` the SAM-pooled query embeddings are added to the
+    queries (Query Injector).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        in_channels: int,
+        mask_classification: bool = True,
+        *,
+        hidden_dim: int,
+        num_queries: int,
+        nheads: int,
+        dim_feedforward: int,
+        dec_layers: int,
+        pre_norm: bool,
+        mask_dim: int,
+        enforce_input_project: bool,
+        embed_dim: int,
+        sam_feature_fuse_layer: int = 0,
+        sam_query_fuse_layer: int = 2,
+        dropout: float = 0.0,
+    ):
+        """
+        Args:
+            in_channels: channels of the three multi-scale features fed to ``forward``.
+            mask_classification: must be True (the decoder always classifies its masks).
+            hidden_dim: decoder width C.
+            num_queries: Q.
+            nheads: attention heads.
+            dim_feedforward: FFN width.
+            dec_layers: number of decoder layers (the config's ``DEC_LAYERS - 1``).
+            pre_norm: pre-norm layers (released: post-norm).
+            mask_dim: channels of the mask features (and of the SAM encoder output); must equal
+                ``hidden_dim`` because pooled embeddings are added to the queries.
+            enforce_input_project: 1x1 input projections even when ``in_channels == hidden_dim``.
+            embed_dim: CLIP joint embedding dim D (output of ``class_embed``).
+            sam_feature_fuse_layer: level (0..2) whose layers run the Feature Injector.
+            sam_query_fuse_layer: level (0..2) whose layers run the Query Injector.
+            dropout: dropout in the attention and FFN layers (released: 0).
+        """
+        super().__init__()
+        if not mask_classification:
+            raise ValueError("FrozenSegTransformerDecoder only supports mask classification.")
+        if mask_dim != hidden_dim:
+            raise ValueError(
+                f"FrozenSegTransformerDecoder needs mask_dim == hidden_dim (got {mask_dim} and "
+                f"{hidden_dim}): mask-pooled embeddings are added to the decoder queries."
+            )
+        self.mask_classification = mask_classification
+        self.num_heads = nheads
+        self.num_layers = dec_layers
+        self.num_queries = num_queries
+        self.num_feature_levels = NUM_FEATURE_LEVELS
+        self.sam_feature_fuse_layer = sam_feature_fuse_layer
+        self.sam_query_fuse_layer = sam_query_fuse_layer
+
+        self.pe_layer = PositionEmbeddingSine(hidden_dim // 2, normalize=True)
+
+        self.transformer_self_attention_layers = nn.ModuleList()
+        self.transformer_cross_attention_layers = nn.ModuleList()
+        self.transformer_cross_attention_layers_sam = nn.ModuleDict()
+        self.transformer_ffn_layers = nn.ModuleList()
+        for i in range(dec_layers):
+            self.transformer_self_attention_layers.append(
+                SelfAttentionLayer(hidden_dim, nheads, dropout=dropout, normalize_before=pre_norm)
+            )
+            self.transformer_cross_attention_layers.append(
+                CrossAttentionLayer(hidden_dim, nheads, dropout=dropout, normalize_before=pre_norm)
+            )
+            if i % self.num_feature_levels == sam_feature_fuse_layer:
+                self.transformer_cross_attention_layers_sam[str(i)] = CrossAttentionLayer(
+                    hidden_dim, nheads, dropout=dropout, normalize_before=pre_norm
+                )
+            self.transformer_ffn_layers.append(
+                FFNLayer(
+                    hidden_dim,
+                    dim_feedforward=dim_feedforward,
+                    dropout=dropout,
+                    normalize_before=pre_norm,
+                )
+            )
+
+        self.decoder_norm = nn.LayerNorm(hidden_dim)
+        self.query_feat = nn.Embedding(num_queries, hidden_dim)
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)
+        self.level_embed = nn.Embedding(self.num_feature_levels, hidden_dim)
+
+        self.input_proj = nn.ModuleList()
+        for _ in range(self.num_feature_levels):
+            if in_channels != hidden_dim or enforce_input_project:
+                proj = Conv2d(in_channels, hidden_dim, kernel_size=1)
+                _c2_xavier_fill(proj)
+                self.input_proj.append(proj)
+            else:
+                self.input_proj.append(nn.Sequential())
+
+        self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
+        self._mask_pooling_proj = nn.Sequential(
+            nn.LayerNorm(mask_dim), nn.Linear(mask_dim, mask_dim)
+        )
+        self.class_embed = MLP(hidden_dim, hidden_dim, embed_dim, 3)
+        self.logit_scale = nn.Parameter(torch.ones([]) * math.log(1 / 0.07))
+
+    @classmethod
+    def from_config(cls, cfg, in_channels: int, mask_classification: bool = True) -> dict:
+        mf = cfg.MODEL.MASK_FORMER
+        if mf.DEC_LAYERS < 1:
+            raise ValueError(f"MODEL.MASK_FORMER.DEC_LAYERS must be >= 1, got {mf.DEC_LAYERS}.")
+        return {
+            "in_channels": in_channels,
+            "mask_classification": mask_classification,
+            "hidden_dim": mf.HIDDEN_DIM,
+            "num_queries": mf.NUM_OBJECT_QUERIES,
+            "nheads": mf.NHEADS,
+            "dim_feedforward": mf.DIM_FEEDFORWARD,
+            # DEC_LAYERS counts the prediction on the learnable queries as one layer.
+            "dec_layers": mf.DEC_LAYERS - 1,
+            "pre_norm": mf.PRE_NORM,
+            "mask_dim": cfg.MODEL.SEM_SEG_HEAD.MASK_DIM,
+            "enforce_input_project": mf.ENFORCE_INPUT_PROJ,
+            "embed_dim": cfg.MODEL.FROZEN_SEG.EMBED_DIM,
+            "sam_feature_fuse_layer": cfg.MODEL.FROZEN_SEG.SAM_FEATURE_FUSE_LAYER,
+            "sam_query_fuse_layer": cfg.MODEL.FROZEN_SEG.SAM_QUERY_FUSE_LAYER,
+            "dropout": mf.DROPOUT,
+        }
+
+    def forward(
+        self,
+        x: Sequence[torch.Tensor],
+        mask_features: torch.Tensor,
+        sam_feature: torch.Tensor,
+        sam_embed: torch.Tensor,
+        text_classifier: torch.Tensor,
+        num_templates: Sequence[int],
+        mask: torch.Tensor | None = None,
+    ) -> dict:
+        """Run the decoder.
+
+        Args:
+            x: three CLIP-branch features (B, C_in, H_l, W_l), strides 32, 16, 8 in that order.
+            mask_features: (B, mask_dim, H/4, W/4).
+            sam_feature: S, (B, hidden, h_s, w_s), the SAM-branch output of the pixel decoder.
+            sam_embed: E_sam, (B, mask_dim, 64, 64), the raw SAM image-encoder output.
+            text_classifier: (K' + 1, D) L2-normalised synonym rows, void row last.
+            num_templates: synonyms per class, ``sum == K'``.
+            mask: ignored (Mask2Former does not mask padded regions in the decoder).
+        Returns:
+            ``{"pred_logits": (B, Q, K+1), "pred_masks": (B, Q, H/4, W/4), "aux_outputs": [...]}``
+            where ``aux_outputs`` holds the same two entries for every earlier head (the head
+            on the learnable queries and after every layer but the last).
+        """
+        del mask
+        if len(x) != self.num_feature_levels:
+            raise ValueError(f"Expected {self.num_feature_levels} feature levels, got {len(x)}.")
+
+        src, pos, size_list = [], [], []
+        for lvl in range(self.num_feature_levels):
+            size_list.append(x[lvl].shape[-2:])
+            # (B, C, HW) -> (HW, B, C)
+            pos.append(self.pe_layer(x[lvl], None).flatten(2).permute(2, 0, 1))
+            s = self.input_proj[lvl](x[lvl]).flatten(2)
+            src.append((s + self.level_embed.weight[lvl][None, :, None]).permute(2, 0, 1))
+
+        bs = src[0].shape[1]
+        query_embed = self.query_embed.weight.unsqueeze(1).repeat(1, bs, 1)  # (Q, B, C)
+        output = self.query_feat.weight.unsqueeze(1).repeat(1, bs, 1)  # (Q, B, C)
+
+        # SAM-branch tokens for the Feature Injector (computed once; independent of the layer).
+        sam_src = sam_pos = None
+        if len(self.transformer_cross_attention_layers_sam) > 0:
+            s = sam_feature
+            if not self.training:
+                s = F.interpolate(s, size=size_list[0], mode="bilinear", align_corners=False)
+            sam_pos = self.pe_layer(s, None).flatten(2).permute(2, 0, 1)
+            sam_src = (s.flatten(2) + self.level_embed.weight[0][None, :, None]).permute(2, 0, 1)
+
+        predictions_class, predictions_mask = [], []
+        outputs_class, outputs_mask, attn_mask, sam_query_embed = self.forward_prediction_heads(
+            output, mask_features, size_list[0], text_classifier, num_templates, sam_embed
+        )
+        predictions_class.append(outputs_class)
+        predictions_mask.append(outputs_mask)
+
+        for i in range(self.num_layers):
+            level_index = i % self.num_feature_levels
+            attn_mask = unblock_fully_masked_rows(attn_mask)
+
+            if level_index == self.sam_feature_fuse_layer:
+                # Feature Injector: CLIP tokens of this level attend to the SAM tokens.
+                memory = self.transformer_cross_attention_layers_sam[str(i)](
+                    src[level_index],
+                    sam_src,
+                    memory_mask=None,
+                    memory_key_padding_mask=None,
+                    pos=sam_pos,
+                    query_pos=pos[level_index],
+                )
+                # Release behaviour: the fused memory is attended without positional encoding.
+                memory_pos = None
+            else:
+                memory = src[level_index]
+                memory_pos = pos[level_index]
+
+            output = self.transformer_cross_attention_layers[i](
+                output,
+                memory,
+                memory_mask=attn_mask,
+                memory_key_padding_mask=None,
+                pos=memory_pos,
+                query_pos=query_embed,
+            )
+            output = self.transformer_self_attention_layers[i](
+                output, tgt_mask=None, tgt_key_padding_mask=None, query_pos=query_embed
+            )
+            output = self.transformer_ffn_layers[i](output)
+
+            outputs_class, outputs_mask, attn_mask, sam_query_embed = self.forward_prediction_heads(
+                output,
+                mask_features,
+                size_list[(i + 1) % self.num_feature_levels],
+                text_classifier,
+                num_templates,
+                sam_embed,
+            )
+            if level_index == self.sam_query_fuse_layer:
+                # Query Injector: add the SAM-pooled embeddings to the queries.
+                output = output + sam_query_embed
+            predictions_class.append(outputs_class)
+            predictions_mask.append(outputs_mask)
+
+        return {
+            "pred_logits": predictions_class[-1],
+            "pred_masks": predictions_mask[-1],
+            "aux_outputs": [
+                {"pred_logits": c, "pred_masks": m}
+                for c, m in zip(predictions_class[:-1], predictions_mask[:-1])
+            ],
+        }
+
+    def forward_prediction_heads(
+        self,
+        output: torch.Tensor,
+        mask_features: torch.Tensor,
+        attn_mask_target_size: Sequence[int],
+        text_classifier: torch.Tensor,
+        num_templates: Sequence[int],
+        sam_embed: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Prediction head on the queries.
+
+        Args:
+            output: (Q, B, C) query features.
+            mask_features: (B, mask_dim, H/4, W/4).
+            attn_mask_target_size: (h, w) of the level the next layer attends to.
+            text_classifier: (K' + 1, D).
+            num_templates: synonyms per class.
+            sam_embed: (B, mask_dim, 64, 64).
+        Returns:
+            outputs_class (B, Q, K+1); outputs_mask (B, Q, H/4, W/4); attn_mask
+            (B*heads, Q, h*w) bool, True = blocked (sigmoid < 0.5), detached; sam_query_embed
+            (Q, B, C), the SAM-pooled embeddings through ``_mask_pooling_proj``.
+        """
+        decoder_output = self.decoder_norm(output).transpose(0, 1)  # (B, Q, C)
+        mask_embed = self.mask_embed(decoder_output)
+        outputs_mask = torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)
+
+        maskpool_embeddings = self._mask_pooling_proj(mask_pooling(mask_features, outputs_mask))
+        class_embed = self.class_embed(maskpool_embeddings + decoder_output)
+        outputs_class = get_classification_logits(
+            class_embed, text_classifier, self.logit_scale.exp(), num_templates
+        )
+
+        attn_mask = F.interpolate(
+            outputs_mask, size=attn_mask_target_size, mode="bilinear", align_corners=False
+        )
+        # (B, Q, hw) -> (B, heads, Q, hw) -> (B*heads, Q, hw), batch-major as nn.MultiheadAttention
+        attn_mask = attn_mask.sigmoid().flatten(2).unsqueeze(1).repeat(1, self.num_heads, 1, 1)
+        attn_mask = (attn_mask.flatten(0, 1) < 0.5).bool().detach()
+
+        sam_query_embed = self._mask_pooling_proj(mask_pooling(sam_embed, outputs_mask))
+        sam_query_embed = sam_query_embed.transpose(0, 1)
+        return outputs_class, outputs_mask, attn_mask, sam_query_embed
+
+
+# Registered under the released config value of MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME.
+TRANSFORMER_DECODER_REGISTRY.register(
+    FrozenSegTransformerDecoder, name="MultiScaleMaskedTransformerDecoder"
+)

@@ -1,0 +1,102 @@
+"""The configuration system: defaults, released YAMLs, _BASE_, overrides, unknown keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from frozenseg import get_cfg
+from frozenseg.config import UnknownConfigKeyError
+
+from ..conftest import RELEASED_CONFIGS, REPO_ROOT, require_shared
+
+RELEASED_FILES = [
+    "coco/Base-COCO-PanopticSegmentation.yaml",
+    "coco/maskformer2_R50_bs16_50ep.yaml",
+    *[
+        f"coco/frozenseg/convnext_large_eval_{n}.yaml"
+        for n in ("ade20k", "a847", "pc459", "pas21", "cityscapes", "mapillary_vistas",
+                  "bdd_sem", "bdd_panop", "lvis", "coco")
+    ],
+    "coco/frozenseg/r50x64_eval_ade20k.yaml",
+]
+
+
+def _load(path: Path):
+    cfg = get_cfg()
+    cfg.merge_from_file(str(path))
+    return cfg
+
+
+@pytest.mark.parametrize("rel", RELEASED_FILES)
+def test_project_copy_loads(rel):
+    cfg = _load(REPO_ROOT / "configs" / rel)
+    assert cfg.SOLVER.IMS_PER_BATCH == 16
+    assert cfg.MODEL.MASK_FORMER.DEC_LAYERS == 10
+
+
+@pytest.mark.parametrize("rel", RELEASED_FILES)
+def test_released_file_loads_and_equals_project_copy(rel):
+    released = require_shared(RELEASED_CONFIGS / rel)
+    assert _load(released) == _load(REPO_ROOT / "configs" / rel)
+
+
+def test_base_inheritance_values():
+    cfg = _load(REPO_ROOT / "configs/coco/frozenseg/r50x64_eval_ade20k.yaml")
+    # from r50x64 itself
+    assert cfg.MODEL.FROZEN_SEG.CLIP_MODEL_NAME == "RN50x64"
+    assert cfg.MODEL.FROZEN_SEG.EMBED_DIM == 1024
+    assert cfg.MODEL.FROZEN_SEG.ENSEMBLE_ON_VALID_MASK is True
+    # from convnext_large_eval_ade20k.yaml (its base)
+    assert cfg.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES == 250
+    assert cfg.MODEL.META_ARCHITECTURE == "FrozenSeg"
+    # from maskformer2_R50_bs16_50ep.yaml and Base-COCO
+    assert cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES == 133
+    assert cfg.SOLVER.STEPS == (327778, 355092)
+    assert cfg.MODEL.RESNETS.DEPTH == 50  # kept although unused
+    assert cfg.DATASETS.TEST == ("openvocab_ade20k_full_sem_seg_val",)
+
+
+def test_merge_from_list_reaches_config():
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.SAM_NAME", "vit_l", "SOLVER.BASE_LR", "0.5", "DATASETS.TEST", "('a', 'b')"])
+    assert cfg.MODEL.SAM_NAME == "vit_l"
+    assert cfg.SOLVER.BASE_LR == 0.5
+    assert cfg.DATASETS.TEST == ("a", "b")
+
+
+def test_unknown_key_in_overrides_is_named_with_suggestion():
+    cfg = get_cfg()
+    with pytest.raises(UnknownConfigKeyError) as e:
+        cfg.merge_from_list(["MODEL.FROZEN_SEG.CLIP_MODLE_NAME", "x"])
+    msg = str(e.value)
+    assert "MODEL.FROZEN_SEG.CLIP_MODLE_NAME" in msg and "MODEL.FROZEN_SEG.CLIP_MODEL_NAME" in msg
+
+
+def test_unknown_key_in_file_is_named(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("MODEL:\n  SAM_NAEM: vit_b\n")
+    with pytest.raises(UnknownConfigKeyError) as e:
+        _load(f)
+    assert "MODEL.SAM_NAEM" in str(e.value) and "bad.yaml" in str(e.value)
+
+
+def test_odd_override_list_is_refused():
+    with pytest.raises(ValueError, match="KEY VALUE pairs"):
+        get_cfg().merge_from_list(["MODEL.SAM_NAME"])
+
+
+def test_every_default_key_is_documented():
+    """Each key in defaults.py carries a comment on its line."""
+    src = (REPO_ROOT / "frozenseg/config/defaults.py").read_text().splitlines()
+    undocumented = [
+        line for line in src
+        if line.startswith("_C.") and "= CN()" not in line and "#" not in line
+    ]
+    # multi-line comments above a key are also accepted
+    prev_comment = {i for i, l in enumerate(src) if l.lstrip().startswith("#")}
+    undocumented = [
+        l for l in undocumented if src.index(l) - 1 not in prev_comment
+    ]
+    assert undocumented == []
