@@ -9,11 +9,15 @@ __all__ = ["get_cfg", "build_model", "load_checkpoint"]
 __version__ = "0.1.0"
 
 
-def build_model(cfg):
-    """Build the model named by ``cfg.MODEL.META_ARCHITECTURE`` (see frozenseg.modeling.build)."""
+def build_model(cfg, **kwargs):
+    """Build the model named by ``cfg.MODEL.META_ARCHITECTURE``.
+
+    Keyword arguments (``device``, ``load_frozen_weights``) are those of
+    :func:`frozenseg.modeling.build.build_model`.
+    """
     from .modeling.build import build_model as _build
 
-    return _build(cfg)
+    return _build(cfg, **kwargs)
 
 
 def load_checkpoint(model, path_or_state_dict):

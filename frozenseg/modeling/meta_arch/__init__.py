@@ -1,0 +1,5 @@
+"""Whole models."""
+
+from .frozenseg import FrozenSeg, Vocabulary, seen_classes, training_vocabulary
+
+__all__ = ["FrozenSeg", "Vocabulary", "seen_classes", "training_vocabulary"]

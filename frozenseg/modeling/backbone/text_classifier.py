@@ -1,0 +1,292 @@
+"""Text classifier of a vocabulary (spec §2): prompt templates through the frozen CLIP text tower.
+
+For every class name (comma-separated synonyms) and every synonym, the 14 ViLD prompts are
+encoded, each embedding L2-normalised, averaged and L2-normalised again: one row per synonym.
+``num_templates[k]`` is the number of synonyms of class k (the name follows the release).
+The learnable void row is *not* built here; the meta-architecture appends it.
+
+Speed: prompts are tokenised once, sorted by length and encoded in batches that are truncated
+to the longest prompt of the batch (position of the last end-of-text token + 1). With CLIP's
+causal attention mask the end-of-text feature does not depend on the padding after it, so the
+truncated encoding equals the full-length one.
+
+Caches: an in-memory cache per vocabulary, and an optional on-disk cache with one file per
+(text encoder identity, templates, synonym) so that other processes and other vocabularies
+reuse the embeddings without running the text encoder.
+
+Provenance: the ViLD templates and the synonym-averaged classifier follow FC-CLIP (Yu et al.,
+2023) / ViLD (Gu et al., 2022); the caches and the batching are this project's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from typing import Optional, Protocol, Sequence
+
+import torch
+from torch.nn import functional as F
+
+from ...config.config import configurable
+
+__all__ = [
+    "VILD_PROMPT_TEMPLATES",
+    "parse_class_names",
+    "TextEncoder",
+    "TextClassifierBuilder",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The 14 ViLD prompt templates; ``{}`` is replaced by one class-name synonym.
+VILD_PROMPT_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "This is a photo of a {}",
+    "There is a {} in the scene",
+    "There is the {} in the scene",
+    "a photo of a {} in the scene",
+    "a photo of a small {}.",
+    "a photo of a medium {}.",
+    "a photo of a large {}.",
+    "This is a photo of a small {}.",
+    "This is a photo of a medium {}.",
+    "This is a photo of a large {}.",
+    "There is a small {} in the scene.",
+    "There is a medium {} in the scene.",
+    "There is a large {} in the scene.",
+)
+
+_CACHE_FORMAT_VERSION = "frozenseg-text-v1"
+
+
+def parse_class_names(class_names: Sequence[str]) -> list[list[str]]:
+    """Split each class name into its synonyms.
+
+    Args:
+        class_names: K strings of comma-separated synonyms (``"dog, puppy"`` == ``"dog,puppy"``).
+    Returns:
+        K lists of synonyms, whitespace stripped, in order.
+    Raises:
+        ValueError: empty vocabulary, or a class (or one of its synonyms) that is empty.
+    """
+    if isinstance(class_names, str):
+        raise ValueError(
+            "parse_class_names expects a list of class names, not a single string; wrap it in a list."
+        )
+    if len(class_names) == 0:
+        raise ValueError("The vocabulary is empty: at least one class name is needed to build a text classifier.")
+    parsed = []
+    for i, name in enumerate(class_names):
+        if not isinstance(name, str):
+            raise ValueError(f"Class name #{i} is {type(name).__name__}, expected a string: {name!r}.")
+        synonyms = [s.strip() for s in name.split(",")]
+        if not name.strip() or any(not s for s in synonyms):
+            raise ValueError(
+                f"Class name #{i} ({name!r}) is empty or has an empty synonym; each class must be "
+                f"a comma-separated list of non-empty names (e.g. 'dog,puppy')."
+            )
+        parsed.append(synonyms)
+    return parsed
+
+
+class TextEncoder(Protocol):
+    """What the builder needs from a text encoder (``CLIPBackbone`` satisfies it).
+
+    Optional: ``device`` (torch.device, default CPU) and ``text_cache_identity() -> str | None``
+    (enables the on-disk cache; None disables it).
+    """
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:  # (N, L_ctx) int64
+        ...
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:  # (N, L) -> (N, D)
+        ...
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class TextClassifierBuilder:
+    """Builds (and caches) the synonym-level text classifier of a vocabulary.
+
+    Usage::
+
+        builder = TextClassifierBuilder(cfg, encoder=clip_backbone)
+        text_classifier, num_templates = builder.build(["dog,puppy", "cat"])
+        # text_classifier: (3, D) float32, L2-normalised rows; num_templates: [2, 1]
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        encoder: TextEncoder,
+        templates: Sequence[str] = VILD_PROMPT_TEMPLATES,
+        batch_size: int = 256,
+        cache_dir: str = "",
+    ):
+        """
+        Args:
+            encoder: object with ``tokenize`` and ``encode_text`` (see ``TextEncoder``).
+            templates: prompt templates, each with one ``{}``.
+            batch_size: prompts per text-encoder call (``MODEL.FROZEN_SEG.TEXT_BATCH_SIZE``).
+            cache_dir: on-disk cache directory (``MODEL.FROZEN_SEG.TEXT_CACHE_DIR``); "" disables
+                it; ``~`` and environment variables are expanded.
+        """
+        if batch_size < 1:
+            raise ValueError(f"TEXT_BATCH_SIZE must be >= 1; got {batch_size}.")
+        templates = tuple(templates)
+        if not templates or any(t.count("{}") != 1 for t in templates):
+            raise ValueError("Every prompt template must contain exactly one '{}' placeholder.")
+        self.encoder = encoder
+        self.templates = templates
+        self.batch_size = int(batch_size)
+        self.cache_dir = os.path.expandvars(os.path.expanduser(cache_dir)) if cache_dir else ""
+        self._memory: dict[tuple, tuple[torch.Tensor, list[int]]] = {}
+        self._templates_key = _sha256("\n".join(templates))
+        self._disk_write_failed = False
+
+    @classmethod
+    def from_config(cls, cfg, encoder: TextEncoder) -> dict:
+        """Constructor arguments from ``MODEL.FROZEN_SEG.TEXT_*``."""
+        return {
+            "encoder": encoder,
+            "batch_size": cfg.MODEL.FROZEN_SEG.TEXT_BATCH_SIZE,
+            "cache_dir": cfg.MODEL.FROZEN_SEG.TEXT_CACHE_DIR,
+        }
+
+    # ---- public ----------------------------------------------------------------------------
+    def clear_cache(self) -> None:
+        """Drop the in-memory cache (the disk cache is kept)."""
+        self._memory.clear()
+
+    def build(self, class_names: Sequence[str]) -> tuple[torch.Tensor, list[int]]:
+        """Text classifier of a vocabulary.
+
+        Args:
+            class_names: K class names, each a comma-separated list of synonyms.
+        Returns:
+            text_classifier: (K', D) float32 on the encoder's device, L2-normalised rows, one
+                per synonym in class order (K' = total number of synonyms);
+            num_templates: K ints, the number of synonyms of each class.
+        """
+        parsed = parse_class_names(class_names)
+        identity = self._encoder_identity()
+        device = self._device()
+        mem_key = (identity, str(device), tuple(class_names))
+        if mem_key in self._memory:
+            emb, counts = self._memory[mem_key]
+            return emb, list(counts)
+
+        synonyms = [s for syns in parsed for s in syns]
+        unique = list(dict.fromkeys(synonyms))
+        embeddings: dict[str, torch.Tensor] = {}
+        use_disk = bool(self.cache_dir) and identity is not None
+        if use_disk:
+            for s in unique:
+                cached = self._load_from_disk(identity, s)
+                if cached is not None:
+                    embeddings[s] = cached
+        missing = [s for s in unique if s not in embeddings]
+        if missing:
+            computed = self._encode_synonyms(missing)  # (M, D) on CPU, float32
+            for s, row in zip(missing, computed):
+                embeddings[s] = row
+                if use_disk:
+                    self._save_to_disk(identity, s, row)
+        logger.debug(
+            "Text classifier: %d classes, %d synonyms (%d encoded, %d from disk cache).",
+            len(parsed), len(synonyms), len(missing), len(unique) - len(missing),
+        )
+        classifier = torch.stack([embeddings[s] for s in synonyms]).to(device=device, dtype=torch.float32)
+        counts = [len(syns) for syns in parsed]
+        self._memory[mem_key] = (classifier, counts)
+        return classifier, list(counts)
+
+    __call__ = build
+
+    # ---- encoding ---------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        device = getattr(self.encoder, "device", None)
+        return torch.device(device) if device is not None else torch.device("cpu")
+
+    def _encoder_identity(self) -> Optional[str]:
+        fn = getattr(self.encoder, "text_cache_identity", None)
+        return fn() if callable(fn) else None
+
+    @torch.no_grad()
+    def _encode_synonyms(self, synonyms: list[str]) -> torch.Tensor:
+        """(M, D) float32 CPU: normalize(mean_t normalize(encode(template_t(synonym))))."""
+        n_t = len(self.templates)
+        prompts = [t.format(s) for s in synonyms for t in self.templates]
+        tokens = self.encoder.tokenize(prompts).long()  # (M*T, L_ctx)
+        lengths = tokens.argmax(dim=-1) + 1  # end-of-text (largest id) position + 1
+        order = torch.argsort(lengths, stable=True)
+        device = self._device()
+        feats = None
+        for start in range(0, len(prompts), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            length = int(lengths[idx].max())
+            batch = tokens[idx, :length].to(device)
+            out = self.encoder.encode_text(batch).float()
+            out = F.normalize(out, dim=-1).cpu()
+            if feats is None:
+                feats = torch.empty(len(prompts), out.shape[-1], dtype=torch.float32)
+            feats[idx] = out
+        feats = feats.reshape(len(synonyms), n_t, -1).mean(dim=1)
+        return F.normalize(feats, dim=-1)
+
+    # ---- disk cache -------------------------------------------------------------------------
+    def _cache_path(self, identity: str, synonym: str) -> tuple[str, str]:
+        model_dir = _sha256(f"{_CACHE_FORMAT_VERSION}|{identity}")[:24]
+        key = f"{_CACHE_FORMAT_VERSION}|{identity}|templates={self._templates_key}|synonym={synonym}"
+        return os.path.join(self.cache_dir, model_dir, _sha256(key) + ".pt"), key
+
+    def _load_from_disk(self, identity: str, synonym: str) -> Optional[torch.Tensor]:
+        path, key = self._cache_path(identity, synonym)
+        if not os.path.isfile(path):
+            return None
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            emb = data["embedding"]
+            if data.get("key") != key:
+                raise ValueError("the stored key does not match")
+            if not (isinstance(emb, torch.Tensor) and emb.dim() == 1 and torch.isfinite(emb).all()):
+                raise ValueError("the stored embedding is not a finite vector")
+            return emb.float()
+        except Exception as e:
+            logger.warning(
+                "Ignoring unreadable text-classifier cache file %s (%s: %s); recomputing it.",
+                path, type(e).__name__, e,
+            )
+            return None
+
+    def _save_to_disk(self, identity: str, synonym: str, embedding: torch.Tensor) -> None:
+        if self._disk_write_failed:
+            return
+        path, key = self._cache_path(identity, synonym)
+        directory = os.path.dirname(path)
+        tmp = None
+        try:
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
+            with os.fdopen(fd, "wb") as f:
+                torch.save({"key": key, "embedding": embedding.detach().cpu().float().clone()}, f)
+            os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file
+            tmp = None
+        except OSError as e:
+            self._disk_write_failed = True
+            logger.warning(
+                "Cannot write the text-classifier cache under %s (%s); continuing without "
+                "writing it (set MODEL.FROZEN_SEG.TEXT_CACHE_DIR to a writable directory or '').",
+                self.cache_dir, e,
+            )
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                try:
+                    os.remove(tmp)
+                except OSError:
+                    pass

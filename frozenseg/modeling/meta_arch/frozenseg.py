@@ -1,0 +1,426 @@
+"""The FrozenSeg meta-architecture (spec §1, §6, §7).
+
+Provenance: FrozenSeg (Chen et al., 2024) on top of FC-CLIP (Yu et al., 2023) and Mask2Former
+(Cheng et al., 2022). The frozen CLIP (``backbone``) and SAM image encoder (``sam``) are never
+trained; ``sem_seg_head`` (pixel decoder + transformer decoder) and ``void_embedding`` are.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ...config import configurable
+from ...structures import ImageList, Instances
+from ...utils.paths import resolve_path
+from ...utils.registry import BACKBONE_REGISTRY, META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
+from ..backbone.text_classifier import TextClassifierBuilder, parse_class_names
+from ..criterion import SetCriterion, build_criterion
+from ..open_vocab import get_classification_logits
+from ..postprocessing import (
+    geometric_ensemble,
+    instance_inference,
+    mask_proposals_for_recall,
+    panoptic_inference,
+    sam_proposal_ensemble,
+    sem_seg_postprocess,
+    semantic_inference,
+)
+from ..sam import SAMImageEncoder
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FrozenSeg", "Vocabulary", "seen_classes"]
+
+
+def _synonym_set(class_names: Sequence[str]) -> set[str]:
+    return {s.lower() for syns in parse_class_names(list(class_names)) for s in syns}
+
+
+def seen_classes(class_names: Sequence[str], train_class_names: Sequence[str] | None) -> torch.Tensor:
+    """(K,) bool: class k is "seen" when one of its synonyms is a training-class synonym.
+
+    Matching is case-insensitive on whitespace-stripped synonyms. Without a training vocabulary
+    every class is unseen.
+    """
+    parsed = parse_class_names(list(class_names))
+    train = _synonym_set(train_class_names) if train_class_names else set()
+    return torch.tensor([any(s.lower() in train for s in syns) for syns in parsed], dtype=torch.bool)
+
+
+def training_vocabulary(cfg) -> list[str] | None:
+    """Class names of the training vocabulary: MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE when set,
+    else the vocabulary of DATASETS.TRAIN[0], else None (every test class then counts as unseen)."""
+    from ...data import dataset_vocabulary, read_vocabulary_file
+
+    path = cfg.MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE
+    if path:
+        return read_vocabulary_file(str(resolve_path(path)))
+    if len(cfg.DATASETS.TRAIN) > 0:
+        return dataset_vocabulary(cfg.DATASETS.TRAIN[0], cfg)
+    logger.warning("No training vocabulary configured: every class counts as unseen.")
+    return None
+
+
+@dataclass
+class Vocabulary:
+    """An active vocabulary and its per-class flags.
+
+    ``class_names[k]`` is the comma-separated synonym list of class k; ``is_thing`` and
+    ``seen`` are (K,) bool tensors.
+    """
+
+    class_names: list[str]
+    is_thing: torch.Tensor
+    seen: torch.Tensor
+
+
+@META_ARCH_REGISTRY.register()
+class FrozenSeg(nn.Module):
+    """Frozen CLIP + frozen SAM + trainable Mask2Former-style decoder.
+
+    Eval-mode input: a list of dicts with ``"image"`` ((3, H, W) RGB 0..255, uint8 or float) and
+    optional ``"height"``/``"width"`` (output size; default the input size) and, with
+    ``TEST.USE_SAM_MASKS``, ``"sam_masks"`` ((M, H, W) SAM proposal logits at input resolution).
+    Train-mode input additionally needs ``"instances"`` with ``gt_classes`` (N,) and
+    ``gt_masks`` (N, H, W), in the training vocabulary.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        sam: SAMImageEncoder,
+        sem_seg_head: nn.Module,
+        criterion: SetCriterion,
+        text_classifier_builder: TextClassifierBuilder,
+        embed_dim: int,
+        train_class_names: list[str] | None,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        size_divisibility: int = 32,
+        object_mask_threshold: float = 0.0,
+        overlap_threshold: float = 0.8,
+        semantic_on: bool = True,
+        panoptic_on: bool = False,
+        instance_on: bool = False,
+        recall_on: bool = False,
+        test_topk_per_image: int = 100,
+        geometric_ensemble_alpha: float = 0.4,
+        geometric_ensemble_beta: float = 0.8,
+        ensemble_on_valid_mask: bool = False,
+        use_sam_masks: bool = False,
+        sam_mask_pred_alpha: float = 0.2,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.sam = sam
+        self.sem_seg_head = sem_seg_head
+        self.criterion = criterion
+        self.void_embedding = nn.Embedding(1, embed_dim)
+        self.text_classifier_builder = text_classifier_builder
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.size_divisibility = size_divisibility
+        self.object_mask_threshold = object_mask_threshold
+        self.overlap_threshold = overlap_threshold
+        self.semantic_on = semantic_on
+        self.panoptic_on = panoptic_on
+        self.instance_on = instance_on
+        self.recall_on = recall_on
+        self.test_topk_per_image = test_topk_per_image
+        self.geometric_ensemble_alpha = geometric_ensemble_alpha
+        self.geometric_ensemble_beta = geometric_ensemble_beta
+        self.ensemble_on_valid_mask = ensemble_on_valid_mask
+        self.use_sam_masks = use_sam_masks
+        self.sam_mask_pred_alpha = sam_mask_pred_alpha
+        self.train_class_names = list(train_class_names) if train_class_names else None
+        if self.train_class_names is not None and len(self.train_class_names) != criterion.num_classes:
+            raise ValueError(
+                f"The training vocabulary has {len(self.train_class_names)} classes but "
+                f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {criterion.num_classes}; make them agree."
+            )
+        self.vocabulary: Vocabulary | None = None
+        if self.train_class_names is not None:
+            self.set_vocabulary(self.train_class_names)
+
+    @classmethod
+    def from_config(cls, cfg, *, device: str | torch.device | None = None, load_frozen_weights: bool = True):
+        backbone = BACKBONE_REGISTRY.get(cfg.MODEL.BACKBONE.NAME)(
+            cfg, load_pretrained=load_frozen_weights, device=device
+        )
+        sam = SAMImageEncoder(
+            name=cfg.MODEL.SAM_NAME,
+            checkpoint=cfg.MODEL.SAM_CHECKPOINT if load_frozen_weights else "",
+            out_chans=cfg.MODEL.SEM_SEG_HEAD.MASK_DIM if cfg.MODEL.SAM_NAME == "tiny" else 256,
+            image_size=cfg.MODEL.SAM_IMAGE_SIZE,
+            device=device,
+        )
+        sem_seg_head = SEM_SEG_HEADS_REGISTRY.get(cfg.MODEL.SEM_SEG_HEAD.NAME)(
+            cfg, backbone.output_shape(), sam_channels=sam.out_chans
+        )
+        mf = cfg.MODEL.MASK_FORMER
+        return {
+            "backbone": backbone,
+            "sam": sam,
+            "sem_seg_head": sem_seg_head,
+            "criterion": build_criterion(cfg),
+            "text_classifier_builder": TextClassifierBuilder(cfg, encoder=backbone),
+            "embed_dim": cfg.MODEL.FROZEN_SEG.EMBED_DIM,
+            "train_class_names": training_vocabulary(cfg),
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "size_divisibility": mf.SIZE_DIVISIBILITY,
+            "object_mask_threshold": mf.TEST.OBJECT_MASK_THRESHOLD,
+            "overlap_threshold": mf.TEST.OVERLAP_THRESHOLD,
+            "semantic_on": mf.TEST.SEMANTIC_ON,
+            "panoptic_on": mf.TEST.PANOPTIC_ON,
+            "instance_on": mf.TEST.INSTANCE_ON,
+            "recall_on": mf.TEST.RECALL_ON,
+            "test_topk_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "geometric_ensemble_alpha": cfg.MODEL.FROZEN_SEG.GEOMETRIC_ENSEMBLE_ALPHA,
+            "geometric_ensemble_beta": cfg.MODEL.FROZEN_SEG.GEOMETRIC_ENSEMBLE_BETA,
+            "ensemble_on_valid_mask": cfg.MODEL.FROZEN_SEG.ENSEMBLE_ON_VALID_MASK,
+            "use_sam_masks": cfg.TEST.USE_SAM_MASKS,
+            "sam_mask_pred_alpha": cfg.TEST.SAM_MASK_PRED_ALPHA,
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # Frozen parts and vocabulary
+    # ------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def train(self, mode: bool = True) -> "FrozenSeg":
+        """Set train/eval mode for the trainable parts; the frozen CLIP and SAM stay in eval."""
+        super().train(mode)
+        self.backbone.eval()
+        self.sam.eval()
+        return self
+
+    def set_vocabulary(self, class_names: Sequence[str], thing_classes: Sequence[int] | None = None) -> None:
+        """Set the vocabulary used in eval mode.
+
+        Args:
+            class_names: one string per class, each a comma-separated synonym list ("dog,puppy").
+            thing_classes: indices of the classes that are things (default: all classes).
+        The text classifier is computed lazily on first use and cached (memory and disk).
+        """
+        names = list(class_names)
+        parse_class_names(names)  # validates: raises one clear ValueError on bad input
+        k = len(names)
+        is_thing = torch.zeros(k, dtype=torch.bool)
+        if thing_classes is None:
+            is_thing[:] = True
+        else:
+            bad = [i for i in thing_classes if not 0 <= int(i) < k]
+            if bad:
+                raise ValueError(
+                    f"thing_classes {bad} are not valid class indices for a vocabulary of {k} classes."
+                )
+            is_thing[list(map(int, thing_classes))] = True
+        self.vocabulary = Vocabulary(names, is_thing, seen_classes(names, self.train_class_names))
+
+    def _text_classifier(self, class_names: list[str]) -> tuple[torch.Tensor, list[int]]:
+        """(K' + 1, D) classifier rows (synonyms, then the normalised void row) and synonyms/class."""
+        rows, num_templates = self.text_classifier_builder.build(class_names)
+        rows = rows.to(device=self.device, dtype=self.void_embedding.weight.dtype)
+        void = F.normalize(self.void_embedding.weight, dim=-1)
+        return torch.cat([rows, void], dim=0), num_templates
+
+    # ------------------------------------------------------------------------------------------
+    # Forward
+    # ------------------------------------------------------------------------------------------
+    def _prepare_image(self, x: dict) -> torch.Tensor:
+        image = x.get("image") if isinstance(x, dict) else None
+        if not isinstance(image, torch.Tensor):
+            raise TypeError('Each input must be a dict with an "image" tensor of shape (3, H, W).')
+        if image.dtype in (torch.int16, torch.int32, torch.uint16, torch.uint32, torch.int64):
+            raise ValueError(
+                f"Image tensor has dtype {image.dtype} (a 16/32-bit image?); convert it to 8-bit "
+                "RGB (uint8 0..255 or float 0..255) first, e.g. with frozenseg.utils.image.read_image."
+            )
+        if image.dim() == 2:
+            image = image[None]
+        if image.dim() != 3 or image.shape[0] not in (1, 3, 4):
+            raise ValueError(
+                f"Image must be (3, H, W) RGB; got shape {tuple(image.shape)}. Grayscale (1, H, W) "
+                "and RGBA (4, H, W) are converted; other layouts must be converted to RGB first."
+            )
+        if image.shape[-1] == 0 or image.shape[-2] == 0:
+            raise ValueError(f"Image has an empty side: shape {tuple(image.shape)}.")
+        if image.shape[0] == 1:
+            image = image.expand(3, -1, -1)
+        elif image.shape[0] == 4:
+            image = image[:3]
+        return image.to(self.device, non_blocking=True).float()
+
+    def forward(self, batched_inputs: list[dict]):
+        """Train mode: dict of weighted losses. Eval mode: one result dict per image."""
+        if len(batched_inputs) == 0:
+            raise ValueError("FrozenSeg.forward received an empty batch.")
+        images = [self._prepare_image(x) for x in batched_inputs]
+        clip_images = ImageList.from_tensors(
+            [(img - self.pixel_mean) / self.pixel_std for img in images], self.size_divisibility
+        )
+        features = self.backbone(clip_images.tensor)
+        sam_embed = self.sam(self.sam.preprocess(images, training=self.training))
+
+        if self.training:
+            if self.train_class_names is None:
+                raise ValueError(
+                    "Training needs a training vocabulary: set DATASETS.TRAIN to a registered "
+                    "dataset or MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE."
+                )
+            class_names = self.train_class_names
+        else:
+            if self.vocabulary is None:
+                raise ValueError(
+                    "No vocabulary set: call model.set_vocabulary(class_names) before inference."
+                )
+            class_names = self.vocabulary.class_names
+        text_classifier, num_templates = self._text_classifier(class_names)
+        outputs = self.sem_seg_head(features, sam_embed, text_classifier, num_templates)
+
+        if self.training:
+            targets = self._prepare_targets(batched_inputs, clip_images)
+            losses = self.criterion(outputs, targets)
+            weights = self.criterion.weight_dict
+            return {k: v * weights[k] for k, v in losses.items() if k in weights}
+        return self._inference(
+            batched_inputs, clip_images, features, outputs, text_classifier, num_templates
+        )
+
+    def _prepare_targets(self, batched_inputs: list[dict], images: ImageList) -> list[dict]:
+        """Per image ``labels`` (N,) and ``masks`` (N, H_pad, W_pad) padded with zeros."""
+        h_pad, w_pad = images.tensor.shape[-2:]
+        targets = []
+        for x in batched_inputs:
+            if "instances" not in x:
+                raise ValueError('Training inputs need "instances" with gt_classes and gt_masks.')
+            inst = x["instances"]
+            masks = inst.gt_masks.to(self.device)
+            padded = masks.new_zeros((masks.shape[0], h_pad, w_pad))
+            padded[:, : masks.shape[1], : masks.shape[2]] = masks
+            targets.append({"labels": inst.gt_classes.to(self.device), "masks": padded})
+        return targets
+
+    def _clip_classify(
+        self, dense: torch.Tensor, mask_logits: torch.Tensor, text_classifier: torch.Tensor, num_templates
+    ) -> torch.Tensor:
+        """CLIP ("out-of-vocabulary") logits (B, M, K+1) of mask logits (B, M, h, w)."""
+        pooled = self.backbone.visual_prediction_forward(dense, mask_logits)
+        scale = self.backbone.clip_model.logit_scale.exp().clamp(max=100.0)
+        return get_classification_logits(pooled, text_classifier, scale, num_templates)
+
+    def _inference(self, batched_inputs, images: ImageList, features, outputs, text_classifier, num_templates):
+        vocab = self.vocabulary
+        mask_cls = outputs["pred_logits"]
+        mask_pred = outputs["pred_masks"]
+        dense = features["clip_vis_dense"]
+        masks_at_dense = F.interpolate(mask_pred, size=dense.shape[-2:], mode="bilinear", align_corners=False)
+        out_vocab_logits = self._clip_classify(dense, masks_at_dense, text_classifier, num_templates)
+        valid = (masks_at_dense > 0).flatten(2).any(-1) if self.ensemble_on_valid_mask else None
+        seen = vocab.seen.to(self.device)
+        log_probs = geometric_ensemble(
+            mask_cls,
+            out_vocab_logits,
+            seen,
+            self.geometric_ensemble_alpha,
+            self.geometric_ensemble_beta,
+            valid_mask=valid,
+            nan_safe=True,  # equals the release wherever it is finite; never NaN on underflow
+        )
+        mask_pred = F.interpolate(
+            mask_pred, size=images.tensor.shape[-2:], mode="bilinear", align_corners=False
+        )
+        results = []
+        for i, x in enumerate(batched_inputs):
+            image_size = images.image_sizes[i]
+            out_h = int(x.get("height", image_size[0]))
+            out_w = int(x.get("width", image_size[1]))
+            results.append(
+                self._inference_single(
+                    x, log_probs[i], mask_pred[i], image_size, (out_h, out_w), dense[i : i + 1],
+                    text_classifier, num_templates, images.tensor.shape[-2:],
+                )
+            )
+        return results
+
+    def _inference_single(
+        self, x, cls_log_probs, mask_pred, image_size, out_size, dense, text_classifier, num_templates, padded_size
+    ) -> dict:
+        """Post-process one image: ``cls_log_probs`` (Q, K+1), ``mask_pred`` (Q, H_pad, W_pad)."""
+        vocab = self.vocabulary
+        result: dict = {}
+        h, w = image_size
+        needs_masks_at_output = self.panoptic_on or self.instance_on or self.recall_on
+        sam_masks = x.get("sam_masks") if self.use_sam_masks else None
+        if self.use_sam_masks and sam_masks is None:
+            raise ValueError(
+                'TEST.USE_SAM_MASKS is on but the input has no "sam_masks"; build the cache with '
+                "tools/save_sam_masks.py and point TEST.SAM_MASKS_DIR to it."
+            )
+        if needs_masks_at_output:
+            masks = F.interpolate(
+                mask_pred[None, :, :h, :w], size=out_size, mode="bilinear", align_corners=False
+            )[0]
+        if self.semantic_on:
+            if sam_masks is not None:
+                result["sem_seg"] = self._semantic_with_sam(
+                    cls_log_probs, mask_pred, sam_masks, image_size, out_size, dense,
+                    text_classifier, num_templates, padded_size,
+                )
+            elif needs_masks_at_output:
+                result["sem_seg"] = semantic_inference(cls_log_probs, masks)
+            else:
+                sem = semantic_inference(cls_log_probs, mask_pred)
+                result["sem_seg"] = sem_seg_postprocess(sem, image_size, out_size[0], out_size[1])
+        if self.panoptic_on:
+            result["panoptic_seg"] = panoptic_inference(
+                cls_log_probs, masks, vocab.is_thing.to(self.device),
+                self.object_mask_threshold, self.overlap_threshold,
+            )
+        if self.instance_on:
+            result["instances"] = instance_inference(
+                cls_log_probs, masks, vocab.is_thing.to(self.device),
+                self.test_topk_per_image, self.panoptic_on,
+            )
+        if self.recall_on:
+            extra = None
+            if sam_masks is not None:
+                extra = F.interpolate(
+                    sam_masks[None].float().to(self.device), size=out_size, mode="bilinear", align_corners=False
+                )[0]
+            result["proposals"] = mask_proposals_for_recall(masks, extra)
+        return result
+
+    def _semantic_with_sam(
+        self, cls_log_probs, mask_pred, sam_masks, image_size, out_size, dense, text_classifier, num_templates, padded_size
+    ) -> torch.Tensor:
+        """Semantic map with the SAM proposal ensemble (spec §7.5): (K, out_h, out_w)."""
+        h, w = image_size
+        proposals = sam_masks.float().to(self.device)
+        if proposals.shape[-2:] != (h, w):
+            proposals = F.interpolate(proposals[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        # padding is outside every proposal: any negative logit binarises to "off"
+        padded = proposals.new_full((proposals.shape[0], *padded_size), -100.0)
+        padded[:, :h, :w] = proposals
+        proposal_logits = self._clip_classify(dense, padded[None], text_classifier, num_templates)[0]
+        proposal_probs = proposal_logits[:, :-1].softmax(-1)
+        query_probs = cls_log_probs.softmax(-1)[:, :-1]
+        query_masks = F.interpolate(
+            mask_pred[None, :, :h, :w], size=out_size, mode="bilinear", align_corners=False
+        )[0].sigmoid()
+        proposal_masks = F.interpolate(proposals[None], size=out_size, mode="bilinear", align_corners=False)[0].sigmoid()
+        return sam_proposal_ensemble(
+            query_probs, query_masks, proposal_probs, proposal_masks,
+            self.vocabulary.seen.to(self.device), self.sam_mask_pred_alpha,
+        )

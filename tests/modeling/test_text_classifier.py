@@ -1,0 +1,242 @@
+"""Tests of the text classifier (spec §2): templates, synonyms, truncated encoding, caches."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from frozenseg.config import get_cfg
+from frozenseg.modeling.backbone import (
+    VILD_PROMPT_TEMPLATES,
+    CLIPBackbone,
+    TextClassifierBuilder,
+    parse_class_names,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_CONVNEXT = REPO / "configs" / "clip_models" / "tiny_convnext_clip.json"
+EOT = 49407
+
+
+@pytest.fixture(scope="module")
+def tiny_clip():
+    torch.manual_seed(0)
+    return CLIPBackbone(
+        model_name=TINY_CONVNEXT.stem, model_config_file=str(TINY_CONVNEXT), pretrained=""
+    )
+
+
+class StubEncoder:
+    """Hand-made text encoder: one fixed random vector per prompt, calls are counted.
+
+    ``tokenize`` puts the prompt's id at position 0 and the end-of-text id after one token per
+    word, so the builder's truncation is visible: ``encode_text`` checks that every batch is cut
+    right after its longest prompt.
+    """
+
+    def __init__(self, name: str = "stub", dim: int = 8):
+        self.name = name
+        self.dim = dim
+        self.prompts: list[str] = []
+        self.encode_calls = 0
+        self.encoded_prompts = 0
+
+    def vector(self, prompt: str) -> torch.Tensor:
+        g = torch.Generator().manual_seed(zlib.crc32(f"{self.name}|{prompt}".encode()))
+        return torch.randn(self.dim, generator=g) * (1 + len(prompt) % 3)  # various norms
+
+    def tokenize(self, texts):
+        out = torch.zeros(len(texts), 77, dtype=torch.long)
+        for i, t in enumerate(texts):
+            self.prompts.append(t)
+            out[i, 0] = len(self.prompts)  # 1-based prompt id
+            out[i, min(len(t.split()) + 1, 76)] = EOT
+        return out
+
+    def encode_text(self, tokens):
+        self.encode_calls += 1
+        self.encoded_prompts += tokens.shape[0]
+        eot = tokens.argmax(dim=-1)
+        assert tokens.shape[1] == int(eot.max()) + 1, "batch not truncated to its longest prompt"
+        return torch.stack([self.vector(self.prompts[int(i) - 1]) for i in tokens[:, 0]])
+
+    def text_cache_identity(self):
+        return f"stub-model:{self.name}"
+
+
+def expected_row(enc: StubEncoder, synonym: str) -> torch.Tensor:
+    vs = torch.stack([F.normalize(enc.vector(t.format(synonym)), dim=0) for t in VILD_PROMPT_TEMPLATES])
+    return F.normalize(vs.mean(0), dim=0)
+
+
+def test_vild_templates_exact():
+    assert VILD_PROMPT_TEMPLATES == (
+        "a photo of a {}.",
+        "This is a photo of a {}",
+        "There is a {} in the scene",
+        "There is the {} in the scene",
+        "a photo of a {} in the scene",
+        "a photo of a small {}.",
+        "a photo of a medium {}.",
+        "a photo of a large {}.",
+        "This is a photo of a small {}.",
+        "This is a photo of a medium {}.",
+        "This is a photo of a large {}.",
+        "There is a small {} in the scene.",
+        "There is a medium {} in the scene.",
+        "There is a large {} in the scene.",
+    )
+
+
+def test_parse_class_names():
+    assert parse_class_names(["dog, puppy"]) == parse_class_names(["dog,puppy"]) == [["dog", "puppy"]]
+    assert parse_class_names(["  traffic light ,  stop sign ", "cat"]) == [
+        ["traffic light", "stop sign"],
+        ["cat"],
+    ]
+    for bad in ([""], ["dog", "  "], ["dog,,puppy"], ["dog,"]):
+        with pytest.raises(ValueError, match="empty"):
+            parse_class_names(bad)
+    with pytest.raises(ValueError, match="vocabulary is empty"):
+        parse_class_names([])
+
+
+def test_truncated_encoding_equals_full_length(tiny_clip):
+    prompts = ["a photo of a dog.", "There is a large traffic light in the scene.", "x", "This is a photo of a medium wall-brick"]
+    tokens = tiny_clip.tokenize(prompts)
+    assert tokens.shape == (4, 77) and tokens.dtype == torch.long
+    full = tiny_clip.encode_text(tokens)
+    torch.testing.assert_close(full, tiny_clip.clip_model.encode_text(tokens))  # open_clip's own
+    length = int(tokens.argmax(-1).max()) + 1
+    assert length < 77
+    truncated = tiny_clip.encode_text(tokens[:, :length])
+    assert (truncated - full).abs().max() < 1e-5
+    for i, p in enumerate(prompts):  # each prompt alone, cut right after its own EOT
+        t = tiny_clip.tokenize([p])
+        single = tiny_clip.encode_text(t[:, : int(t.argmax(-1)) + 1])
+        assert (single[0] - full[i]).abs().max() < 1e-5
+
+
+def test_template_math_and_num_templates():
+    enc = StubEncoder()
+    builder = TextClassifierBuilder(encoder=enc, batch_size=5)
+    names = ["dog, puppy", "traffic light", "cat,kitten,tabby cat"]
+    clf, num_templates = builder.build(names)
+    assert num_templates == [2, 1, 3]
+    assert clf.shape == (6, 8) and clf.dtype == torch.float32
+    expected = torch.stack(
+        [expected_row(enc, s) for s in ["dog", "puppy", "traffic light", "cat", "kitten", "tabby cat"]]
+    )
+    torch.testing.assert_close(clf, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(clf.norm(dim=-1), torch.ones(6))
+    assert enc.encoded_prompts == 6 * 14 and enc.encode_calls == -(-6 * 14 // 5)
+
+    other = TextClassifierBuilder(encoder=StubEncoder(), batch_size=1000)
+    torch.testing.assert_close(other.build(names)[0], clf, atol=1e-6, rtol=1e-5)
+
+
+def test_in_memory_cache():
+    enc = StubEncoder()
+    builder = TextClassifierBuilder(encoder=enc)
+    a, n_a = builder.build(["dog", "cat"])
+    calls = enc.encode_calls
+    b, n_b = builder.build(["dog", "cat"])
+    assert enc.encode_calls == calls
+    assert torch.equal(a, b) and n_a == n_b
+    builder.build(["dog", "bird"])
+    assert enc.encode_calls > calls
+    with pytest.raises(ValueError):
+        builder.build([])
+
+
+def test_disk_cache_across_builders(tmp_path):
+    names = ["dog, puppy", "cat"]
+    enc1 = StubEncoder("m1")
+    first, counts = TextClassifierBuilder(encoder=enc1, cache_dir=str(tmp_path)).build(names)
+    assert enc1.encode_calls > 0
+    assert len(list(tmp_path.rglob("*.pt"))) == 3  # one file per synonym
+    assert not list(tmp_path.rglob(".tmp-*"))  # atomic writes leave no temporaries
+
+    enc2 = StubEncoder("m1")  # same model identity, new builder (as in another process)
+    second, counts2 = TextClassifierBuilder(encoder=enc2, cache_dir=str(tmp_path)).build(names)
+    assert enc2.encode_calls == 0
+    torch.testing.assert_close(first, second)
+    assert counts == counts2 == [2, 1]
+    # another vocabulary reuses the synonyms it shares
+    enc2b = StubEncoder("m1")
+    TextClassifierBuilder(encoder=enc2b, cache_dir=str(tmp_path)).build(["cat", "bird"])
+    assert enc2b.encoded_prompts == 14
+
+    enc3 = StubEncoder("m2")  # different model / weights -> different key
+    third, _ = TextClassifierBuilder(encoder=enc3, cache_dir=str(tmp_path)).build(names)
+    assert enc3.encoded_prompts == 3 * 14
+    assert not torch.allclose(third, first)
+
+    enc4 = StubEncoder("m1")  # different templates -> different key
+    TextClassifierBuilder(encoder=enc4, cache_dir=str(tmp_path), templates=("a {}",)).build(names)
+    assert enc4.encoded_prompts == 3
+
+
+def test_disk_cache_disabled_and_env_expansion(tmp_path, monkeypatch):
+    enc = StubEncoder()
+    TextClassifierBuilder(encoder=enc, cache_dir="").build(["dog"])
+    assert not list(tmp_path.rglob("*.pt"))
+    monkeypatch.setenv("FROZENSEG_TEST_CACHE", str(tmp_path))
+    TextClassifierBuilder(encoder=StubEncoder(), cache_dir="$FROZENSEG_TEST_CACHE/text").build(["dog"])
+    assert len(list((tmp_path / "text").rglob("*.pt"))) == 1
+
+
+def test_corrupt_cache_file_is_recomputed(tmp_path, caplog):
+    names = ["dog", "cat"]
+    reference, _ = TextClassifierBuilder(encoder=StubEncoder(), cache_dir=str(tmp_path)).build(names)
+    files = sorted(tmp_path.rglob("*.pt"))
+    files[0].write_bytes(b"not a torch file")
+    enc = StubEncoder()
+    with caplog.at_level(logging.WARNING):
+        again, _ = TextClassifierBuilder(encoder=enc, cache_dir=str(tmp_path)).build(names)
+    assert enc.encoded_prompts == 14  # only the corrupt synonym
+    assert any("recomputing" in r.getMessage() for r in caplog.records)
+    torch.testing.assert_close(again, reference)
+    enc2 = StubEncoder()  # the file was rewritten
+    TextClassifierBuilder(encoder=enc2, cache_dir=str(tmp_path)).build(names)
+    assert enc2.encode_calls == 0
+
+
+def test_builder_from_config(tmp_path):
+    cfg = get_cfg()
+    cfg.MODEL.FROZEN_SEG.TEXT_BATCH_SIZE = 7
+    cfg.MODEL.FROZEN_SEG.TEXT_CACHE_DIR = str(tmp_path)
+    builder = TextClassifierBuilder(cfg, encoder=StubEncoder())
+    assert builder.batch_size == 7 and builder.cache_dir == str(tmp_path)
+
+
+def test_real_clip_classifier_and_identity(tiny_clip, tmp_path):
+    names = ["dog, puppy", "wall-brick"]
+    builder = TextClassifierBuilder(encoder=tiny_clip, batch_size=9, cache_dir=str(tmp_path))
+    clf, counts = builder.build(names)
+    assert counts == [2, 1] and clf.shape == (3, tiny_clip.dim_latent)
+    rows = []
+    for s in ["dog", "puppy", "wall-brick"]:
+        tokens = tiny_clip.tokenize([t.format(s) for t in VILD_PROMPT_TEMPLATES])
+        with torch.no_grad():
+            v = F.normalize(tiny_clip.clip_model.encode_text(tokens), dim=-1)  # full length
+        rows.append(F.normalize(v.mean(0), dim=0))
+    torch.testing.assert_close(clf, torch.stack(rows), atol=1e-5, rtol=1e-5)
+
+    # identity: hash of the actual text weights -> random inits never collide, same weights agree
+    torch.manual_seed(123)
+    other = CLIPBackbone(model_name=TINY_CONVNEXT.stem, pretrained="")
+    assert other.text_cache_identity() != tiny_clip.text_cache_identity()
+    other.load_state_dict(tiny_clip.state_dict())  # e.g. a checkpoint supplies the weights
+    assert other.text_cache_identity() == tiny_clip.text_cache_identity()
+    calls = []
+    original = other.encode_text
+    other.encode_text = lambda tokens: calls.append(1) or original(tokens)
+    again, _ = TextClassifierBuilder(encoder=other, cache_dir=str(tmp_path)).build(names)
+    assert not calls
+    torch.testing.assert_close(again, clf)
