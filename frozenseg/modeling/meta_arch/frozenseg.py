@@ -245,7 +245,7 @@ class FrozenSeg(nn.Module):
         if image.dtype in (torch.int16, torch.int32, torch.uint16, torch.uint32, torch.int64):
             raise ValueError(
                 f"Image tensor has dtype {image.dtype} (a 16/32-bit image?); convert it to 8-bit "
-                "RGB (uint8 0..255 or float 0..255) first, e.g. with frozenseg.utils.image.read_image."
+                "RGB (uint8 0..255 or float 0..255) first, e.g. with frozenseg.utils.image_io.read_image."
             )
         if image.dim() == 2:
             image = image[None]
