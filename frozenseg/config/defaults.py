@@ -164,6 +164,9 @@ _C.DATASETS.PROPOSAL_FILES_TRAIN = ()  # Detectron2 key, unused
 _C.DATASETS.PROPOSAL_FILES_TEST = ()  # Detectron2 key, unused
 _C.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN = 2000  # Detectron2 key, unused
 _C.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST = 1000  # Detectron2 key, unused
+# User vocabularies: "dataset_name:path/to/vocabulary.txt" entries (format "id:name,synonym,...",
+# one class per line); each replaces that dataset's built-in class names (counts must match).
+_C.DATASETS.VOCABULARY_FILES = ()
 
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4  # data-loading worker processes per GPU/process

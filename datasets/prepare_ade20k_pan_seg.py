@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""ADE20K-150 panoptic annotations (COCO panoptic format) from the instance annotations.
+
+Input: ``ADEChallengeData2016/annotations`` (semantic, 0 = other, 1..150) and
+``annotations_instance`` (R = instance-benchmark class 1..100, G = instance index per image).
+The instance classes map to the 150 classes through ``ade20k_instance_catid_mapping.txt`` when
+present (columns: instance class, ADE-150 class, ...; one header line), otherwise through the
+built-in table ``frozenseg.data.builtin.ADE20K_INSTANCE_TO_150``.
+Output: ``ade20k_panoptic_{train,val}/*.png`` and ``ade20k_panoptic_{train,val}.json`` with
+categories 0..149 (the reduced label ids) and ``isthing`` for the 100 instance classes; stuff
+segments are the semantic regions of the 50 stuff classes; thing-class pixels that belong to no
+instance are void. Also writes ``annotations_detectron2`` when it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import numpy as np
+from PIL import Image
+
+from _prepare_common import InputError, parser, require, run
+
+logger = logging.getLogger("prepare")
+
+
+def instance_mapping(base: str) -> list[int]:
+    """Index k-1 -> ADE-150 id (0-based) of instance class k."""
+    path = os.path.join(base, "ade20k_instance_catid_mapping.txt")
+    if os.path.exists(path):
+        rows = [line.split() for line in open(path).read().splitlines()[1:] if line.strip()]
+        mapping = {int(r[0]): int(r[1]) - 1 for r in rows}
+        return [mapping[k] for k in sorted(mapping)]
+    from frozenseg.data.builtin import ADE20K_INSTANCE_TO_150
+
+    return list(ADE20K_INSTANCE_TO_150)
+
+
+def id2rgb(ids: np.ndarray) -> np.ndarray:
+    ids = ids.astype(np.uint32)
+    return np.stack([ids % 256, (ids // 256) % 256, ids // 65536], axis=-1).astype(np.uint8)
+
+
+def categories() -> list[dict]:
+    from frozenseg.data.builtin import ADE20K_INSTANCE_TO_150
+    from frozenseg.data.vocabulary import builtin_vocabulary_path, read_vocabulary_entries
+
+    things = set(ADE20K_INSTANCE_TO_150)
+    return [{"id": i, "name": n[0], "isthing": int(i in things)}
+            for i, n in read_vocabulary_entries(builtin_vocabulary_path("ade20k_150.txt"))]
+
+
+def convert(root: str) -> dict[str, int]:
+    base = require(os.path.join(root, "ADEChallengeData2016"), "the ADE20K scene-parsing release")
+    inst_to_150 = instance_mapping(base)
+    cats = categories()
+    thing_ids = {c["id"] for c in cats if c["isthing"]}
+    if not os.path.isdir(os.path.join(base, "annotations_detectron2")):
+        from prepare_ade20k_sem_seg import convert as convert_sem
+
+        convert_sem(root)
+    written = {}
+    for split, ade in (("train", "training"), ("val", "validation")):
+        img_dir = require(os.path.join(base, "images", ade), f"ADE20K {ade} images")
+        sem_dir = require(os.path.join(base, "annotations", ade), f"ADE20K {ade} annotations")
+        ins_dir = require(os.path.join(base, "annotations_instance", ade),
+                          f"ADE20K {ade} instance annotations (annotations_instance)")
+        out_dir = os.path.join(base, f"ade20k_panoptic_{split}")
+        os.makedirs(out_dir, exist_ok=True)
+        images, anns = [], []
+        for k, f in enumerate(sorted(x for x in os.listdir(img_dir) if x.endswith(".jpg"))):
+            stem = f[:-4]
+            sem = np.array(Image.open(require(os.path.join(sem_dir, stem + ".png"), "a label map"))).astype(np.int64) - 1
+            ins = np.array(Image.open(require(os.path.join(ins_dir, stem + ".png"), "an instance map")))
+            if ins.ndim != 3 or ins.shape[:2] != sem.shape:
+                raise InputError(f"{os.path.join(ins_dir, stem + '.png')} is not an RGB map of the image's size.")
+            h, w = sem.shape
+            pan = np.zeros((h, w), np.uint32)
+            infos = []
+            next_id = 1
+            for c in np.unique(sem):  # stuff from the semantic map
+                if c < 0 or c in thing_ids:
+                    continue
+                m = sem == c
+                pan[m] = next_id
+                infos.append(_seg(next_id, int(c), m))
+                next_id += 1
+            cls, idx = ins[..., 0].astype(np.int64), ins[..., 1].astype(np.int64)
+            for ic, ii in sorted({(int(a), int(b)) for a, b in zip(cls[cls > 0], idx[cls > 0])}):
+                if ic > len(inst_to_150):
+                    raise InputError(f"{stem}: instance class {ic} is outside 1..{len(inst_to_150)}.")
+                m = (cls == ic) & (idx == ii)
+                pan[m] = next_id
+                infos.append(_seg(next_id, inst_to_150[ic - 1], m))
+                next_id += 1
+            Image.fromarray(id2rgb(pan)).save(os.path.join(out_dir, stem + ".png"))
+            images.append({"id": stem, "file_name": f, "height": h, "width": w})
+            anns.append({"image_id": stem, "file_name": stem + ".png", "segments_info": infos})
+        if not images:
+            raise InputError(f"No images in {img_dir}.")
+        jf = os.path.join(base, f"ade20k_panoptic_{split}.json")
+        with open(jf, "w") as fh:
+            json.dump({"images": images, "annotations": anns, "categories": cats}, fh)
+        written[jf] = len(images)
+        logger.info("Wrote %d panoptic annotations to %s and %s", len(images), jf, out_dir)
+    return written
+
+
+def _seg(sid: int, cat: int, m: np.ndarray) -> dict:
+    ys, xs = np.nonzero(m)
+    return {"id": sid, "category_id": cat, "iscrowd": 0, "area": int(m.sum()),
+            "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]}
+
+
+def main(argv=None) -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    convert(args.root)
+
+
+if __name__ == "__main__":
+    run(main)

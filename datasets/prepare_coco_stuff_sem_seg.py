@@ -1,0 +1,53 @@
+#!/usr/bin/env python
+"""COCO-Stuff-164k label maps -> contiguous 171-class maps.
+
+Input: ``coco/stuffthingmaps_trainval2017/{train,val}2017/*.png`` (COCO-Stuff pixel value =
+category id - 1, 255 = unlabelled). Output: ``coco/stuffthingmaps_detectron2/{train,val}2017/*.png``
+with the 171 classes in the order of ``frozenseg/data/vocabularies/coco_stuff_171.txt`` and 255.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+from PIL import Image
+
+from _prepare_common import InputError, parser, require, run
+
+logger = logging.getLogger("prepare")
+
+
+def convert(root: str) -> dict[str, int]:
+    from frozenseg.data.vocabulary import builtin_vocabulary_path, read_vocabulary_entries
+
+    lut = np.full(256, 255, np.uint8)
+    for k, (i, _) in enumerate(read_vocabulary_entries(builtin_vocabulary_path("coco_stuff_171.txt"))):
+        lut[i - 1] = k
+    written = {}
+    for split in ("train", "val"):
+        src = require(os.path.join(root, "coco", "stuffthingmaps_trainval2017", f"{split}2017"),
+                      f"the COCO-Stuff {split} label maps")
+        dst = os.path.join(root, "coco", "stuffthingmaps_detectron2", f"{split}2017")
+        os.makedirs(dst, exist_ok=True)
+        files = sorted(f for f in os.listdir(src) if f.endswith(".png"))
+        if not files:
+            raise InputError(f"No label PNGs in {src}.")
+        for f in files:
+            lab = np.array(Image.open(os.path.join(src, f)))
+            if lab.ndim != 2:
+                raise InputError(f"{os.path.join(src, f)} is not a single-channel label map.")
+            Image.fromarray(lut[lab]).save(os.path.join(dst, f))
+        written[dst] = len(files)
+        logger.info("Wrote %d label maps to %s", len(files), dst)
+    return written
+
+
+def main(argv=None) -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    convert(args.root)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,52 @@
+"""Datasets, vocabularies, dataset mappers and data loaders (Detectron2 conventions).
+
+Importing this package registers every built-in dataset (see :mod:`frozenseg.data.builtin`).
+"""
+
+from . import builtin  # noqa: F401  (registers the built-in datasets)
+from .builtin import (
+    apply_vocabulary_overrides,
+    dataset_vocabulary,
+    datasets_root,
+    register_all_builtin,
+    set_vocabulary_file,
+)
+from .catalog import DatasetCatalog, Metadata, MetadataCatalog
+from .loaders import DatasetNotFoundError
+from .vocabulary import (
+    VocabularyError,
+    read_vocabulary_file,
+    split_synonyms,
+    validate_vocabulary,
+    write_vocabulary_file,
+)
+
+__all__ = [
+    "DatasetCatalog",
+    "MetadataCatalog",
+    "Metadata",
+    "DatasetNotFoundError",
+    "VocabularyError",
+    "read_vocabulary_file",
+    "write_vocabulary_file",
+    "validate_vocabulary",
+    "split_synonyms",
+    "dataset_vocabulary",
+    "set_vocabulary_file",
+    "apply_vocabulary_overrides",
+    "register_all_builtin",
+    "datasets_root",
+    "build_detection_train_loader",
+    "build_detection_test_loader",
+    "get_detection_dataset_dicts",
+]
+
+
+def __getattr__(name):
+    # loaders pull in torch; import them on first use
+    if name in ("build_detection_train_loader", "build_detection_test_loader",
+                "get_detection_dataset_dicts"):
+        from . import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module 'frozenseg.data' has no attribute {name!r}")

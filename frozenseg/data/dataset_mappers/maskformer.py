@@ -1,0 +1,162 @@
+"""MaskFormer-style training mappers (semantic, panoptic, instance): shortest-edge resize to a
+size from MIN_SIZE_TRAIN (capped at MAX_SIZE_TRAIN), category-area-constrained random crop,
+optional colour augmentation, random flip, padding to SIZE_DIVISIBILITY."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from .common import (
+    as_sample,
+    build_color_aug,
+    instances_from_masks,
+    instances_from_panoptic,
+    instances_from_sem_seg,
+    pad_to_divisibility,
+    plain,
+    polygons_to_masks,
+    read_image,
+    read_label_map,
+    read_panoptic_ids,
+    resize_shortest_edge,
+    semantic_from_panoptic,
+)
+
+__all__ = [
+    "category_area_crop_box",
+    "MaskFormerSemanticDatasetMapper",
+    "MaskFormerPanopticDatasetMapper",
+    "MaskFormerInstanceDatasetMapper",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def category_area_crop_box(sem: torch.Tensor | None, crop_hw: tuple[int, int],
+                           single_category_max_area: float, ignore: int,
+                           rng: np.random.Generator, tries: int = 10) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a random crop in which no single category covers more than
+    ``single_category_max_area`` of the labelled pixels (Detectron2's
+    RandomCrop_CategoryAreaConstraint; the last try is used when none qualifies)."""
+    H, W = (sem.shape if sem is not None else (0, 0))
+    ch, cw = min(crop_hw[0], H), min(crop_hw[1], W)
+    top = left = 0
+    for _ in range(tries):
+        top = int(rng.integers(0, H - ch + 1))
+        left = int(rng.integers(0, W - cw + 1))
+        if sem is None or single_category_max_area >= 1.0:
+            break
+        patch = sem[top: top + ch, left: left + cw]
+        _, cnt = torch.unique(patch[patch != ignore], return_counts=True)
+        if len(cnt) > 1 and cnt.max().item() < single_category_max_area * cnt.sum().item():
+            break
+    return top, left, ch, cw
+
+
+class _MaskFormerBase:
+    def __init__(self, is_train: bool = True, *, min_size_train=(800,), min_size_sampling="choice",
+                 max_size_train: int = 1333, crop_enabled: bool = False, crop_size=(512, 512),
+                 single_category_max_area: float = 1.0, color_aug: bool = False,
+                 random_flip: str = "horizontal", size_divisibility: int = -1,
+                 image_format: str = "RGB", ignore_label: int = 255, seed: int | None = None):
+        self.is_train = is_train
+        self.min_sizes = tuple(int(s) for s in min_size_train)
+        self.sampling = min_size_sampling
+        self.max_size = int(max_size_train)
+        self.crop_size = tuple(int(s) for s in crop_size) if crop_enabled else None
+        self.single_category_max_area = single_category_max_area
+        self.color_aug = build_color_aug() if color_aug else None
+        self.flip = {"horizontal": v2.RandomHorizontalFlip(), "vertical": v2.RandomVerticalFlip()}.get(random_flip)
+        self.size_divisibility = size_divisibility
+        self.image_format = image_format
+        self.ignore_label = ignore_label
+        self.rng = np.random.default_rng(seed)
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True):
+        return cls(
+            is_train, min_size_train=cfg.INPUT.MIN_SIZE_TRAIN,
+            min_size_sampling=cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING, max_size_train=cfg.INPUT.MAX_SIZE_TRAIN,
+            crop_enabled=cfg.INPUT.CROP.ENABLED, crop_size=cfg.INPUT.CROP.SIZE,
+            single_category_max_area=cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA,
+            color_aug=cfg.INPUT.COLOR_AUG_SSD, random_flip=cfg.INPUT.RANDOM_FLIP,
+            size_divisibility=cfg.INPUT.SIZE_DIVISIBILITY, image_format=cfg.INPUT.FORMAT,
+            ignore_label=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+        )
+
+    def _short_edge(self) -> int:
+        if self.sampling == "range":
+            return int(self.rng.integers(self.min_sizes[0], self.min_sizes[-1] + 1))
+        return int(self.rng.choice(self.min_sizes))
+
+    def augment(self, sample: dict, sem_key: str | None) -> dict:
+        """Resize, constrained crop, colour, flip, pad; ``sem_key`` names the map that drives
+        the category-area constraint."""
+        sample = resize_shortest_edge(sample, self._short_edge(), self.max_size)
+        if self.crop_size is not None:
+            sem = plain(sample[sem_key]) if sem_key else None
+            if sem is None:
+                sem = torch.zeros(sample["image"].shape[-2:], dtype=torch.int64)
+            top, left, h, w = category_area_crop_box(sem, self.crop_size, self.single_category_max_area,
+                                                     self.ignore_label, self.rng)
+            sample = {k: TF.crop(v, top, left, h, w) for k, v in sample.items()}
+        if self.color_aug is not None:
+            sample["image"] = self.color_aug(sample["image"])
+        if self.flip is not None:
+            sample = self.flip(sample)
+        return pad_to_divisibility(sample, self.size_divisibility,
+                                   {"sem": self.ignore_label, "pan": 0, "masks": 0})
+
+
+class MaskFormerSemanticDatasetMapper(_MaskFormerBase):
+    """Semantic dataset dict -> ``image``, ``sem_seg`` and one instance per present class."""
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        d = copy.copy(dataset_dict)
+        image = read_image(d["file_name"], self.image_format)
+        sem = read_label_map(d.pop("sem_seg_file_name"))
+        out = self.augment(as_sample(image, sem=sem), "sem")
+        d["image"], d["sem_seg"] = plain(out["image"]), plain(out["sem"]).long()
+        d["instances"] = instances_from_sem_seg(d["sem_seg"], self.ignore_label)
+        return d
+
+
+class MaskFormerPanopticDatasetMapper(_MaskFormerBase):
+    """Panoptic dataset dict -> ``image``, ``sem_seg`` and one instance per non-crowd segment."""
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        d = copy.copy(dataset_dict)
+        image = read_image(d["file_name"], self.image_format)
+        pan = read_panoptic_ids(d.pop("pan_seg_file_name"))
+        segments = d.pop("segments_info")
+        sem = semantic_from_panoptic(pan, segments, self.ignore_label)
+        d.pop("sem_seg_file_name", None)
+        out = self.augment(as_sample(image, pan=pan, sem=sem), "sem")
+        pan = plain(out["pan"])
+        d["image"], d["sem_seg"] = plain(out["image"]), plain(out["sem"]).long()
+        d["instances"] = instances_from_panoptic(pan, segments)
+        return d
+
+
+class MaskFormerInstanceDatasetMapper(_MaskFormerBase):
+    """Instance dataset dict (COCO polygons / RLE) -> ``image`` and ``instances``."""
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        d = copy.copy(dataset_dict)
+        image = read_image(d["file_name"], self.image_format)
+        h, w = image.shape[-2:]
+        anns = [a for a in d.pop("annotations", []) if not a.get("iscrowd", 0)]
+        sample = as_sample(image)
+        sample["masks"] = tv_tensors.Mask(polygons_to_masks(anns, h, w))
+        out = self.augment(sample, None)
+        d["image"] = plain(out["image"])
+        d["instances"] = instances_from_masks([a["category_id"] for a in anns], plain(out["masks"]),
+                                              d["image"].shape[-2:])
+        return d

@@ -1,0 +1,39 @@
+"""Test-time mapper: shortest-edge resize to MIN_SIZE_TEST, capped at MAX_SIZE_TEST."""
+
+from __future__ import annotations
+
+import copy
+
+from torchvision.transforms import v2
+
+from .common import read_image, shortest_edge_size
+
+__all__ = ["TestDatasetMapper"]
+
+
+class TestDatasetMapper:
+    """Dataset dict -> ``image`` (resized uint8 (3, h, w)), ``height``/``width`` of the original
+    image (the size predictions are returned at), and the dict's other fields (file names,
+    ``image_id``, ground-truth file paths for evaluators); ``annotations`` are dropped."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, min_size: int = 800, max_size: int = 1333, image_format: str = "RGB"):
+        self.min_size, self.max_size, self.image_format = int(min_size), int(max_size), image_format
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = False):
+        return cls(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.FORMAT)
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        d = copy.copy(dataset_dict)
+        d.pop("annotations", None)
+        image = read_image(d["file_name"], self.image_format)
+        h, w = image.shape[-2:]
+        d.setdefault("height", int(h))
+        d.setdefault("width", int(w))
+        size = shortest_edge_size(h, w, self.min_size, self.max_size)
+        if tuple(size) != (h, w):
+            image = v2.functional.resize(image, list(size), antialias=True)
+        d["image"] = image
+        return d
