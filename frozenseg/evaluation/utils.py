@@ -1,0 +1,216 @@
+"""Helpers shared by the evaluators: metadata look-up, seen/unseen masks, result files.
+
+These are implementation details of :mod:`frozenseg.evaluation`; the public entry points are
+the evaluator classes and :func:`frozenseg.evaluation.build_evaluator`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import types
+from collections.abc import Mapping, Sequence
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+__all__ = [
+    "resolve_metadata",
+    "split_synonyms",
+    "seen_mask_from_names",
+    "normalize_seen_classes",
+    "read_train_class_names",
+    "save_results_json",
+    "capture_stdout",
+    "read_label_image",
+    "rgb_to_id",
+    "reverse_id_map",
+    "patch_numpy_aliases",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_metadata(dataset_name_or_metadata: Any = None, metadata: Any = None) -> tuple[str, Any]:
+    """Return ``(dataset_name, metadata)`` from a registered name or a metadata-like object.
+
+    ``dataset_name_or_metadata`` may be a string (looked up lazily in
+    ``frozenseg.data.MetadataCatalog``) or any object with metadata attributes
+    (for example ``types.SimpleNamespace``). An explicit ``metadata`` wins over the look-up.
+    """
+    name = dataset_name_or_metadata if isinstance(dataset_name_or_metadata, str) else None
+    if metadata is None and dataset_name_or_metadata is not None and name is None:
+        metadata = dataset_name_or_metadata
+    if metadata is None:
+        if name is None:
+            raise ValueError("An evaluator needs a dataset name or a metadata object.")
+        from frozenseg.data import MetadataCatalog  # lazy: the data package is optional here
+
+        metadata = MetadataCatalog.get(name)
+    if name is None:
+        name = str(getattr(metadata, "name", "") or "")
+    return name, metadata
+
+
+def split_synonyms(class_name: str) -> list[str]:
+    """Split a class name ``"dog, puppy"`` into its synonyms ``["dog", "puppy"]``."""
+    return [s.strip() for s in str(class_name).split(",") if s.strip()]
+
+
+def seen_mask_from_names(class_names: Sequence[str], train_class_names: Sequence[str]) -> np.ndarray:
+    """Boolean mask over ``class_names``: True when any synonym is a synonym of a training class.
+
+    This is the spec's rule (§7.2): a test class is "seen" when any of its comma-separated
+    synonyms equals (after stripping whitespace) a synonym of some training class.
+    """
+    train = {s for name in train_class_names for s in split_synonyms(name)}
+    return np.array([any(s in train for s in split_synonyms(n)) for n in class_names], dtype=bool)
+
+
+def normalize_seen_classes(
+    seen_classes: Any, num_classes: int, class_names: Sequence[str] | None = None
+) -> np.ndarray | None:
+    """Turn a user-supplied seen-class description into a boolean mask of length ``num_classes``.
+
+    Accepted forms: ``None`` (no seen/unseen split); a boolean sequence/array/tensor of length
+    ``num_classes``; a sequence of integer class indices; a sequence of class names (matched
+    against ``class_names`` with :func:`seen_mask_from_names`).
+    """
+    if seen_classes is None:
+        return None
+    if isinstance(seen_classes, torch.Tensor):
+        seen_classes = seen_classes.cpu().numpy()
+    arr = np.asarray(list(seen_classes) if not isinstance(seen_classes, np.ndarray) else seen_classes)
+    if arr.dtype == bool:
+        if arr.shape != (num_classes,):
+            raise ValueError(
+                f"seen_classes mask has shape {arr.shape}, expected ({num_classes},) "
+                "(one entry per evaluated class)."
+            )
+        return arr.copy()
+    if arr.size == 0:
+        return np.zeros(num_classes, dtype=bool)
+    if np.issubdtype(arr.dtype, np.integer):
+        if arr.min() < 0 or arr.max() >= num_classes:
+            raise ValueError(f"seen_classes indices must lie in [0, {num_classes}), got {arr}.")
+        mask = np.zeros(num_classes, dtype=bool)
+        mask[arr] = True
+        return mask
+    if arr.dtype.kind in ("U", "S", "O"):
+        if class_names is None:
+            raise ValueError("seen_classes given as names, but the evaluator has no class names.")
+        return seen_mask_from_names(class_names, [str(x) for x in arr.tolist()])
+    raise TypeError(f"Unsupported seen_classes of dtype {arr.dtype}.")
+
+
+def read_train_class_names(vocabulary_file: str) -> list[str]:
+    """Read class names from a vocabulary file with lines ``id:name,synonym,...``.
+
+    Lines without ``:`` are taken whole as the class name; empty lines and ``#`` comments are
+    skipped (the format of ``frozenseg.data.vocabulary``).
+    """
+    names = []
+    with open(os.path.expanduser(os.path.expandvars(vocabulary_file)), encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            names.append(line.split(":", 1)[1] if ":" in line else line)
+    return names
+
+
+def _json_safe(obj: Any) -> Any:
+    """Replace NaN/inf floats by ``None`` (strict JSON) and numpy scalars by Python ones."""
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def save_results_json(results: Mapping, output_dir: str | None, filename: str) -> str | None:
+    """Write ``results`` to ``output_dir/filename`` as strict JSON (NaN -> null); return the path."""
+    if not output_dir:
+        return None
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, filename)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(_json_safe(results), f, indent=2)
+    logger.info("Saved evaluation results to %s", path)
+    return path
+
+
+@contextlib.contextmanager
+def capture_stdout(log: logging.Logger, level: int = logging.INFO) -> Iterator[io.StringIO]:
+    """Capture what third-party evaluation code prints and forward it to ``log``."""
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield buf
+    finally:
+        text = buf.getvalue().strip()
+        if text:
+            log.log(level, "%s", text)
+
+
+def read_label_image(path: str) -> np.ndarray:
+    """Read a single-channel label PNG/TIFF as an int64 array (H, W)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        arr = np.array(img)
+    if arr.ndim == 3:
+        raise ValueError(f"Label image {path} has {arr.shape[2]} channels, expected 1.")
+    return arr.astype(np.int64)
+
+
+def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
+    """Decode a COCO-panoptic RGB PNG array (H, W, 3) to segment ids ``R + 256 G + 256^2 B``."""
+    rgb = rgb.astype(np.int64)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+
+
+def reverse_id_map(mapping: Mapping | None) -> dict[int, int]:
+    """Invert a ``dataset_id -> contiguous_id`` mapping (keys may be strings after JSON)."""
+    if not mapping:
+        return {}
+    return {int(v): int(k) for k, v in mapping.items()}
+
+
+def _in1d(ar1, ar2, assume_unique: bool = False, invert: bool = False) -> np.ndarray:
+    """``np.in1d`` (removed in NumPy 2.4): flattened ``np.isin``."""
+    return np.isin(np.asarray(ar1).ravel(), ar2, assume_unique=assume_unique, invert=invert)
+
+
+class _NumpyWithAliases(types.ModuleType):
+    """Proxy of the numpy module that also provides names removed from recent NumPy releases.
+
+    ``float`` (the alias meant ``np.float64`` in these call sites: ``.astype(dtype=np.float)``)
+    and ``in1d`` (a flattened ``isin``). Every other attribute is numpy's own.
+    """
+
+    float = np.float64
+    in1d = staticmethod(_in1d)
+
+    def __getattr__(self, name: str):
+        return getattr(np, name)
+
+
+def patch_numpy_aliases(module: types.ModuleType) -> None:
+    """Give a third-party ``module`` a numpy proxy with removed aliases (``np.float``, ``np.in1d``).
+
+    Only that module's global ``np`` is replaced, and only when NumPy lacks one of the aliases;
+    NumPy itself is left untouched.
+    """
+    if getattr(module, "np", None) is np and not (hasattr(np, "float") and hasattr(np, "in1d")):
+        module.np = _NumpyWithAliases("numpy")
