@@ -10,12 +10,15 @@ from .builtin import (
     datasets_root,
     register_all_builtin,
     set_vocabulary_file,
+    training_vocabulary,
 )
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog
 from .loaders import DatasetNotFoundError
 from .vocabulary import (
     VocabularyError,
+    parse_class_names,
     read_vocabulary_file,
+    seen_class_mask,
     split_synonyms,
     validate_vocabulary,
     write_vocabulary_file,
@@ -32,6 +35,9 @@ __all__ = [
     "validate_vocabulary",
     "split_synonyms",
     "dataset_vocabulary",
+    "training_vocabulary",
+    "parse_class_names",
+    "seen_class_mask",
     "set_vocabulary_file",
     "apply_vocabulary_overrides",
     "register_all_builtin",

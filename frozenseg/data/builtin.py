@@ -474,6 +474,19 @@ def dataset_vocabulary(dataset_name: str, cfg=None) -> list[str]:
     return list(classes)
 
 
+def training_vocabulary(cfg) -> list[str] | None:
+    """Class names of the training vocabulary: ``MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE`` when
+    set, else the vocabulary of ``DATASETS.TRAIN[0]``, else None (every test class is unseen)."""
+    from ..utils.paths import resolve_path
+
+    path = cfg.MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE
+    if path:
+        return read_vocabulary_file(str(resolve_path(path)))
+    if len(cfg.DATASETS.TRAIN) > 0:
+        return dataset_vocabulary(cfg.DATASETS.TRAIN[0], cfg)
+    return None
+
+
 def parse_vocabulary_text(text: str) -> list[str]:
     """Vocabulary entries from text in the file format (handy for tests and demos)."""
     return [",".join(n) for _, n in parse_vocabulary(text)]

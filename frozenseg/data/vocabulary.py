@@ -34,6 +34,8 @@ __all__ = [
     "validate_vocabulary",
     "builtin_vocabulary_path",
     "split_synonyms",
+    "parse_class_names",
+    "seen_class_mask",
 ]
 
 logger = logging.getLogger(__name__)
@@ -157,3 +159,43 @@ def builtin_vocabulary_path(filename: str) -> str:
     if not os.path.isfile(path):
         raise VocabularyError(f"Built-in vocabulary file {filename!r} not found at {path}.")
     return path
+
+
+def parse_class_names(class_names: Sequence[str]) -> list[list[str]]:
+    """Split each class name into its synonyms.
+
+    Args:
+        class_names: K strings of comma-separated synonyms (``"dog, puppy"`` == ``"dog,puppy"``).
+    Returns:
+        K lists of synonyms, whitespace stripped, in order.
+    Raises:
+        ValueError: empty vocabulary, or a class (or one of its synonyms) that is empty.
+    """
+    if isinstance(class_names, str):
+        raise ValueError(
+            "parse_class_names expects a list of class names, not a single string; wrap it in a list."
+        )
+    if len(class_names) == 0:
+        raise ValueError("The vocabulary is empty: at least one class name is needed to build a text classifier.")
+    parsed = []
+    for i, name in enumerate(class_names):
+        if not isinstance(name, str):
+            raise ValueError(f"Class name #{i} is {type(name).__name__}, expected a string: {name!r}.")
+        synonyms = [s.strip() for s in name.split(",")]
+        if not name.strip() or any(not s for s in synonyms):
+            raise ValueError(
+                f"Class name #{i} ({name!r}) is empty or has an empty synonym; each class must be "
+                f"a comma-separated list of non-empty names (e.g. 'dog,puppy')."
+            )
+        parsed.append(synonyms)
+    return parsed
+
+
+def seen_class_mask(class_names: Sequence[str], train_class_names: Sequence[str] | None) -> list[bool]:
+    """Per class: True when one of its synonyms is also a synonym of a training class.
+
+    The release's rule (spec §7.2): exact (case-sensitive) comparison of whitespace-stripped
+    synonyms. Without a training vocabulary every class is unseen.
+    """
+    train = {s for syns in parse_class_names(list(train_class_names)) for s in syns} if train_class_names else set()
+    return [any(s in train for s in syns) for syns in parse_class_names(list(class_names))]

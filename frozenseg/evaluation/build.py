@@ -41,7 +41,7 @@ from .lvis_evaluation import LVISEvaluator
 from .panoptic_evaluation import COCOPanopticEvaluator
 from .recall_evaluation import RecallEvaluator
 from .sem_seg_evaluation import SemSegEvaluator
-from .utils import read_train_class_names, resolve_metadata, seen_mask_from_names
+from .utils import resolve_metadata, seen_mask_from_names
 
 __all__ = ["build_evaluator", "resolve_seen_classes"]
 
@@ -69,26 +69,15 @@ def _vocabulary(dataset_name: str | None, cfg, fallback: Any) -> list[str] | Non
 
 
 def _train_vocabulary(cfg) -> list[str] | None:
-    """Training class names: ``MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE``, else the vocabulary of
-    ``DATASETS.TRAIN[0]``."""
-    vocab_file = ""
-    try:
-        vocab_file = cfg.MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE
-    except AttributeError:
-        pass
-    if vocab_file:
-        return read_train_class_names(vocab_file)
-    train_sets = list(getattr(getattr(cfg, "DATASETS", None), "TRAIN", ()) or ())
-    if not train_sets:
-        return None
-    fallback = None
-    try:
-        from frozenseg.data import MetadataCatalog
+    """The training vocabulary (:func:`frozenseg.data.training_vocabulary`); None when the
+    training set is not registered (then there is no seen/unseen split)."""
+    from frozenseg.data import VocabularyError, training_vocabulary
 
-        fallback = MetadataCatalog.get(train_sets[0]).get("stuff_classes")
-    except Exception as e:  # noqa: BLE001 - the split is optional; say why it is missing
-        logger.debug("No metadata for training set %r (%s).", train_sets[0], e)
-    return _vocabulary(train_sets[0], cfg, fallback)
+    try:
+        return training_vocabulary(cfg)
+    except (KeyError, VocabularyError) as e:
+        logger.info("No training vocabulary (%s): no seen/unseen split.", e)
+        return None
 
 
 def resolve_seen_classes(cfg, metadata: Any, dataset_name: str | None = None) -> Any:

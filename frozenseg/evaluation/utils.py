@@ -19,12 +19,12 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ..data.vocabulary import seen_class_mask
+
 __all__ = [
     "resolve_metadata",
-    "split_synonyms",
     "seen_mask_from_names",
     "normalize_seen_classes",
-    "read_train_class_names",
     "save_results_json",
     "capture_stdout",
     "read_label_image",
@@ -57,19 +57,10 @@ def resolve_metadata(dataset_name_or_metadata: Any = None, metadata: Any = None)
     return name, metadata
 
 
-def split_synonyms(class_name: str) -> list[str]:
-    """Split a class name ``"dog, puppy"`` into its synonyms ``["dog", "puppy"]``."""
-    return [s.strip() for s in str(class_name).split(",") if s.strip()]
-
-
 def seen_mask_from_names(class_names: Sequence[str], train_class_names: Sequence[str]) -> np.ndarray:
-    """Boolean mask over ``class_names``: True when any synonym is a synonym of a training class.
-
-    This is the spec's rule (§7.2): a test class is "seen" when any of its comma-separated
-    synonyms equals (after stripping whitespace) a synonym of some training class.
-    """
-    train = {s for name in train_class_names for s in split_synonyms(name)}
-    return np.array([any(s in train for s in split_synonyms(n)) for n in class_names], dtype=bool)
+    """Boolean mask over ``class_names`` by the spec's synonym rule (§7.2), see
+    :func:`frozenseg.data.vocabulary.seen_class_mask`."""
+    return np.array(seen_class_mask(class_names, train_class_names), dtype=bool)
 
 
 def normalize_seen_classes(
@@ -106,22 +97,6 @@ def normalize_seen_classes(
             raise ValueError("seen_classes given as names, but the evaluator has no class names.")
         return seen_mask_from_names(class_names, [str(x) for x in arr.tolist()])
     raise TypeError(f"Unsupported seen_classes of dtype {arr.dtype}.")
-
-
-def read_train_class_names(vocabulary_file: str) -> list[str]:
-    """Read class names from a vocabulary file with lines ``id:name,synonym,...``.
-
-    Lines without ``:`` are taken whole as the class name; empty lines and ``#`` comments are
-    skipped (the format of ``frozenseg.data.vocabulary``).
-    """
-    names = []
-    with open(os.path.expanduser(os.path.expandvars(vocabulary_file)), encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            names.append(line.split(":", 1)[1] if ":" in line else line)
-    return names
 
 
 def _json_safe(obj: Any) -> Any:

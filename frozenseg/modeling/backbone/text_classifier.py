@@ -30,6 +30,7 @@ import torch
 from torch.nn import functional as F
 
 from ...config.config import configurable
+from ...data.vocabulary import parse_class_names
 
 __all__ = [
     "VILD_PROMPT_TEMPLATES",
@@ -59,36 +60,6 @@ VILD_PROMPT_TEMPLATES: tuple[str, ...] = (
 )
 
 _CACHE_FORMAT_VERSION = "frozenseg-text-v1"
-
-
-def parse_class_names(class_names: Sequence[str]) -> list[list[str]]:
-    """Split each class name into its synonyms.
-
-    Args:
-        class_names: K strings of comma-separated synonyms (``"dog, puppy"`` == ``"dog,puppy"``).
-    Returns:
-        K lists of synonyms, whitespace stripped, in order.
-    Raises:
-        ValueError: empty vocabulary, or a class (or one of its synonyms) that is empty.
-    """
-    if isinstance(class_names, str):
-        raise ValueError(
-            "parse_class_names expects a list of class names, not a single string; wrap it in a list."
-        )
-    if len(class_names) == 0:
-        raise ValueError("The vocabulary is empty: at least one class name is needed to build a text classifier.")
-    parsed = []
-    for i, name in enumerate(class_names):
-        if not isinstance(name, str):
-            raise ValueError(f"Class name #{i} is {type(name).__name__}, expected a string: {name!r}.")
-        synonyms = [s.strip() for s in name.split(",")]
-        if not name.strip() or any(not s for s in synonyms):
-            raise ValueError(
-                f"Class name #{i} ({name!r}) is empty or has an empty synonym; each class must be "
-                f"a comma-separated list of non-empty names (e.g. 'dog,puppy')."
-            )
-        parsed.append(synonyms)
-    return parsed
 
 
 class TextEncoder(Protocol):

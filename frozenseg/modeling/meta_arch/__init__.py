@@ -1,5 +1,5 @@
 """Whole models."""
 
-from .frozenseg import FrozenSeg, Vocabulary, seen_classes, training_vocabulary
+from .frozenseg import FrozenSeg, Vocabulary
 
-__all__ = ["FrozenSeg", "Vocabulary", "seen_classes", "training_vocabulary"]
+__all__ = ["FrozenSeg", "Vocabulary"]

@@ -17,9 +17,9 @@ from torch.nn import functional as F
 
 from ...config import configurable
 from ...structures import ImageList, Instances
-from ...utils.paths import resolve_path
 from ...utils.registry import BACKBONE_REGISTRY, META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
-from ..backbone.text_classifier import TextClassifierBuilder, parse_class_names
+from ...data.vocabulary import parse_class_names, seen_class_mask
+from ..backbone.text_classifier import TextClassifierBuilder
 from ..criterion import SetCriterion, build_criterion
 from ..open_vocab import get_classification_logits
 from ..postprocessing import (
@@ -35,36 +35,7 @@ from ..sam import SAMImageEncoder
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FrozenSeg", "Vocabulary", "seen_classes"]
-
-
-def _synonym_set(class_names: Sequence[str]) -> set[str]:
-    return {s.lower() for syns in parse_class_names(list(class_names)) for s in syns}
-
-
-def seen_classes(class_names: Sequence[str], train_class_names: Sequence[str] | None) -> torch.Tensor:
-    """(K,) bool: class k is "seen" when one of its synonyms is a training-class synonym.
-
-    Matching is case-insensitive on whitespace-stripped synonyms. Without a training vocabulary
-    every class is unseen.
-    """
-    parsed = parse_class_names(list(class_names))
-    train = _synonym_set(train_class_names) if train_class_names else set()
-    return torch.tensor([any(s.lower() in train for s in syns) for syns in parsed], dtype=torch.bool)
-
-
-def training_vocabulary(cfg) -> list[str] | None:
-    """Class names of the training vocabulary: MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE when set,
-    else the vocabulary of DATASETS.TRAIN[0], else None (every test class then counts as unseen)."""
-    from ...data import dataset_vocabulary, read_vocabulary_file
-
-    path = cfg.MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE
-    if path:
-        return read_vocabulary_file(str(resolve_path(path)))
-    if len(cfg.DATASETS.TRAIN) > 0:
-        return dataset_vocabulary(cfg.DATASETS.TRAIN[0], cfg)
-    logger.warning("No training vocabulary configured: every class counts as unseen.")
-    return None
+__all__ = ["FrozenSeg", "Vocabulary"]
 
 
 @dataclass
@@ -165,7 +136,12 @@ class FrozenSeg(nn.Module):
         sem_seg_head = SEM_SEG_HEADS_REGISTRY.get(cfg.MODEL.SEM_SEG_HEAD.NAME)(
             cfg, backbone.output_shape(), sam_channels=sam.out_chans
         )
+        from ...data import training_vocabulary
+
         mf = cfg.MODEL.MASK_FORMER
+        train_class_names = training_vocabulary(cfg)
+        if train_class_names is None:
+            logger.warning("No training vocabulary configured: every class counts as unseen.")
         return {
             "backbone": backbone,
             "sam": sam,
@@ -173,7 +149,7 @@ class FrozenSeg(nn.Module):
             "criterion": build_criterion(cfg),
             "text_classifier_builder": TextClassifierBuilder(cfg, encoder=backbone),
             "embed_dim": cfg.MODEL.FROZEN_SEG.EMBED_DIM,
-            "train_class_names": training_vocabulary(cfg),
+            "train_class_names": train_class_names,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "size_divisibility": mf.SIZE_DIVISIBILITY,
@@ -226,7 +202,8 @@ class FrozenSeg(nn.Module):
                     f"thing_classes {bad} are not valid class indices for a vocabulary of {k} classes."
                 )
             is_thing[list(map(int, thing_classes))] = True
-        self.vocabulary = Vocabulary(names, is_thing, seen_classes(names, self.train_class_names))
+        seen = torch.tensor(seen_class_mask(names, self.train_class_names), dtype=torch.bool)
+        self.vocabulary = Vocabulary(names, is_thing, seen)
 
     def _text_classifier(self, class_names: list[str]) -> tuple[torch.Tensor, list[int]]:
         """(K' + 1, D) classifier rows (synonyms, then the normalised void row) and synonyms/class."""
