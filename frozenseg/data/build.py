@@ -260,7 +260,11 @@ def build_detection_test_loader(cfg=None, dataset_name: str | None = None, mappe
     if mapper is None:
         from .dataset_mappers import TestDatasetMapper
 
-        mapper = TestDatasetMapper.from_config(cfg)
+        mapper = TestDatasetMapper.from_config(cfg, dataset_name=dataset_name)
+    if cfg is not None and cfg.TEST.USE_SAM_MASKS and dataset_name:
+        from ..utils.sam_mask_cache import check_sam_mask_cache
+
+        check_sam_mask_cache(cfg.TEST.SAM_MASKS_DIR, dataset_name, dataset)  # one clear error up front
     if num_workers is None:
         num_workers = cfg.DATALOADER.NUM_WORKERS if cfg is not None else 0
     ds = MapDataset(dataset, mapper)

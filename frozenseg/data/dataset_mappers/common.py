@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from ...structures import Instances
+from ...utils import image_io
 
 __all__ = [
     "read_image",
@@ -35,13 +36,12 @@ __all__ = [
 
 
 def read_image(path: str, fmt: str = "RGB") -> torch.Tensor:
-    """Read an image file as a uint8 (3, H, W) tensor (EXIF orientation applied)."""
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im).convert("RGB")
-        arr = np.asarray(im)
+    """Read an image file as a uint8 (3, H, W) tensor (see :func:`frozenseg.utils.image_io.read_image`
+    for the handling of grayscale, alpha, 16-bit and unreadable files)."""
+    arr = image_io.read_image(path)
     if fmt == "BGR":
         arr = arr[:, :, ::-1]
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
 
 
 def read_label_map(path: str) -> torch.Tensor:

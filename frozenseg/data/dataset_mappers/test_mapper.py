@@ -6,6 +6,7 @@ import copy
 
 from torchvision.transforms import v2
 
+from ...utils.sam_mask_cache import attach_sam_masks, dataset_cache_dir
 from .common import read_image, shortest_edge_size
 
 __all__ = ["TestDatasetMapper"]
@@ -18,12 +19,26 @@ class TestDatasetMapper:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, min_size: int = 800, max_size: int = 1333, image_format: str = "RGB"):
+    def __init__(
+        self,
+        min_size: int = 800,
+        max_size: int = 1333,
+        image_format: str = "RGB",
+        sam_masks_dir: str | None = None,
+    ):
+        """``sam_masks_dir``: the dataset's SAM proposal cache (``<TEST.SAM_MASKS_DIR>/<dataset>``);
+        when set, each dict gets ``"sam_masks"`` (M, h, w) proposal logits from it."""
         self.min_size, self.max_size, self.image_format = int(min_size), int(max_size), image_format
+        self.sam_masks_dir = sam_masks_dir
 
     @classmethod
-    def from_config(cls, cfg, is_train: bool = False):
-        return cls(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.FORMAT)
+    def from_config(cls, cfg, is_train: bool = False, dataset_name: str | None = None):
+        sam_dir = None
+        if cfg.TEST.USE_SAM_MASKS:
+            if not dataset_name:
+                raise ValueError("TEST.USE_SAM_MASKS needs the dataset name to find its SAM proposal cache.")
+            sam_dir = dataset_cache_dir(cfg.TEST.SAM_MASKS_DIR, dataset_name)
+        return cls(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.FORMAT, sam_dir)
 
     def __call__(self, dataset_dict: dict) -> dict:
         d = copy.copy(dataset_dict)
@@ -36,4 +51,6 @@ class TestDatasetMapper:
         if tuple(size) != (h, w):
             image = v2.functional.resize(image, list(size), antialias=True)
         d["image"] = image
+        if self.sam_masks_dir is not None:
+            attach_sam_masks(d, self.sam_masks_dir)
         return d

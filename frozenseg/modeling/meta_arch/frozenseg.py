@@ -372,7 +372,7 @@ class FrozenSeg(nn.Module):
             )
         if self.recall_on:
             extra = None
-            if sam_masks is not None:
+            if sam_masks is not None and sam_masks.shape[0] > 0:
                 extra = F.interpolate(
                     sam_masks[None].float().to(self.device), size=out_size, mode="bilinear", align_corners=False
                 )[0]
@@ -382,21 +382,31 @@ class FrozenSeg(nn.Module):
     def _semantic_with_sam(
         self, cls_log_probs, mask_pred, sam_masks, image_size, out_size, dense, text_classifier, num_templates, padded_size
     ) -> torch.Tensor:
-        """Semantic map with the SAM proposal ensemble (spec §7.5): (K, out_h, out_w)."""
+        """Semantic map with the SAM proposal ensemble (spec §7.5): (K, out_h, out_w).
+
+        ``sam_masks`` are (M, h, w) proposal logits over the (unpadded) input image; M may be 0
+        (SAM kept no mask), leaving only the query terms.
+        """
         h, w = image_size
-        proposals = sam_masks.float().to(self.device)
-        if proposals.shape[-2:] != (h, w):
-            proposals = F.interpolate(proposals[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-        # padding is outside every proposal: any negative logit binarises to "off"
-        padded = proposals.new_full((proposals.shape[0], *padded_size), -100.0)
-        padded[:, :h, :w] = proposals
-        proposal_logits = self._clip_classify(dense, padded[None], text_classifier, num_templates)[0]
-        proposal_probs = proposal_logits[:, :-1].softmax(-1)
         query_probs = cls_log_probs.softmax(-1)[:, :-1]
         query_masks = F.interpolate(
             mask_pred[None, :, :h, :w], size=out_size, mode="bilinear", align_corners=False
         )[0].sigmoid()
-        proposal_masks = F.interpolate(proposals[None], size=out_size, mode="bilinear", align_corners=False)[0].sigmoid()
+        proposals = sam_masks.float().to(self.device)
+        if proposals.shape[0] == 0:
+            proposal_probs = query_probs.new_zeros((0, query_probs.shape[-1]))
+            proposal_masks = query_masks.new_zeros((0, *query_masks.shape[-2:]))
+        else:
+            if proposals.shape[-2:] != (h, w):
+                proposals = F.interpolate(proposals[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+            # padding is outside every proposal: any negative logit binarises to "off"
+            padded = proposals.new_full((proposals.shape[0], *padded_size), -100.0)
+            padded[:, :h, :w] = proposals
+            proposal_logits = self._clip_classify(dense, padded[None], text_classifier, num_templates)[0]
+            proposal_probs = proposal_logits[:, :-1].softmax(-1)
+            proposal_masks = F.interpolate(
+                proposals[None], size=out_size, mode="bilinear", align_corners=False
+            )[0].sigmoid()
         return sam_proposal_ensemble(
             query_probs, query_masks, proposal_probs, proposal_masks,
             self.vocabulary.seen.to(self.device), self.sam_mask_pred_alpha,

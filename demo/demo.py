@@ -1,0 +1,314 @@
+#!/usr/bin/env python
+"""FrozenSeg demo: open-vocabulary panoptic / semantic / instance segmentation of images,
+videos or a webcam, with the vocabulary given on the command line.
+
+Examples::
+
+    # one image, your own classes (";" between classes, "," between synonyms)
+    python demo/demo.py --config-file configs/coco/frozenseg/convnext_large_eval_ade20k.yaml \\
+        --input photo.jpg --output out/ --vocabulary "cat,kitten;dog,puppy;grass" \\
+        --opts MODEL.WEIGHTS frozenseg_convnext_large.pth MODEL.DEVICE cuda
+
+    # a folder / glob, semantic task, vocabulary of a registered dataset
+    python demo/demo.py --config-file ... --input "images/*.jpg" --output out/ \\
+        --task semantic --dataset-vocabulary openvocab_ade20k_panoptic_val
+
+    # a video, written frame by frame
+    python demo/demo.py --config-file ... --video-input clip.mp4 --output out/clip_seg.mp4
+
+Per image, ``--output DIR`` receives ``<stem>_overlay.png`` (labelled colour overlay; legend
+panel for semantic), ``<stem>_ids.png`` (segment ids for panoptic/instance with 0 = none, class
+indices for semantic with 255 = none, 16-bit when needed) and ``<stem>_segments.json`` (class,
+score, area, bbox per segment). A per-image summary (segments, time) is printed. Unreadable
+inputs are reported and skipped; the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import sys
+import time
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(_HERE))  # the repository (frozenseg package)
+sys.path.insert(0, _HERE)  # predictor.py
+
+from predictor import (  # noqa: E402
+    TASKS,
+    FrozenSegPredictor,
+    Vocabulary,
+    VocabularyArgumentError,
+    load_vocabulary,
+)
+
+logger = logging.getLogger("frozenseg.demo")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jfif")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
+WINDOW = "FrozenSeg"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="FrozenSeg open-vocabulary segmentation demo.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Vocabulary: classes separated by ';', synonyms by ',', e.g. \"cat,kitten;dog,puppy;grass\".",
+    )
+    p.add_argument("--config-file", required=True, metavar="FILE", help="path to a config file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", nargs="+", help="image files, directories or glob patterns (quote globs)")
+    src.add_argument("--video-input", help="a video file")
+    src.add_argument("--webcam", action="store_true", help="the default camera (needs a display)")
+    p.add_argument("--output", help="output directory, or a file when there is a single input")
+    voc = p.add_mutually_exclusive_group()
+    voc.add_argument("--vocabulary", help='classes: "cat,kitten;dog,puppy;grass"')
+    voc.add_argument("--vocabulary-file", help="a vocabulary file (one 'id:name,synonym,...' per line)")
+    voc.add_argument("--dataset-vocabulary", metavar="NAME", help="the vocabulary of a registered dataset")
+    p.add_argument("--task", choices=TASKS, default="panoptic", help="output task (default panoptic)")
+    p.add_argument(
+        "--confidence-threshold", type=float, default=None,
+        help="drop instances/segments scoring below this (default: 0.5 instance, 0 panoptic/semantic)",
+    )
+    p.add_argument(
+        "--opts", nargs=argparse.REMAINDER, default=[],
+        help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS model.pth MODEL.DEVICE cpu",
+    )
+    return p
+
+
+def setup_logging() -> None:
+    """Log to stdout: FrozenSeg's INFO messages (the per-image summary), other libraries'
+    warnings and errors only."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(stream=sys.stdout, level=logging.WARNING,
+                            format="%(asctime)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
+    for name in ("frozenseg", "frozenseg.demo"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+def expand_inputs(patterns: list[str]) -> tuple[list[str], list[str]]:
+    """Files named by ``patterns`` (files, directories (their images, sorted) or globs), in
+    order without repeats, and the patterns that matched nothing."""
+    files: list[str] = []
+    unmatched: list[str] = []
+    for pat in patterns:
+        pat = os.path.expanduser(pat)
+        if os.path.isdir(pat):
+            found = sorted(
+                os.path.join(pat, f) for f in os.listdir(pat)
+                if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(pat, f))
+            )
+        elif os.path.exists(pat):
+            found = [pat]
+        elif glob.has_magic(pat):
+            found = sorted(f for f in glob.glob(pat, recursive=True) if os.path.isfile(f))
+        else:
+            found = []
+        if not found:
+            unmatched.append(pat)
+        files.extend(found)
+    return list(dict.fromkeys(files)), unmatched
+
+
+def output_stems(files: list[str]) -> list[str]:
+    """Output stems: the file's stem, prefixed by its folder (and numbered) when stems repeat."""
+    stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
+    out, used = [], set()
+    for f, s in zip(files, stems):
+        if stems.count(s) > 1:
+            s = f"{os.path.basename(os.path.dirname(os.path.abspath(f))) or 'root'}_{s}"
+        base, n = s, 1
+        while s in used:
+            n += 1
+            s = f"{base}_{n}"
+        used.add(s)
+        out.append(s)
+    return out
+
+
+def gui_available() -> bool:
+    import cv2
+
+    try:
+        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+        cv2.destroyWindow(WINDOW)
+        return True
+    except cv2.error:
+        return False
+
+
+def run_images(predictor: FrozenSegPredictor, files: list[str], output: str | None) -> tuple[int, int]:
+    """Predict and write every image; returns (done, failed)."""
+    from frozenseg.utils.image_io import ImageReadError, read_image
+
+    single_file = output is not None and len(files) == 1 and os.path.splitext(output)[1].lower() in IMAGE_EXTENSIONS
+    stems = output_stems(files)
+    done = failed = 0
+    for i, (path, stem) in enumerate(zip(files, stems), start=1):
+        try:
+            image = read_image(path)
+        except (FileNotFoundError, ImageReadError, OSError) as e:
+            logger.error("[%d/%d] %s: skipped: %s", i, len(files), path, e)
+            failed += 1
+            continue
+        pred = predictor(image)
+        pred.source = path
+        written = ""
+        if output is not None:
+            paths = predictor.save(pred, output, stem=None if single_file else stem)
+            written = f" -> {paths['overlay']}"
+        else:
+            import cv2
+
+            cv2.imshow(WINDOW, predictor.visualize(pred)[:, :, ::-1])
+            if cv2.waitKey(0) == 27:
+                break
+        logger.info(
+            "[%d/%d] %s: %s (%dx%d) in %.2f s%s",
+            i, len(files), path, pred.summary(), image.shape[1], image.shape[0], pred.seconds, written,
+        )
+        done += 1
+    return done, failed
+
+
+def _fmt_eta(seconds: float) -> str:
+    if seconds != seconds or seconds < 0:
+        return "?"
+    s = int(seconds)
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def run_video(predictor: FrozenSegPredictor, source: str | int, output: str | None) -> int:
+    """Segment a video (or the webcam, ``source=0``) frame by frame; returns the frames done."""
+    import cv2
+
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        raise OSError(f"Cannot open {'the webcam' if source == 0 else repr(source)} with OpenCV.")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if source != 0 else 0
+    writer = None
+    out_path = None
+    if output is not None and source != 0:
+        if os.path.splitext(output)[1].lower() in VIDEO_EXTENSIONS:
+            out_path = output
+        else:
+            stem = os.path.splitext(os.path.basename(str(source)))[0]
+            out_path = os.path.join(output, f"{stem}_overlay.mp4")
+        os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    t0 = time.perf_counter()
+    n = 0
+    log_every = max(1, total // 20) if total else 25
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            pred = predictor(frame[:, :, ::-1].copy())
+            vis = predictor.visualize(pred, legend=False)[:, :, ::-1]
+            if out_path is not None:
+                if writer is None:
+                    fourcc = cv2.VideoWriter_fourcc(*("XVID" if out_path.lower().endswith(".avi") else "mp4v"))
+                    writer = cv2.VideoWriter(out_path, fourcc, fps, (vis.shape[1], vis.shape[0]))
+                    if not writer.isOpened():
+                        raise OSError(f"Cannot write video {out_path} (codec not available?).")
+                writer.write(vis)
+            else:
+                cv2.imshow(WINDOW, vis)
+                if cv2.waitKey(1) == 27:  # Esc
+                    break
+            n += 1
+            if n % log_every == 0 or (total and n == total):
+                rate = n / max(time.perf_counter() - t0, 1e-9)
+                of = f"/{total} ({100 * n / total:.0f}%)" if total else ""
+                eta = f", ETA {_fmt_eta((total - n) / rate)}" if total else ""
+                logger.info("frame %d%s: %s, %.2f frames/s%s", n, of, pred.summary(), rate, eta)
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+        if out_path is None:
+            try:
+                cv2.destroyAllWindows()
+            except cv2.error:
+                pass
+    logger.info("%d frames in %.1f s%s", n, time.perf_counter() - t0, f" -> {out_path}" if out_path else "")
+    return n
+
+
+def main(argv: list[str] | None = None, predictor: FrozenSegPredictor | None = None) -> int:
+    """CLI entry point. Returns 0 on success, 1 when some inputs failed, 2 on usage errors.
+
+    ``predictor`` reuses an already built predictor (its vocabulary and task are set from the
+    arguments); the config file is then only used for a fresh build.
+    """
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    from frozenseg import get_cfg
+
+    try:
+        cfg = get_cfg()
+        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_list(list(args.opts))
+        vocab: Vocabulary = load_vocabulary(args.vocabulary, args.vocabulary_file, args.dataset_vocabulary, cfg)
+    except (VocabularyArgumentError, ValueError, KeyError, FileNotFoundError) as e:
+        logger.error("%s", e)
+        return 2
+    logger.info("Vocabulary: %d classes from %s", len(vocab), vocab.source)
+
+    files: list[str] = []
+    if args.input:
+        files, unmatched = expand_inputs(args.input)
+        for pat in unmatched:
+            logger.error("No image found for --input %r.", pat)
+        if not files:
+            return 2
+        if args.output and len(files) > 1 and os.path.splitext(args.output)[1].lower() in IMAGE_EXTENSIONS:
+            logger.error(
+                "--output %r is a file name but there are %d inputs; give a directory.", args.output, len(files)
+            )
+            return 2
+    else:
+        unmatched = []
+    needs_window = args.webcam or args.output is None
+    if needs_window and not gui_available():
+        logger.error(
+            "%s needs a display, but this OpenCV has no GUI support (opencv-python-headless?)%s.",
+            "--webcam" if args.webcam else "Showing results without --output",
+            "" if args.webcam else "; pass --output DIR to write the results instead",
+        )
+        return 2
+
+    if predictor is None:
+        try:
+            predictor = FrozenSegPredictor(cfg, vocab, task=args.task, confidence_threshold=args.confidence_threshold)
+        except (FileNotFoundError, ValueError, RuntimeError) as e:  # weights, device, config
+            if isinstance(e, RuntimeError) and "CUDA" not in str(e):
+                raise
+            logger.error("Cannot build the model: %s", e)
+            return 2
+    else:
+        predictor.set_task(args.task, args.confidence_threshold)
+        predictor.set_vocabulary(vocab.class_names, vocab.thing_classes)
+    logger.info("Task %s, confidence threshold %.2f", predictor.task, predictor.confidence_threshold)
+
+    if args.input:
+        t0 = time.perf_counter()
+        done, failed = run_images(predictor, files, args.output)
+        failed += len(unmatched)
+        logger.info("%d images done, %d failed, in %.1f s.", done, failed, time.perf_counter() - t0)
+        return 1 if failed else 0
+    try:
+        run_video(predictor, 0 if args.webcam else args.video_input, args.output)
+    except OSError as e:
+        logger.error("%s", e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
