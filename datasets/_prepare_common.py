@@ -1,8 +1,10 @@
-"""Helpers shared by the ``prepare_*.py`` scripts (argument parsing, checks, reporting)."""
+"""Helpers shared by the ``prepare_*.py`` scripts (argument parsing, checks, reading and writing,
+reporting)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -14,11 +16,21 @@ if _REPO not in sys.path:  # make `frozenseg` importable when run from a checkou
     sys.path.insert(0, _REPO)
 
 
+#: (split, Detectron2-layout folder) of the train and val splits
+SPLIT_DIRS = (("train", "training"), ("val", "validation"))
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--root", default=os.getenv("DETECTRON2_DATASETS", "datasets"),
                     help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
     return ap
+
+
+def parse_root(doc: str, argv=None) -> str:
+    """``--root`` from ``argv``, for a script whose only option it is; ``doc`` is the script's
+    docstring, whose first line describes it in ``--help``."""
+    return parser(doc.splitlines()[0]).parse_args(argv).root
 
 
 def setup_logging() -> None:
@@ -35,6 +47,25 @@ def require(path: str, what: str) -> str:
     if not os.path.exists(path):
         raise InputError(f"Expected {what} at {path}, which does not exist.")
     return path
+
+
+def read_ids(path: str, what: str) -> list[str]:
+    """The whitespace-separated image ids listed in the file ``path`` (``what`` names it)."""
+    with open(require(path, what)) as f:
+        return f.read().split()
+
+
+def make_split_dirs(out: str, names, split_dir: str) -> dict[str, str]:
+    """``{name: out/name/split_dir}`` for each of ``names``, created."""
+    dirs = {k: os.path.join(out, k, split_dir) for k in names}
+    for d in dirs.values():
+        os.makedirs(d, exist_ok=True)
+    return dirs
+
+
+def write_json(path: str, data) -> None:
+    with open(path, "w") as fh:
+        json.dump(data, fh)
 
 
 def run(main) -> None:

@@ -14,14 +14,13 @@ instance are void. Also writes ``annotations_detectron2`` when it is missing.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 import numpy as np
 from PIL import Image
 
-from _prepare_common import InputError, parser, require, run
+from _prepare_common import SPLIT_DIRS, InputError, parse_root, require, run, write_json
 
 logger = logging.getLogger("prepare")
 
@@ -36,6 +35,24 @@ def instance_mapping(base: str) -> list[int]:
     from frozenseg.data.builtin import ADE20K_INSTANCE_TO_150
 
     return list(ADE20K_INSTANCE_TO_150)
+
+
+def image_files(img_dir: str) -> list[str]:
+    """The ``.jpg`` file names in ``img_dir``, sorted (at least one)."""
+    files = sorted(x for x in os.listdir(img_dir) if x.endswith(".jpg"))
+    if not files:
+        raise InputError(f"No images in {img_dir}.")
+    return files
+
+
+def instance_masks(ins: np.ndarray, inst_to_150: list[int], stem: str):
+    """Yield (ADE-150 id, boolean mask) of every instance of an RGB instance map (R = instance
+    class 1..N, G = instance index), by (class, index); ``stem`` names the image in errors."""
+    cls, idx = ins[..., 0].astype(np.int64), ins[..., 1].astype(np.int64)
+    for ic, ii in sorted({(int(a), int(b)) for a, b in zip(cls[cls > 0], idx[cls > 0])}):
+        if ic > len(inst_to_150):
+            raise InputError(f"{stem}: instance class {ic} is outside 1..{len(inst_to_150)}.")
+        yield inst_to_150[ic - 1], (cls == ic) & (idx == ii)
 
 
 def id2rgb(ids: np.ndarray) -> np.ndarray:
@@ -62,7 +79,7 @@ def convert(root: str) -> dict[str, int]:
 
         convert_sem(root)
     written = {}
-    for split, ade in (("train", "training"), ("val", "validation")):
+    for split, ade in SPLIT_DIRS:
         img_dir = require(os.path.join(base, "images", ade), f"ADE20K {ade} images")
         sem_dir = require(os.path.join(base, "annotations", ade), f"ADE20K {ade} annotations")
         ins_dir = require(os.path.join(base, "annotations_instance", ade),
@@ -70,7 +87,7 @@ def convert(root: str) -> dict[str, int]:
         out_dir = os.path.join(base, f"ade20k_panoptic_{split}")
         os.makedirs(out_dir, exist_ok=True)
         images, anns = [], []
-        for k, f in enumerate(sorted(x for x in os.listdir(img_dir) if x.endswith(".jpg"))):
+        for f in image_files(img_dir):
             stem = f[:-4]
             sem = np.array(Image.open(require(os.path.join(sem_dir, stem + ".png"), "a label map"))).astype(np.int64) - 1
             ins = np.array(Image.open(require(os.path.join(ins_dir, stem + ".png"), "an instance map")))
@@ -87,22 +104,15 @@ def convert(root: str) -> dict[str, int]:
                 pan[m] = next_id
                 infos.append(_seg(next_id, int(c), m))
                 next_id += 1
-            cls, idx = ins[..., 0].astype(np.int64), ins[..., 1].astype(np.int64)
-            for ic, ii in sorted({(int(a), int(b)) for a, b in zip(cls[cls > 0], idx[cls > 0])}):
-                if ic > len(inst_to_150):
-                    raise InputError(f"{stem}: instance class {ic} is outside 1..{len(inst_to_150)}.")
-                m = (cls == ic) & (idx == ii)
+            for cat, m in instance_masks(ins, inst_to_150, stem):
                 pan[m] = next_id
-                infos.append(_seg(next_id, inst_to_150[ic - 1], m))
+                infos.append(_seg(next_id, cat, m))
                 next_id += 1
             Image.fromarray(id2rgb(pan)).save(os.path.join(out_dir, stem + ".png"))
             images.append({"id": stem, "file_name": f, "height": h, "width": w})
             anns.append({"image_id": stem, "file_name": stem + ".png", "segments_info": infos})
-        if not images:
-            raise InputError(f"No images in {img_dir}.")
         jf = os.path.join(base, f"ade20k_panoptic_{split}.json")
-        with open(jf, "w") as fh:
-            json.dump({"images": images, "annotations": anns, "categories": cats}, fh)
+        write_json(jf, {"images": images, "annotations": anns, "categories": cats})
         written[jf] = len(images)
         logger.info("Wrote %d panoptic annotations to %s and %s", len(images), jf, out_dir)
     return written
@@ -115,8 +125,7 @@ def _seg(sid: int, cat: int, m: np.ndarray) -> dict:
 
 
 def main(argv=None) -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    convert(args.root)
+    convert(parse_root(__doc__, argv))
 
 
 if __name__ == "__main__":

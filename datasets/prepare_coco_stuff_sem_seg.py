@@ -14,7 +14,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from _prepare_common import InputError, parser, require, run
+from _prepare_common import InputError, parse_root, require, run
 
 logger = logging.getLogger("prepare")
 
@@ -45,8 +45,7 @@ def convert(root: str) -> dict[str, int]:
 
 
 def main(argv=None) -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    convert(args.root)
+    convert(parse_root(__doc__, argv))
 
 
 if __name__ == "__main__":

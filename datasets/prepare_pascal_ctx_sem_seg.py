@@ -21,7 +21,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from _prepare_common import InputError, parser, require, run
+from _prepare_common import SPLIT_DIRS, InputError, make_split_dirs, parse_root, read_ids, require, run
 
 logger = logging.getLogger("prepare")
 
@@ -56,12 +56,10 @@ def convert(root: str) -> dict[str, int]:
     write_vocabulary_file(os.path.join(out, "pc459_classes.txt"),
                           [labels[i].replace(",", " ") for i in range(1, 460)], ids=range(459))
     written = {}
-    for split, d2 in (("train", "training"), ("val", "validation")):
-        ids = open(require(os.path.join(voc, "ImageSets", "SegmentationContext", f"{split}.txt"),
-                           f"the Pascal Context {split} list")).read().split()
-        dirs = {k: os.path.join(out, k, d2) for k in ("images", "annotations_ctx59", "annotations_ctx459")}
-        for d in dirs.values():
-            os.makedirs(d, exist_ok=True)
+    for split, d2 in SPLIT_DIRS:
+        ids = read_ids(os.path.join(voc, "ImageSets", "SegmentationContext", f"{split}.txt"),
+                       f"the Pascal Context {split} list")
+        dirs = make_split_dirs(out, ("images", "annotations_ctx59", "annotations_ctx459"), d2)
         for i in ids:
             lab = loadmat(require(os.path.join(voc, "trainval", i + ".mat"), "a Pascal Context .mat"))["LabelMap"]
             lab = lab.astype(np.int64)
@@ -78,8 +76,7 @@ def convert(root: str) -> dict[str, int]:
 
 
 def main(argv=None) -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    convert(args.root)
+    convert(parse_root(__doc__, argv))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from _prepare_common import InputError, parser, require, run
+from _prepare_common import SPLIT_DIRS, InputError, make_split_dirs, parser, read_ids, require, run
 
 logger = logging.getLogger("prepare")
 
@@ -26,12 +26,9 @@ def convert(root: str, labels: str = "SegmentationClass") -> dict[str, int]:
     voc = require(os.path.join(root, "VOCdevkit", "VOC2012"), "the Pascal VOC 2012 release")
     out = os.path.join(root, "pascal_voc_d2")
     written = {}
-    for split, d2 in (("train", "training"), ("val", "validation")):
-        ids = open(require(os.path.join(voc, "ImageSets", "Segmentation", f"{split}.txt"),
-                           f"the VOC {split} list")).read().split()
-        dirs = {k: os.path.join(out, k, d2) for k in ("images", "annotations_pascal21", "annotations_pascal20")}
-        for d in dirs.values():
-            os.makedirs(d, exist_ok=True)
+    for split, d2 in SPLIT_DIRS:
+        ids = read_ids(os.path.join(voc, "ImageSets", "Segmentation", f"{split}.txt"), f"the VOC {split} list")
+        dirs = make_split_dirs(out, ("images", "annotations_pascal21", "annotations_pascal20"), d2)
         for i in ids:
             lab = np.array(Image.open(require(os.path.join(voc, labels, i + ".png"), "a VOC label map")))
             if lab.ndim != 2 or not np.all((lab <= 20) | (lab == 255)):

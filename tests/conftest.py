@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FROZENSEG_SHARED_DIR", REPO_ROOT.parent / "shared"))
@@ -19,6 +20,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for the tests of a module (``pytestmark =
+    pytest.mark.usefixtures("one_torch_thread")``): tiny models run several times faster on a
+    busy 2-core CI box (no OpenMP spinning); restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def require_shared(path: Path) -> Path:

@@ -91,6 +91,8 @@ RELEASED_GENERATOR_PARAMS: dict[str, Any] = {
     "min_mask_region_area": 100,
     "output_mode": "binary_mask",
 }
+#: The generator settings the CLI exposes as flags (all but the cache's fixed output mode).
+_GENERATOR_FLAGS = tuple(k for k in RELEASED_GENERATOR_PARAMS if k != "output_mode")
 SAM_NAMES = ("vit_h", "vit_l", "vit_b", "vit_t", "tiny")
 #: Logit written outside the crop a mask was generated in (sigmoid ~ 2e-9).
 PAD_LOGIT = -20.0
@@ -586,18 +588,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="SAM checkpoint (default pretrained_checkpoint/<official file>)")
     p.add_argument("--device", default=None, help="torch device (default: cuda[:LOCAL_RANK] if available, else cpu)")
     g = p.add_argument_group("automatic mask generator (segment-anything)")
-    g.add_argument("--points-per-side", type=int, default=RELEASED_GENERATOR_PARAMS["points_per_side"])
-    g.add_argument("--points-per-batch", type=int, default=RELEASED_GENERATOR_PARAMS["points_per_batch"])
-    g.add_argument("--pred-iou-thresh", type=float, default=RELEASED_GENERATOR_PARAMS["pred_iou_thresh"])
-    g.add_argument("--stability-score-thresh", type=float, default=RELEASED_GENERATOR_PARAMS["stability_score_thresh"])
-    g.add_argument("--stability-score-offset", type=float, default=RELEASED_GENERATOR_PARAMS["stability_score_offset"])
-    g.add_argument("--box-nms-thresh", type=float, default=RELEASED_GENERATOR_PARAMS["box_nms_thresh"])
-    g.add_argument("--crop-n-layers", type=int, default=RELEASED_GENERATOR_PARAMS["crop_n_layers"])
-    g.add_argument("--crop-nms-thresh", type=float, default=RELEASED_GENERATOR_PARAMS["crop_nms_thresh"])
-    g.add_argument("--crop-overlap-ratio", type=float, default=RELEASED_GENERATOR_PARAMS["crop_overlap_ratio"])
-    g.add_argument("--crop-n-points-downscale-factor", type=int,
-                   default=RELEASED_GENERATOR_PARAMS["crop_n_points_downscale_factor"])
-    g.add_argument("--min-mask-region-area", type=int, default=RELEASED_GENERATOR_PARAMS["min_mask_region_area"])
+    for name in _GENERATOR_FLAGS:  # --points-per-side etc., typed and defaulted by the released value
+        default = RELEASED_GENERATOR_PARAMS[name]
+        g.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
     c = p.add_argument_group("cache")
     c.add_argument("--max-masks", type=int, default=50, help="keep the N largest masks per image")
     c.add_argument("--mask-size", type=int, default=256,
@@ -616,20 +609,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def generator_params_from_args(args) -> dict[str, Any]:
-    return {
-        "points_per_side": args.points_per_side,
-        "points_per_batch": args.points_per_batch,
-        "pred_iou_thresh": args.pred_iou_thresh,
-        "stability_score_thresh": args.stability_score_thresh,
-        "stability_score_offset": args.stability_score_offset,
-        "box_nms_thresh": args.box_nms_thresh,
-        "crop_n_layers": args.crop_n_layers,
-        "crop_nms_thresh": args.crop_nms_thresh,
-        "crop_overlap_ratio": args.crop_overlap_ratio,
-        "crop_n_points_downscale_factor": args.crop_n_points_downscale_factor,
-        "min_mask_region_area": args.min_mask_region_area,
-        "output_mode": "binary_mask",
-    }
+    return {**{name: getattr(args, name) for name in _GENERATOR_FLAGS}, "output_mode": "binary_mask"}
 
 
 def resolve_shard(args) -> tuple[int, int, int | None]:

@@ -106,6 +106,17 @@ class DatasetSpec:
     things_only: bool = False
 
 
+def _sem_seg(name: str, vocab: str, prepare: str, image_root: str, sem_seg_root: str, *,
+             image_ext: str = "jpg", gt_ext: str = "png", ignore_label: int = 255,
+             **options: Any) -> DatasetSpec:
+    """A semantic-segmentation dataset (``sem_seg`` kind and evaluator): images and label maps
+    with the same file stems in two folders."""
+    return DatasetSpec(name, "sem_seg", vocab, "sem_seg", prepare,
+                       dict(image_root=image_root, sem_seg_root=sem_seg_root),
+                       options=dict(image_ext=image_ext, gt_ext=gt_ext, **options),
+                       ignore_label=ignore_label)
+
+
 def _specs() -> list[DatasetSpec]:
     S: list[DatasetSpec] = []
     prep_coco = "run datasets/prepare_coco_semantic_annos_from_panoptic_annos.py"
@@ -134,12 +145,8 @@ def _specs() -> list[DatasetSpec]:
                 things_only=True))
         for name in (f"openvocab_coco_2017_{split}_stuff_sem_seg",
                      f"coco_2017_{split}_stuff_sem_seg"):
-            S.append(DatasetSpec(
-                name, "sem_seg", "coco_stuff_171.txt", "sem_seg",
-                "run datasets/prepare_coco_stuff_sem_seg.py",
-                dict(image_root=f"coco/{split}2017",
-                     sem_seg_root=f"coco/stuffthingmaps_detectron2/{split}2017"),
-                options=dict(image_ext="jpg", gt_ext="png")))
+            S.append(_sem_seg(name, "coco_stuff_171.txt", "run datasets/prepare_coco_stuff_sem_seg.py",
+                              f"coco/{split}2017", f"coco/stuffthingmaps_detectron2/{split}2017"))
         # LVIS v1 (images are the COCO 2017 images)
         S.append(DatasetSpec(
             f"openvocab_lvis_v1_{split}", "lvis", "lvis_json", "lvis",
@@ -149,12 +156,9 @@ def _specs() -> list[DatasetSpec]:
 
     for split, ade in (("train", "training"), ("val", "validation")):
         root = "ADEChallengeData2016"
-        S.append(DatasetSpec(
-            f"openvocab_ade20k_sem_seg_{split}", "sem_seg", "ade20k_150.txt", "sem_seg",
-            "run datasets/prepare_ade20k_sem_seg.py",
-            dict(image_root=f"{root}/images/{ade}",
-                 sem_seg_root=f"{root}/annotations_detectron2/{ade}"),
-            options=dict(image_ext="jpg", gt_ext="png")))
+        S.append(_sem_seg(
+            f"openvocab_ade20k_sem_seg_{split}", "ade20k_150.txt", "run datasets/prepare_ade20k_sem_seg.py",
+            f"{root}/images/{ade}", f"{root}/annotations_detectron2/{ade}"))
         S.append(DatasetSpec(
             f"openvocab_ade20k_panoptic_{split}", "panoptic", "ade20k_150.txt",
             "ade20k_panoptic_seg", "run datasets/prepare_ade20k_pan_seg.py",
@@ -169,32 +173,25 @@ def _specs() -> list[DatasetSpec]:
             dict(image_root=f"{root}/images/{ade}", json_file=f"{root}/ade20k_instance_{split}.json"),
             things_only=True))
         full = "ADE20K_2021_17_01"
-        S.append(DatasetSpec(
-            f"openvocab_ade20k_full_sem_seg_{split}", "sem_seg",
-            f"dataset:{full}/ade20k_847_classes.txt", "sem_seg",
+        S.append(_sem_seg(
+            f"openvocab_ade20k_full_sem_seg_{split}", f"dataset:{full}/ade20k_847_classes.txt",
             "run datasets/prepare_ade20k_full_sem_seg.py",
-            dict(image_root=f"{full}/images_detectron2/{ade}",
-                 sem_seg_root=f"{full}/annotations_detectron2/{ade}"),
-            options=dict(image_ext="jpg", gt_ext="tif"), ignore_label=65535))
+            f"{full}/images_detectron2/{ade}", f"{full}/annotations_detectron2/{ade}",
+            gt_ext="tif", ignore_label=65535))
         ctx = "pascal_ctx_d2"
-        S.append(DatasetSpec(
-            f"openvocab_pascal_ctx59_sem_seg_{split}", "sem_seg", "pascal_context_59.txt",
-            "sem_seg", "run datasets/prepare_pascal_ctx_sem_seg.py",
-            dict(image_root=f"{ctx}/images/{ade}", sem_seg_root=f"{ctx}/annotations_ctx59/{ade}"),
-            options=dict(image_ext="jpg", gt_ext="png")))
-        S.append(DatasetSpec(
-            f"openvocab_pascal_ctx459_sem_seg_{split}", "sem_seg",
-            f"dataset:{ctx}/pc459_classes.txt", "sem_seg", "run datasets/prepare_pascal_ctx_sem_seg.py",
-            dict(image_root=f"{ctx}/images/{ade}", sem_seg_root=f"{ctx}/annotations_ctx459/{ade}"),
-            options=dict(image_ext="jpg", gt_ext="tif"), ignore_label=65535))
+        S.append(_sem_seg(
+            f"openvocab_pascal_ctx59_sem_seg_{split}", "pascal_context_59.txt",
+            "run datasets/prepare_pascal_ctx_sem_seg.py",
+            f"{ctx}/images/{ade}", f"{ctx}/annotations_ctx59/{ade}"))
+        S.append(_sem_seg(
+            f"openvocab_pascal_ctx459_sem_seg_{split}", f"dataset:{ctx}/pc459_classes.txt",
+            "run datasets/prepare_pascal_ctx_sem_seg.py",
+            f"{ctx}/images/{ade}", f"{ctx}/annotations_ctx459/{ade}", gt_ext="tif", ignore_label=65535))
         voc = "pascal_voc_d2"
         for n, vocab in (("20", "pascal_voc_20.txt"), ("21", "pascal_voc_21.txt")):
-            S.append(DatasetSpec(
-                f"openvocab_pascal{n}_sem_seg_{split}", "sem_seg", vocab, "sem_seg",
-                "run datasets/prepare_pascal_voc_sem_seg.py",
-                dict(image_root=f"{voc}/images/{ade}",
-                     sem_seg_root=f"{voc}/annotations_pascal{n}/{ade}"),
-                options=dict(image_ext="jpg", gt_ext="png")))
+            S.append(_sem_seg(
+                f"openvocab_pascal{n}_sem_seg_{split}", vocab, "run datasets/prepare_pascal_voc_sem_seg.py",
+                f"{voc}/images/{ade}", f"{voc}/annotations_pascal{n}/{ade}"))
         cs = "cityscapes"
         S.append(DatasetSpec(
             f"openvocab_cityscapes_fine_panoptic_{split}", "panoptic", "cityscapes.txt",
@@ -205,12 +202,11 @@ def _specs() -> list[DatasetSpec]:
                  panoptic_json=f"{cs}/gtFine/cityscapes_panoptic_{split}.json",
                  sem_seg_root=f"{cs}/gtFine/{split}", gt_dir=f"{cs}/gtFine/{split}"),
             options=dict(image_suffix="_leftImg8bit", sem_seg_suffix="_gtFine_labelTrainIds")))
-        S.append(DatasetSpec(
-            f"openvocab_cityscapes_fine_sem_seg_{split}", "sem_seg", "cityscapes.txt", "sem_seg",
+        S.append(_sem_seg(
+            f"openvocab_cityscapes_fine_sem_seg_{split}", "cityscapes.txt",
             "run cityscapesScripts createTrainIdLabelImgs",
-            dict(image_root=f"{cs}/leftImg8bit/{split}", sem_seg_root=f"{cs}/gtFine/{split}"),
-            options=dict(image_ext="png", gt_ext="png", image_suffix="_leftImg8bit",
-                         gt_suffix="_gtFine_labelTrainIds")))
+            f"{cs}/leftImg8bit/{split}", f"{cs}/gtFine/{split}",
+            image_ext="png", image_suffix="_leftImg8bit", gt_suffix="_gtFine_labelTrainIds"))
         mv = f"mapillary_vistas/{ade}"
         S.append(DatasetSpec(
             f"openvocab_mapillary_vistas_panoptic_{split}", "panoptic", "mapillary_vistas.txt",
@@ -218,18 +214,15 @@ def _specs() -> list[DatasetSpec]:
             dict(image_root=f"{mv}/images", panoptic_root=f"{mv}/panoptic",
                  panoptic_json=f"{mv}/panoptic/panoptic_2018.json", sem_seg_root=f"{mv}/labels"),
             options=dict(remap_by_order=True), ignore_label=65))
-        S.append(DatasetSpec(
-            f"openvocab_mapillary_vistas_sem_seg_{split}", "sem_seg", "mapillary_vistas.txt",
-            "sem_seg", "download and unzip Mapillary Vistas v1.2 into mapillary_vistas/",
-            dict(image_root=f"{mv}/images", sem_seg_root=f"{mv}/labels"),
-            options=dict(image_ext="jpg", gt_ext="png"), ignore_label=65))
+        S.append(_sem_seg(
+            f"openvocab_mapillary_vistas_sem_seg_{split}", "mapillary_vistas.txt",
+            "download and unzip Mapillary Vistas v1.2 into mapillary_vistas/",
+            f"{mv}/images", f"{mv}/labels", ignore_label=65))
         bdd = "bdd100k"
-        S.append(DatasetSpec(
-            f"bdd10k_{split}_sem_seg", "sem_seg", "bdd_sem.txt", "sem_seg",
+        S.append(_sem_seg(
+            f"bdd10k_{split}_sem_seg", "bdd_sem.txt",
             "download and unzip the BDD100K 10k images and sem_seg labels into bdd100k/",
-            dict(image_root=f"{bdd}/images/10k/{split}",
-                 sem_seg_root=f"{bdd}/labels/sem_seg/masks/{split}"),
-            options=dict(image_ext="jpg", gt_ext="png")))
+            f"{bdd}/images/10k/{split}", f"{bdd}/labels/sem_seg/masks/{split}"))
         S.append(DatasetSpec(
             f"bdd10k_40_panoptic_{split}", "panoptic", "bdd_panoptic.txt", "coco_panoptic_seg",
             "run datasets/prepare_bdd_panoptic.py",
@@ -243,11 +236,10 @@ def _specs() -> list[DatasetSpec]:
             dict(image_root=f"{shp}/images", panoptic_root=f"{shp}/panoptic",
                  panoptic_json=f"{shp}/panoptic.json", sem_seg_root=f"{shp}/panoptic_semseg",
                  json_file=f"{shp}/instances.json")))
-        S.append(DatasetSpec(
-            f"synthetic_shapes_{split}_sem_seg", "sem_seg", "synthetic_shapes.txt", "sem_seg",
+        S.append(_sem_seg(
+            f"synthetic_shapes_{split}_sem_seg", "synthetic_shapes.txt",
             "run tools/make_synthetic_dataset.py shapes",
-            dict(image_root=f"{shp}/images", sem_seg_root=f"{shp}/panoptic_semseg"),
-            options=dict(image_ext="png", gt_ext="png")))
+            f"{shp}/images", f"{shp}/panoptic_semseg", image_ext="png"))
     return S
 
 
@@ -324,7 +316,9 @@ def _class_metadata(spec: DatasetSpec, entries: list[tuple[int, list[str]]]) -> 
     return meta
 
 
-def _lazy_class_init(spec: DatasetSpec, root: str, meta: Metadata) -> None:
+def _set_class_metadata(spec: DatasetSpec, root: str, meta: Metadata) -> None:
+    """Class names, id mappings and colours from the dataset's vocabulary (at registration, or
+    on the first read for vocabularies that come from the dataset's own files)."""
     entries, path = _vocab_entries(spec, root)
     meta.set(overwrite=True, **_class_metadata(spec, entries), builtin_vocabulary_file=path)
 
@@ -342,10 +336,9 @@ def _register_one(spec: DatasetSpec, root: str) -> None:
         **paths,
     )
     if spec.vocab == "lvis_json" or spec.vocab.startswith("dataset:"):
-        meta.set_lazy(partial(_lazy_class_init, spec, root))
+        meta.set_lazy(partial(_set_class_metadata, spec, root))
     else:
-        entries, path = _vocab_entries(spec, root)
-        meta.set(overwrite=True, **_class_metadata(spec, entries), builtin_vocabulary_file=path)
+        _set_class_metadata(spec, root, meta)
     DatasetCatalog.register(spec.name, partial(_load, spec, paths))
     _REGISTERED_ROOT[spec.name] = root
 

@@ -17,8 +17,32 @@ __all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata"]
 logger = logging.getLogger(__name__)
 
 
-class _DatasetCatalog(UserDict):
+class _Catalog(UserDict):
+    """Name -> entry mapping with Detectron2's catalog helpers; ``str()`` is
+    ``"<_title>(registered <_entries>: name, ...)"``."""
+
+    _title = ""
+    _entries = ""
+
+    def list(self) -> list[str]:
+        """Registered names."""
+        return list(self.keys())
+
+    def remove(self, name: str) -> None:
+        """Forget ``name``."""
+        self.pop(name)
+
+    def __str__(self) -> str:
+        return f"{self._title}(registered {self._entries}: {', '.join(self.keys())})"
+
+    __repr__ = __str__
+
+
+class _DatasetCatalog(_Catalog):
     """Maps dataset names to functions returning ``list[dict]`` (Detectron2's DatasetCatalog)."""
+
+    _title = "DatasetCatalog"
+    _entries = "datasets"
 
     def register(self, name: str, func: Callable[[], list[dict]]) -> None:
         """Register ``func`` (no arguments, returns the dataset dicts) under ``name``."""
@@ -38,19 +62,6 @@ class _DatasetCatalog(UserDict):
                 f"{', '.join(sorted(self.keys()))}."
             ) from e
         return func()
-
-    def list(self) -> list[str]:
-        """Names of all registered datasets."""
-        return list(self.keys())
-
-    def remove(self, name: str) -> None:
-        """Forget ``name``."""
-        self.pop(name)
-
-    def __str__(self) -> str:
-        return f"DatasetCatalog(registered datasets: {', '.join(self.keys())})"
-
-    __repr__ = __str__
 
 
 class Metadata:
@@ -142,8 +153,11 @@ def _same(a: Any, b: Any) -> bool:
         return a is b
 
 
-class _MetadataCatalog(UserDict):
+class _MetadataCatalog(_Catalog):
     """Maps dataset names to :class:`Metadata` (Detectron2's MetadataCatalog)."""
+
+    _title = "MetadataCatalog"
+    _entries = "metadata"
 
     def get(self, name: str) -> Metadata:  # type: ignore[override]
         """The metadata of ``name``, created empty on first access."""
@@ -153,19 +167,6 @@ class _MetadataCatalog(UserDict):
         if r is None:
             r = self[name] = Metadata(name=name)
         return r
-
-    def list(self) -> list[str]:
-        """Names that have metadata."""
-        return list(self.keys())
-
-    def remove(self, name: str) -> None:
-        """Forget the metadata of ``name``."""
-        self.pop(name)
-
-    def __str__(self) -> str:
-        return f"MetadataCatalog(registered metadata: {', '.join(self.keys())})"
-
-    __repr__ = __str__
 
 
 DatasetCatalog = _DatasetCatalog()

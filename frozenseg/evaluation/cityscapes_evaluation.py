@@ -21,22 +21,28 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib
 import io
-import itertools
 import json
 import logging
 import os
 import tempfile
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
-from . import comm
 from .evaluator import DatasetEvaluator
-from .utils import capture_stdout, patch_numpy_aliases, resolve_metadata, reverse_id_map, save_results_json
+from .utils import (
+    capture_stdout,
+    gather_list_on_main,
+    patch_numpy_aliases,
+    resolve_metadata,
+    reverse_id_map,
+    save_results_json,
+)
 
 __all__ = ["CityscapesSemSegEvaluator", "CityscapesInstanceEvaluator", "cityscapes_image_key"]
 
@@ -91,7 +97,8 @@ def _official_script_errors():
 
 
 class _CityscapesEvaluator(DatasetEvaluator):
-    """Shared part: metadata, gathering of encoded files, ground-truth search."""
+    """Shared part: metadata, gathering of encoded files, ground-truth search, running the
+    official script."""
 
     _gt_suffix = ""
 
@@ -106,15 +113,6 @@ class _CityscapesEvaluator(DatasetEvaluator):
     def reset(self) -> None:
         # One entry per image: (image key, {file name: bytes}).
         self._files: list[tuple[str, dict[str, bytes]]] = []
-
-    def _gathered_files(self) -> list[tuple[str, dict[str, bytes]]] | None:
-        if not self._distributed:
-            return self._files
-        comm.synchronize()
-        gathered = comm.gather(self._files, dst=0)
-        if not comm.is_main_process():
-            return None
-        return list(itertools.chain(*gathered))
 
     def _ground_truth_files(self, keys: set[str]) -> dict[str, str]:
         if not self._gt_dir:
@@ -137,6 +135,47 @@ class _CityscapesEvaluator(DatasetEvaluator):
             for name, data in entries.items():
                 with open(os.path.join(directory, name), "wb") as f:
                     f.write(data)
+
+    def _run_official_script(
+        self,
+        script: str,
+        pred_suffix: str,
+        script_args: Callable[[str], dict[str, Any]],
+        in_output_dir: bool = False,
+    ) -> Any:
+        """Gather the encoded files, write them into a temporary folder and run the
+        cityscapesScripts module ``script``'s ``evaluateImgLists`` on the processed images
+        (prediction file ``<image key><pred_suffix>`` each). Returns its results on the main
+        process, None on the other ranks.
+
+        ``script_args(folder)`` gives the script's ``args`` settings beyond the shared ones;
+        ``in_output_dir`` runs the script with the folder as working directory.
+        """
+        files = gather_list_on_main(self._files, self._distributed)
+        if files is None:
+            return None
+        try:
+            cs_eval = importlib.import_module(script)
+        except ImportError as e:
+            raise ImportError(_HINT) from e
+        _patch_script_module(cs_eval)
+        gt = self._ground_truth_files({k for k, _ in files})
+        with tempfile.TemporaryDirectory(prefix="cityscapes_eval_") as tmp:
+            self._write_files(files, tmp)
+            keys = sorted(gt)
+            gt_list = [gt[k] for k in keys]
+            pred_list = [os.path.join(os.path.abspath(tmp), f"{k}{pred_suffix}") for k in keys]
+            args = cs_eval.args
+            args.predictionPath = os.path.abspath(tmp)
+            args.predictionWalk = None
+            args.JSONOutput = False
+            args.colorized = False
+            args.quiet = False
+            for name, value in script_args(tmp).items():
+                setattr(args, name, value)
+            run_dir = contextlib.chdir(tmp) if in_output_dir else contextlib.nullcontext()
+            with _official_script_errors(), capture_stdout(logger, logging.DEBUG), run_dir:
+                return cs_eval.evaluateImgLists(pred_list, gt_list, args)
 
 
 class CityscapesSemSegEvaluator(_CityscapesEvaluator):
@@ -167,29 +206,13 @@ class CityscapesSemSegEvaluator(_CityscapesEvaluator):
             self._files.append((key, {f"{key}_pred.png": _png_bytes(label_ids)}))
 
     def evaluate(self) -> dict:
-        files = self._gathered_files()
-        if files is None:
+        results = self._run_official_script(
+            "cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling",
+            "_pred.png",
+            lambda tmp: {"bold": "", "nocol": ""},
+        )
+        if results is None:
             return {}
-        try:
-            import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as cs_eval
-        except ImportError as e:
-            raise ImportError(_HINT) from e
-        _patch_script_module(cs_eval)
-        gt = self._ground_truth_files({k for k, _ in files})
-        with tempfile.TemporaryDirectory(prefix="cityscapes_eval_") as tmp:
-            self._write_files(files, tmp)
-            keys = sorted(gt)
-            gt_list = [gt[k] for k in keys]
-            pred_list = [os.path.join(tmp, f"{k}_pred.png") for k in keys]
-            args = cs_eval.args
-            args.predictionPath = os.path.abspath(tmp)
-            args.predictionWalk = None
-            args.JSONOutput = False
-            args.colorized = False
-            args.bold = args.nocol = ""
-            args.quiet = False
-            with _official_script_errors(), capture_stdout(logger, logging.DEBUG):
-                results = cs_eval.evaluateImgLists(pred_list, gt_list, args)
         res = OrderedDict(
             [
                 ("IoU", 100.0 * results["averageScoreClasses"]),
@@ -249,30 +272,16 @@ class CityscapesInstanceEvaluator(_CityscapesEvaluator):
             self._files.append((key, entries))
 
     def evaluate(self) -> dict:
-        files = self._gathered_files()
-        if files is None:
-            return {}
-        try:
-            import cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling as cs_eval
-        except ImportError as e:
-            raise ImportError(_HINT) from e
-        _patch_script_module(cs_eval)
-        gt = self._ground_truth_files({k for k, _ in files})
-        with tempfile.TemporaryDirectory(prefix="cityscapes_eval_") as tmp:
-            self._write_files(files, tmp)
-            keys = sorted(gt)
-            gt_list = [gt[k] for k in keys]
-            pred_list = [os.path.join(os.path.abspath(tmp), f"{k}_pred.txt") for k in keys]
-            args = cs_eval.args
-            args.predictionPath = os.path.abspath(tmp)
-            args.predictionWalk = None
-            args.JSONOutput = False
-            args.colorized = False
-            args.quiet = False
-            args.gtInstancesFile = os.path.join(tmp, "gtInstances.json")
+        results = self._run_official_script(
+            "cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling",
+            "_pred.txt",
+            lambda tmp: {"gtInstancesFile": os.path.join(tmp, "gtInstances.json")},
             # The script writes "matches.json" into the working directory: run it inside tmp.
-            with _official_script_errors(), capture_stdout(logger, logging.DEBUG), contextlib.chdir(tmp):
-                results = cs_eval.evaluateImgLists(pred_list, gt_list, args)["averages"]
+            in_output_dir=True,
+        )
+        if results is None:
+            return {}
+        results = results["averages"]
         res = OrderedDict([("AP", 100.0 * float(results["allAp"])), ("AP50", 100.0 * float(results["allAp50%"]))])
         out = OrderedDict({"segm": res})
         logger.info("Cityscapes instance results: %s", dict(res))

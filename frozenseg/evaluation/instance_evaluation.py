@@ -21,9 +21,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from . import comm
 from .evaluator import DatasetEvaluator
-from .utils import capture_stdout, resolve_metadata, reverse_id_map, save_results_json
+from .utils import (
+    capture_stdout,
+    gather_list_on_main,
+    model_output,
+    resolve_metadata,
+    reverse_id_map,
+    save_results_json,
+)
 
 __all__ = ["InstanceSegEvaluator", "COCOEvaluator", "instances_to_coco_json", "encode_masks_rle"]
 
@@ -71,7 +77,7 @@ def instances_to_coco_json(instances, image_id: Any) -> list[dict]:
 
 
 def _to_percent(value: float) -> float:
-    """COCO API values are in [0, 1] with -1 for "undefined": ×100, NaN for undefined."""
+    """COCO / LVIS API values are in [0, 1] with -1 for "undefined": ×100, NaN for undefined."""
     return float(value * 100) if value >= 0 else float("nan")
 
 
@@ -93,6 +99,11 @@ class InstanceSegEvaluator(DatasetEvaluator):
     """
 
     task_name = "segm"
+    #: the metrics reported (all NaN when there is no prediction to evaluate), the name the
+    #: warnings give them, and the logger of those warnings
+    _metric_names = COCO_METRICS
+    _metrics_label = "Instance"
+    _logger = logger
 
     def __init__(
         self,
@@ -118,19 +129,8 @@ class InstanceSegEvaluator(DatasetEvaluator):
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         for inp, out in zip(inputs, outputs):
-            if "instances" not in out:
-                raise KeyError(f"{type(self).__name__} needs 'instances' in the model outputs (INSTANCE_ON).")
-            instances = out["instances"]
+            instances = model_output(out, "instances", type(self).__name__, "INSTANCE_ON")
             self._predictions.append((inp["image_id"], instances_to_coco_json(instances, inp["image_id"])))
-
-    def _gather(self) -> list[tuple[Any, list[dict]]] | None:
-        if not self._distributed:
-            return self._predictions
-        comm.synchronize()
-        gathered = comm.gather(self._predictions, dst=0)
-        if not comm.is_main_process():
-            return None
-        return list(itertools.chain(*gathered))
 
     def _map_category_ids(self, results: list[dict]) -> list[dict]:
         """Contiguous -> dataset category ids; drops classes that have no thing id."""
@@ -148,7 +148,7 @@ class InstanceSegEvaluator(DatasetEvaluator):
         return mapped
 
     def evaluate(self) -> dict:
-        predictions = self._gather()
+        predictions = gather_list_on_main(self._predictions, self._distributed)
         if predictions is None:
             return {}
         img_ids = [img_id for img_id, _ in predictions]
@@ -170,6 +170,11 @@ class InstanceSegEvaluator(DatasetEvaluator):
     def _summary_file_name(self) -> str:
         return "instances_evaluation.json"
 
+    def _nan_metrics(self, reason: str) -> "OrderedDict[str, float]":
+        """Every metric NaN, with a warning naming ``reason``."""
+        self._logger.warning("%s! %s metrics are NaN.", reason, self._metrics_label)
+        return OrderedDict((m, float("nan")) for m in self._metric_names)
+
     def _evaluate_results(self, results: list[dict], img_ids: list) -> "OrderedDict[str, float]":
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
@@ -177,8 +182,7 @@ class InstanceSegEvaluator(DatasetEvaluator):
         if not self._gt_json:
             raise ValueError("Instance evaluation needs a COCO-format ground truth (metadata.json_file).")
         if len(results) == 0:
-            logger.warning("No predictions from the model! Instance metrics are NaN.")
-            return OrderedDict((m, float("nan")) for m in COCO_METRICS)
+            return self._nan_metrics("No predictions from the model")
         with capture_stdout(logger, logging.DEBUG):
             coco_gt = COCO(self._gt_json)
         gt_img_ids = set(coco_gt.getImgIds())
@@ -187,8 +191,7 @@ class InstanceSegEvaluator(DatasetEvaluator):
             logger.warning("%d processed images are not in the ground truth.", len(set(img_ids)) - len(eval_ids))
         results = [r for r in results if r["image_id"] in gt_img_ids]
         if not results:
-            logger.warning("No predictions on ground-truth images! Instance metrics are NaN.")
-            return OrderedDict((m, float("nan")) for m in COCO_METRICS)
+            return self._nan_metrics("No predictions on ground-truth images")
         with capture_stdout(logger, logging.INFO):
             coco_dt = coco_gt.loadRes(copy.deepcopy(results))
             coco_eval = COCOeval(coco_gt, coco_dt, "segm")

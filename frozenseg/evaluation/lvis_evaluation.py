@@ -22,7 +22,7 @@ import warnings
 from collections import OrderedDict
 from typing import Any, Sequence
 
-from .instance_evaluation import InstanceSegEvaluator
+from .instance_evaluation import InstanceSegEvaluator, _to_percent
 from .utils import capture_stdout, patch_numpy_aliases
 
 __all__ = ["LVISEvaluator", "import_lvis"]
@@ -82,6 +82,9 @@ class LVISEvaluator(InstanceSegEvaluator):
     """
 
     task_name = "segm"
+    _metric_names = LVIS_METRICS
+    _metrics_label = "LVIS"
+    _logger = logger
 
     def __init__(
         self,
@@ -113,8 +116,7 @@ class LVISEvaluator(InstanceSegEvaluator):
         if not self._gt_json:
             raise ValueError("LVIS evaluation needs the LVIS annotation JSON (metadata.json_file).")
         if len(results) == 0:
-            logger.warning("No predictions from the model! LVIS metrics are NaN.")
-            return OrderedDict((m, float("nan")) for m in LVIS_METRICS)
+            return self._nan_metrics("No predictions from the model")
         LVIS, LVISResults, LVISEval = import_lvis()
         with capture_stdout(logger, logging.INFO), warnings.catch_warnings():
             # lvis 0.5.3 calls the deprecated Logger.warn.
@@ -123,17 +125,14 @@ class LVISEvaluator(InstanceSegEvaluator):
             gt_img_ids = set(lvis_gt.get_img_ids())
             results = [r for r in results if r["image_id"] in gt_img_ids]
             if not results:
-                logger.warning("No predictions on ground-truth images! LVIS metrics are NaN.")
-                return OrderedDict((m, float("nan")) for m in LVIS_METRICS)
+                return self._nan_metrics("No predictions on ground-truth images")
             lvis_dt = LVISResults(lvis_gt, copy.deepcopy(results), max_dets=self._lvis_max_dets)
             lvis_eval = LVISEval(lvis_gt, lvis_dt, "segm")
             lvis_eval.params.img_ids = sorted(i for i in set(img_ids) if i in gt_img_ids)
             lvis_eval.run()
             lvis_eval.print_results()
         raw = lvis_eval.get_results()
-        res: OrderedDict[str, float] = OrderedDict(
-            (m, float(raw[m] * 100) if raw[m] >= 0 else float("nan")) for m in LVIS_METRICS
-        )
+        res: OrderedDict[str, float] = OrderedDict((m, _to_percent(raw[m])) for m in LVIS_METRICS)
         logger.info("Evaluation results for segm: %s", dict(res))
         return res
 

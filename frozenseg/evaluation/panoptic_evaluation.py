@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import io
-import itertools
 import json
 import logging
 import os
@@ -25,9 +24,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import comm
 from .evaluator import DatasetEvaluator
-from .utils import capture_stdout, resolve_metadata, reverse_id_map, save_results_json
+from .utils import capture_stdout, gather_list_on_main, resolve_metadata, reverse_id_map, save_results_json
 
 __all__ = ["COCOPanopticEvaluator"]
 
@@ -169,13 +167,9 @@ class COCOPanopticEvaluator(DatasetEvaluator):
             )
 
     def evaluate(self) -> dict:
-        predictions = self._predictions
-        if self._distributed:
-            comm.synchronize()
-            gathered = comm.gather(self._predictions, dst=0)
-            if not comm.is_main_process():
-                return {}
-            predictions = list(itertools.chain(*gathered))
+        predictions = gather_list_on_main(self._predictions, self._distributed)
+        if predictions is None:
+            return {}
         if not predictions:
             logger.warning("COCOPanopticEvaluator: no predictions to evaluate.")
         try:

@@ -24,9 +24,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import comm
 from .evaluator import DatasetEvaluator
-from .utils import normalize_seen_classes, read_label_image, resolve_metadata, rgb_to_id, save_results_json
+from .utils import (
+    catalog_records,
+    gather_on_main,
+    normalize_seen_classes,
+    output_tensor,
+    resolve_metadata,
+    rgb_to_id,
+    save_results_json,
+    semantic_ground_truth,
+)
 
 __all__ = ["RecallEvaluator", "best_iou_per_segment"]
 
@@ -134,14 +142,8 @@ class RecallEvaluator(DatasetEvaluator):
     def _catalog_record(self, file_name: str) -> dict:
         """Detectron2-style fallback: the registered dataset record with this ``file_name``."""
         if self._records is None:
-            self._records = {}
-            if self._dataset_name:
-                try:
-                    from frozenseg.data import DatasetCatalog
-                except ImportError:
-                    DatasetCatalog = None
-                if DatasetCatalog is not None:
-                    self._records = {r["file_name"]: r for r in DatasetCatalog.get(self._dataset_name)}
+            self._records = {}  # stays empty when the catalog look-up fails
+            self._records = {r["file_name"]: r for r in catalog_records(self._dataset_name)}
         return self._records.get(file_name, {})
 
     def _ground_truth(self, inp: dict) -> tuple[torch.Tensor, np.ndarray]:
@@ -163,13 +165,8 @@ class RecallEvaluator(DatasetEvaluator):
                 categories.append(int(seg["category_id"]))
                 seg_map[ids == seg["id"]] = len(categories)
             return torch.from_numpy(seg_map), np.asarray(categories, dtype=np.int64)
-        if source.get("sem_seg_file_name"):
-            sem = read_label_image(source["sem_seg_file_name"])
-        elif "sem_seg" in source:
-            sem = source["sem_seg"]
-            sem = sem.cpu().numpy() if isinstance(sem, torch.Tensor) else np.asarray(sem)
-            sem = sem.astype(np.int64)
-        else:
+        sem = semantic_ground_truth(source)
+        if sem is None:
             raise KeyError(
                 f"RecallEvaluator found no ground truth for {inp.get('file_name', '?')!r}: give "
                 "'pan_seg_file_name' + 'segments_info', 'sem_seg_file_name' or 'sem_seg'."
@@ -186,12 +183,7 @@ class RecallEvaluator(DatasetEvaluator):
     # -- protocol ---------------------------------------------------------------------------
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         for inp, out in zip(inputs, outputs):
-            if "proposals" not in out:
-                raise KeyError("RecallEvaluator needs 'proposals' in the model outputs (RECALL_ON).")
-            proposals = out["proposals"]
-            if not isinstance(proposals, torch.Tensor):
-                proposals = torch.as_tensor(np.asarray(proposals))
-            proposals = proposals.detach().cpu()
+            proposals = output_tensor(out, "proposals", "RecallEvaluator", "RECALL_ON").detach().cpu()
             seg_map, categories = self._ground_truth(inp)
             if proposals.dim() != 3 or tuple(proposals.shape[1:]) != tuple(seg_map.shape):
                 raise ValueError(
@@ -202,14 +194,11 @@ class RecallEvaluator(DatasetEvaluator):
             self._categories.append(categories)
 
     def evaluate(self) -> dict:
-        best_ious, categories = self._best_ious, self._categories
-        if self._distributed:
-            comm.synchronize()
-            gathered = comm.gather((self._best_ious, self._categories), dst=0)
-            if not comm.is_main_process():
-                return {}
-            best_ious = list(itertools.chain(*[b for b, _ in gathered]))
-            categories = list(itertools.chain(*[c for _, c in gathered]))
+        gathered = gather_on_main((self._best_ious, self._categories), self._distributed)
+        if gathered is None:
+            return {}
+        best_ious = list(itertools.chain(*[b for b, _ in gathered]))
+        categories = list(itertools.chain(*[c for _, c in gathered]))
         best = np.concatenate(best_ious) if best_ious else np.zeros(0)
         cats = np.concatenate(categories) if categories else np.zeros(0, dtype=np.int64)
 

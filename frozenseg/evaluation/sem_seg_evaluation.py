@@ -20,9 +20,17 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from . import comm
 from .evaluator import DatasetEvaluator
-from .utils import normalize_seen_classes, read_label_image, resolve_metadata, save_results_json
+from .utils import (
+    catalog_records,
+    gather_on_main,
+    normalize_seen_classes,
+    output_tensor,
+    read_label_image,
+    resolve_metadata,
+    save_results_json,
+    semantic_ground_truth,
+)
 
 __all__ = ["SemSegEvaluator", "semantic_metrics_from_confusion", "harmonic_mean"]
 
@@ -158,26 +166,16 @@ class SemSegEvaluator(DatasetEvaluator):
     def _gt_file_from_catalog(self, file_name: str) -> str | None:
         """Detectron2 fallback: find ``sem_seg_file_name`` in the registered dataset records."""
         if self._file_to_gt is None:
-            self._file_to_gt = {}
-            if self._dataset_name:
-                try:
-                    from frozenseg.data import DatasetCatalog
-                except ImportError:
-                    DatasetCatalog = None
-                if DatasetCatalog is not None:
-                    for record in DatasetCatalog.get(self._dataset_name):
-                        if "sem_seg_file_name" in record:
-                            self._file_to_gt[record["file_name"]] = record["sem_seg_file_name"]
+            self._file_to_gt = {}  # stays empty when the catalog look-up fails
+            for record in catalog_records(self._dataset_name):
+                if "sem_seg_file_name" in record:
+                    self._file_to_gt[record["file_name"]] = record["sem_seg_file_name"]
         return self._file_to_gt.get(file_name)
 
     def _load_gt(self, inp: dict) -> np.ndarray:
-        path = inp.get("sem_seg_file_name")
-        if path:
-            return read_label_image(path)
-        if "sem_seg" in inp:
-            gt = inp["sem_seg"]
-            gt = gt.cpu().numpy() if isinstance(gt, torch.Tensor) else np.asarray(gt)
-            return gt.astype(np.int64)
+        gt = semantic_ground_truth(inp)
+        if gt is not None:
+            return gt
         path = self._gt_file_from_catalog(inp.get("file_name", ""))
         if path:
             return read_label_image(path)
@@ -190,11 +188,7 @@ class SemSegEvaluator(DatasetEvaluator):
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         k = self._num_classes
         for inp, out in zip(inputs, outputs):
-            if "sem_seg" not in out:
-                raise KeyError("SemSegEvaluator needs 'sem_seg' in the model outputs (SEMANTIC_ON).")
-            pred = out["sem_seg"]
-            if not isinstance(pred, torch.Tensor):
-                pred = torch.as_tensor(np.asarray(pred))
+            pred = output_tensor(out, "sem_seg", "SemSegEvaluator", "SEMANTIC_ON")
             if pred.dim() == 3:
                 pred = pred.argmax(dim=0)
             elif pred.dim() != 2:
@@ -222,15 +216,11 @@ class SemSegEvaluator(DatasetEvaluator):
             self._num_images += 1
 
     def evaluate(self) -> dict:
-        conf_matrix = self._conf_matrix
-        num_images = self._num_images
-        if self._distributed:
-            comm.synchronize()
-            gathered = comm.gather((self._conf_matrix, self._num_images), dst=0)
-            if not comm.is_main_process():
-                return {}
-            conf_matrix = sum(c for c, _ in gathered)
-            num_images = sum(n for _, n in gathered)
+        gathered = gather_on_main((self._conf_matrix, self._num_images), self._distributed)
+        if gathered is None:
+            return {}
+        conf_matrix = sum(c for c, _ in gathered)
+        num_images = sum(n for _, n in gathered)
         if num_images == 0:
             logger.warning("SemSegEvaluator.evaluate() called without any processed image.")
 

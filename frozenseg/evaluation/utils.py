@@ -1,4 +1,5 @@
-"""Helpers shared by the evaluators: metadata look-up, seen/unseen masks, result files.
+"""Helpers shared by the evaluators: metadata look-up, gathering to the main process, ground
+truth from inputs or the dataset catalog, seen/unseen masks, result files.
 
 These are implementation details of :mod:`frozenseg.evaluation`; the public entry points are
 the evaluator classes and :func:`frozenseg.evaluation.build_evaluator`.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import logging
 import math
@@ -20,9 +22,16 @@ import numpy as np
 import torch
 
 from ..data.vocabulary import seen_class_mask
+from . import comm
 
 __all__ = [
     "resolve_metadata",
+    "gather_on_main",
+    "gather_list_on_main",
+    "catalog_records",
+    "semantic_ground_truth",
+    "model_output",
+    "output_tensor",
     "seen_mask_from_names",
     "normalize_seen_classes",
     "save_results_json",
@@ -55,6 +64,70 @@ def resolve_metadata(dataset_name_or_metadata: Any = None, metadata: Any = None)
     if name is None:
         name = str(getattr(metadata, "name", "") or "")
     return name, metadata
+
+
+def gather_on_main(state: Any, distributed: bool = True) -> list[Any] | None:
+    """Every process's ``state``, in rank order, on the main process; None on the other ranks.
+
+    With ``distributed=False`` (each process evaluates on its own): ``[state]``.
+    """
+    if not distributed:
+        return [state]
+    comm.synchronize()
+    gathered = comm.gather(state, dst=0)
+    if not comm.is_main_process():
+        return None
+    return gathered
+
+
+def gather_list_on_main(items: list, distributed: bool = True) -> list | None:
+    """The concatenation of every process's ``items`` (rank order) on the main process; None on
+    the other ranks (see :func:`gather_on_main`)."""
+    gathered = gather_on_main(items, distributed)
+    if gathered is None:
+        return None
+    return list(itertools.chain(*gathered))
+
+
+def catalog_records(dataset_name: str | None) -> list[dict]:
+    """The registered records of ``dataset_name`` (Detectron2's ground-truth fallback when an
+    input carries none); ``[]`` without a name or without :mod:`frozenseg.data`."""
+    if not dataset_name:
+        return []
+    try:
+        from frozenseg.data import DatasetCatalog
+    except ImportError:
+        return []
+    return DatasetCatalog.get(dataset_name)
+
+
+def semantic_ground_truth(record: Mapping) -> np.ndarray | None:
+    """A record's semantic labels as an int64 (H, W) array: its ``sem_seg_file_name`` label
+    image, else its ``sem_seg`` labels; None when it has neither."""
+    path = record.get("sem_seg_file_name")
+    if path:
+        return read_label_image(path)
+    if "sem_seg" in record:
+        gt = record["sem_seg"]
+        gt = gt.cpu().numpy() if isinstance(gt, torch.Tensor) else np.asarray(gt)
+        return gt.astype(np.int64)
+    return None
+
+
+def model_output(output: Mapping, key: str, evaluator: str, flag: str) -> Any:
+    """``output[key]``; when the model did not produce it, a KeyError naming ``evaluator`` and the
+    config ``flag`` that enables that output."""
+    if key not in output:
+        raise KeyError(f"{evaluator} needs '{key}' in the model outputs ({flag}).")
+    return output[key]
+
+
+def output_tensor(output: Mapping, key: str, evaluator: str, flag: str) -> torch.Tensor:
+    """:func:`model_output` as a tensor (arrays and lists are converted)."""
+    value = model_output(output, key, evaluator, flag)
+    if not isinstance(value, torch.Tensor):
+        value = torch.as_tensor(np.asarray(value))
+    return value
 
 
 def seen_mask_from_names(class_names: Sequence[str], train_class_names: Sequence[str]) -> np.ndarray:

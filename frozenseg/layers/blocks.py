@@ -1,4 +1,5 @@
-"""Conv with attached norm/activation, an MLP, and feature shape descriptors."""
+"""Conv with attached norm/activation, an MLP, feature shape descriptors and the small helpers
+the transformer layers share (activation by name, positional-embedding addition)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,22 @@ class ShapeSpec:
 
     channels: int
     stride: int
+
+
+def get_activation_fn(activation: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The activation function named ``activation``: "relu", "gelu" or "glu"."""
+    if activation == "relu":
+        return F.relu
+    if activation == "gelu":
+        return F.gelu
+    if activation == "glu":
+        return F.glu
+    raise ValueError(f"Unknown activation {activation!r}; valid choices are relu, gelu, glu.")
+
+
+def with_pos_embed(tensor: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+    """``tensor + pos``, or ``tensor`` when there is no positional embedding."""
+    return tensor if pos is None else tensor + pos
 
 
 def get_norm(norm: str, channels: int) -> nn.Module | None:

@@ -12,7 +12,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,14 +36,8 @@ demo_cli = _load("frozenseg_demo_cli", DEMO / "demo.py")
 VocabularyArgumentError = predictor_mod.VocabularyArgumentError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: these tiny models run several times faster on a busy 2-core CI box
-    (no OpenMP spinning); restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# One intra-op thread for this module's tiny models (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ interpolation) together.
 
 from __future__ import annotations
 
+import copy
+from typing import Callable
+
 import numpy as np
 import torch
 from PIL import Image
@@ -26,6 +29,8 @@ __all__ = [
     "shortest_edge_size",
     "resize_shortest_edge",
     "polygons_to_masks",
+    "pop_panoptic",
+    "map_instance_dict",
     "instances_from_panoptic",
     "instances_from_sem_seg",
     "instances_from_masks",
@@ -96,6 +101,33 @@ def polygons_to_masks(annotations: list[dict], h: int, w: int) -> torch.Tensor:
     if not masks:
         return torch.zeros((0, h, w), dtype=torch.uint8)
     return torch.from_numpy(np.stack(masks).astype(np.uint8))
+
+
+def pop_panoptic(d: dict) -> tuple[torch.Tensor, list[dict]]:
+    """Take a panoptic dataset dict's annotation out of ``d``: the segment ids (H, W) of its
+    ``pan_seg_file_name`` and its ``segments_info`` (``sem_seg_file_name`` is dropped too; the
+    mappers derive ``sem_seg`` from the segments)."""
+    pan = read_panoptic_ids(d.pop("pan_seg_file_name"))
+    segments = d.pop("segments_info")
+    d.pop("sem_seg_file_name", None)
+    return pan, segments
+
+
+def map_instance_dict(dataset_dict: dict, image_format: str, transform: Callable[[dict], dict]) -> dict:
+    """The training mapping of an instance dataset dict (COCO polygons / RLE): ``image`` and
+    ``instances`` (one per non-crowd annotation whose mask survives ``transform``), with
+    ``transform`` the mapper's geometry over a sample of the image and the masks (``"masks"``)."""
+    d = copy.copy(dataset_dict)
+    image = read_image(d["file_name"], image_format)
+    h, w = image.shape[-2:]
+    anns = [a for a in d.pop("annotations", []) if not a.get("iscrowd", 0)]
+    sample = as_sample(image)
+    sample["masks"] = tv_tensors.Mask(polygons_to_masks(anns, h, w))
+    out = transform(sample)
+    d["image"] = plain(out["image"])
+    d["instances"] = instances_from_masks([a["category_id"] for a in anns], plain(out["masks"]),
+                                          d["image"].shape[-2:])
+    return d
 
 
 def instances_from_masks(classes: list[int], masks: torch.Tensor, image_size) -> Instances:

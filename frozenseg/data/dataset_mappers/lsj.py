@@ -12,12 +12,11 @@ from torchvision.transforms import v2
 
 from .common import (
     as_sample,
-    instances_from_masks,
     instances_from_panoptic,
+    map_instance_dict,
     plain,
-    polygons_to_masks,
+    pop_panoptic,
     read_image,
-    read_panoptic_ids,
     semantic_from_panoptic,
 )
 
@@ -66,14 +65,12 @@ class COCOPanopticLSJDatasetMapper(_LSJBase):
     def __call__(self, dataset_dict: dict) -> dict:
         d = copy.copy(dataset_dict)
         image = read_image(d["file_name"], self.image_format)
-        pan = read_panoptic_ids(d.pop("pan_seg_file_name"))
-        segments = d.pop("segments_info")
+        pan, segments = pop_panoptic(d)
         out = self.transform(as_sample(image, pan=pan))  # padding -> id 0 = void
         image, pan = plain(out["image"]), plain(out["pan"])
         d["image"] = image
         d["instances"] = instances_from_panoptic(pan, segments)
         d["sem_seg"] = semantic_from_panoptic(pan, segments, self.ignore_label)
-        d.pop("sem_seg_file_name", None)
         return d
 
 
@@ -81,15 +78,4 @@ class COCOInstanceLSJDatasetMapper(_LSJBase):
     """Instance dataset dict (COCO polygons / RLE) -> ``image`` and ``instances``."""
 
     def __call__(self, dataset_dict: dict) -> dict:
-        d = copy.copy(dataset_dict)
-        image = read_image(d["file_name"], self.image_format)
-        h, w = image.shape[-2:]
-        anns = [a for a in d.pop("annotations", []) if not a.get("iscrowd", 0)]
-        masks = polygons_to_masks(anns, h, w)
-        sample = as_sample(image)
-        sample["masks"] = tv_tensors.Mask(masks)
-        out = self.transform(sample)
-        d["image"] = plain(out["image"])
-        d["instances"] = instances_from_masks([a["category_id"] for a in anns],
-                                              plain(out["masks"]), d["image"].shape[-2:])
-        return d
+        return map_instance_dict(dataset_dict, self.image_format, self.transform)

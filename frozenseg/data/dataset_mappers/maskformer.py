@@ -9,22 +9,20 @@ import logging
 
 import numpy as np
 import torch
-from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from .common import (
     as_sample,
     build_color_aug,
-    instances_from_masks,
     instances_from_panoptic,
     instances_from_sem_seg,
+    map_instance_dict,
     pad_to_divisibility,
     plain,
-    polygons_to_masks,
+    pop_panoptic,
     read_image,
     read_label_map,
-    read_panoptic_ids,
     resize_shortest_edge,
     semantic_from_panoptic,
 )
@@ -134,10 +132,8 @@ class MaskFormerPanopticDatasetMapper(_MaskFormerBase):
     def __call__(self, dataset_dict: dict) -> dict:
         d = copy.copy(dataset_dict)
         image = read_image(d["file_name"], self.image_format)
-        pan = read_panoptic_ids(d.pop("pan_seg_file_name"))
-        segments = d.pop("segments_info")
+        pan, segments = pop_panoptic(d)
         sem = semantic_from_panoptic(pan, segments, self.ignore_label)
-        d.pop("sem_seg_file_name", None)
         out = self.augment(as_sample(image, pan=pan, sem=sem), "sem")
         pan = plain(out["pan"])
         d["image"], d["sem_seg"] = plain(out["image"]), plain(out["sem"]).long()
@@ -149,14 +145,4 @@ class MaskFormerInstanceDatasetMapper(_MaskFormerBase):
     """Instance dataset dict (COCO polygons / RLE) -> ``image`` and ``instances``."""
 
     def __call__(self, dataset_dict: dict) -> dict:
-        d = copy.copy(dataset_dict)
-        image = read_image(d["file_name"], self.image_format)
-        h, w = image.shape[-2:]
-        anns = [a for a in d.pop("annotations", []) if not a.get("iscrowd", 0)]
-        sample = as_sample(image)
-        sample["masks"] = tv_tensors.Mask(polygons_to_masks(anns, h, w))
-        out = self.augment(sample, None)
-        d["image"] = plain(out["image"])
-        d["instances"] = instances_from_masks([a["category_id"] for a in anns], plain(out["masks"]),
-                                              d["image"].shape[-2:])
-        return d
+        return map_instance_dict(dataset_dict, self.image_format, lambda sample: self.augment(sample, None))

@@ -18,7 +18,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from frozenseg.config.config import configurable
-from frozenseg.layers import Conv2d, PositionEmbeddingSine, ShapeSpec, get_norm
+from frozenseg.layers import (
+    Conv2d,
+    PositionEmbeddingSine,
+    ShapeSpec,
+    c2_xavier_fill,
+    get_activation_fn,
+    get_norm,
+    with_pos_embed,
+)
 from frozenseg.utils.registry import PIXEL_DECODER_REGISTRY
 
 from .ms_deform_attn import MSDeformAttn
@@ -31,23 +39,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def _get_activation_fn(activation: str):
-    if activation == "relu":
-        return F.relu
-    if activation == "gelu":
-        return F.gelu
-    if activation == "glu":
-        return F.glu
-    raise ValueError(f"activation should be relu, gelu or glu, not {activation!r}.")
-
-
-def _c2_xavier_fill(module: nn.Module) -> None:
-    """Caffe2's XavierFill as Detectron2 does it: kaiming_uniform(a=1) weight, zero bias."""
-    nn.init.kaiming_uniform_(module.weight, a=1)
-    if module.bias is not None:
-        nn.init.constant_(module.bias, 0.0)
 
 
 class MSDeformAttnTransformerEncoderLayer(nn.Module):
@@ -68,15 +59,13 @@ class MSDeformAttnTransformerEncoderLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.linear1 = nn.Linear(d_model, d_ffn)
-        self.activation = _get_activation_fn(activation)
+        self.activation = get_activation_fn(activation)
         self.dropout2 = nn.Dropout(dropout)
         self.linear2 = nn.Linear(d_ffn, d_model)
         self.dropout3 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
 
-    @staticmethod
-    def with_pos_embed(tensor: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
-        return tensor if pos is None else tensor + pos
+    with_pos_embed = staticmethod(with_pos_embed)
 
     def forward_ffn(self, src: torch.Tensor) -> torch.Tensor:
         """(N, S, C) -> (N, S, C)."""
@@ -338,7 +327,7 @@ class FrozenSegPixelDecoder(nn.Module):
 
         self.mask_dim = mask_dim
         self.mask_features = Conv2d(conv_dim, mask_dim, kernel_size=1, stride=1, padding=0)
-        _c2_xavier_fill(self.mask_features)
+        c2_xavier_fill(self.mask_features)
 
         self.maskformer_num_feature_levels = 3  # multi-scale features given to the decoder
         self.common_stride = common_stride
@@ -361,8 +350,8 @@ class FrozenSegPixelDecoder(nn.Module):
                 norm=get_norm(norm, conv_dim),
                 activation=F.relu,
             )
-            _c2_xavier_fill(lateral_conv)
-            _c2_xavier_fill(output_conv)
+            c2_xavier_fill(lateral_conv)
+            c2_xavier_fill(output_conv)
             self.add_module(f"adapter_{idx + 1}", lateral_conv)
             self.add_module(f"layer_{idx + 1}", output_conv)
             lateral_convs.append(lateral_conv)

@@ -23,7 +23,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...config import configurable
-from ...layers import MLP, Conv2d, PositionEmbeddingSine
+from ...layers import (
+    MLP,
+    Conv2d,
+    PositionEmbeddingSine,
+    c2_xavier_fill,
+    get_activation_fn,
+    with_pos_embed,
+)
 from ...utils.registry import TRANSFORMER_DECODER_REGISTRY
 from ..open_vocab import get_classification_logits, mask_pooling
 
@@ -39,27 +46,6 @@ __all__ = [
 NUM_FEATURE_LEVELS = 3
 
 
-def _c2_xavier_fill(module: nn.Module) -> None:
-    """Detectron2's ``c2_xavier_fill``: kaiming-uniform (a=1) weight, zero bias."""
-    nn.init.kaiming_uniform_(module.weight, a=1)
-    if module.bias is not None:
-        nn.init.constant_(module.bias, 0)
-
-
-def _with_pos_embed(tensor: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
-    return tensor if pos is None else tensor + pos
-
-
-def _get_activation_fn(activation: str):
-    if activation == "relu":
-        return F.relu
-    if activation == "gelu":
-        return F.gelu
-    if activation == "glu":
-        return F.glu
-    raise ValueError(f"Unknown activation {activation!r}; valid choices are relu, gelu, glu.")
-
-
 def unblock_fully_masked_rows(attn_mask: torch.Tensor) -> torch.Tensor:
     """Unblock every attention row that would block all keys (Mask2Former rule).
 
@@ -71,7 +57,49 @@ def unblock_fully_masked_rows(attn_mask: torch.Tensor) -> torch.Tensor:
     return attn_mask & ~attn_mask.all(dim=-1, keepdim=True)
 
 
-class SelfAttentionLayer(nn.Module):
+class _ResidualNormLayer(nn.Module):
+    """A sublayer followed by dropout, a residual connection and LayerNorm (Mask2Former's
+    decoder layers), post-norm ``norm(x + dropout(f(x)))`` or, with ``normalize_before``,
+    pre-norm ``x + dropout(f(norm(x)))``.
+
+    Subclasses build their sublayer modules, call :meth:`_init_residual_norm` and define
+    ``_sublayer(x, *args)``; ``forward_post`` / ``forward_pre`` take ``x`` then the subclass's
+    further ``forward`` arguments, in order.
+    """
+
+    def _init_residual_norm(
+        self, d_model: int, dropout: float, activation: str, normalize_before: bool
+    ) -> None:
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.activation = get_activation_fn(activation)
+        self.normalize_before = normalize_before
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def _sublayer(self, x: torch.Tensor, *args) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_post(self, tgt, *args):
+        tgt2 = self._sublayer(tgt, *args)
+        tgt = tgt + self.dropout(tgt2)
+        return self.norm(tgt)
+
+    def forward_pre(self, tgt, *args):
+        tgt2 = self._sublayer(self.norm(tgt), *args)
+        return tgt + self.dropout(tgt2)
+
+    def _residual_forward(self, tgt: torch.Tensor, *args) -> torch.Tensor:
+        if self.normalize_before:
+            return self.forward_pre(tgt, *args)
+        return self.forward_post(tgt, *args)
+
+
+class SelfAttentionLayer(_ResidualNormLayer):
     """Self-attention + residual + LayerNorm over (L, B, C) sequences (post- or pre-norm)."""
 
     def __init__(
@@ -84,32 +112,13 @@ class SelfAttentionLayer(nn.Module):
     ):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
-        self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.activation = _get_activation_fn(activation)
-        self.normalize_before = normalize_before
-        self._reset_parameters()
+        self._init_residual_norm(d_model, dropout, activation, normalize_before)
 
-    def _reset_parameters(self) -> None:
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
-
-    def forward_post(self, tgt, tgt_mask=None, tgt_key_padding_mask=None, query_pos=None):
-        q = k = _with_pos_embed(tgt, query_pos)
-        tgt2 = self.self_attn(
-            q, k, value=tgt, attn_mask=tgt_mask, key_padding_mask=tgt_key_padding_mask
+    def _sublayer(self, x, tgt_mask, tgt_key_padding_mask, query_pos):
+        q = k = with_pos_embed(x, query_pos)
+        return self.self_attn(
+            q, k, value=x, attn_mask=tgt_mask, key_padding_mask=tgt_key_padding_mask
         )[0]
-        tgt = tgt + self.dropout(tgt2)
-        return self.norm(tgt)
-
-    def forward_pre(self, tgt, tgt_mask=None, tgt_key_padding_mask=None, query_pos=None):
-        tgt2 = self.norm(tgt)
-        q = k = _with_pos_embed(tgt2, query_pos)
-        tgt2 = self.self_attn(
-            q, k, value=tgt2, attn_mask=tgt_mask, key_padding_mask=tgt_key_padding_mask
-        )[0]
-        return tgt + self.dropout(tgt2)
 
     def forward(
         self,
@@ -119,12 +128,10 @@ class SelfAttentionLayer(nn.Module):
         query_pos: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """tgt, query_pos: (L, B, C) -> (L, B, C)."""
-        if self.normalize_before:
-            return self.forward_pre(tgt, tgt_mask, tgt_key_padding_mask, query_pos)
-        return self.forward_post(tgt, tgt_mask, tgt_key_padding_mask, query_pos)
+        return self._residual_forward(tgt, tgt_mask, tgt_key_padding_mask, query_pos)
 
 
-class CrossAttentionLayer(nn.Module):
+class CrossAttentionLayer(_ResidualNormLayer):
     """Cross-attention (query = tgt + query_pos, key = memory + pos, value = memory) + residual
     + LayerNorm over (L, B, C) / (S, B, C) sequences (post- or pre-norm)."""
 
@@ -138,42 +145,16 @@ class CrossAttentionLayer(nn.Module):
     ):
         super().__init__()
         self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
-        self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.activation = _get_activation_fn(activation)
-        self.normalize_before = normalize_before
-        self._reset_parameters()
+        self._init_residual_norm(d_model, dropout, activation, normalize_before)
 
-    def _reset_parameters(self) -> None:
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
-
-    def forward_post(
-        self, tgt, memory, memory_mask=None, memory_key_padding_mask=None, pos=None, query_pos=None
-    ):
-        tgt2 = self.multihead_attn(
-            query=_with_pos_embed(tgt, query_pos),
-            key=_with_pos_embed(memory, pos),
+    def _sublayer(self, x, memory, memory_mask, memory_key_padding_mask, pos, query_pos):
+        return self.multihead_attn(
+            query=with_pos_embed(x, query_pos),
+            key=with_pos_embed(memory, pos),
             value=memory,
             attn_mask=memory_mask,
             key_padding_mask=memory_key_padding_mask,
         )[0]
-        tgt = tgt + self.dropout(tgt2)
-        return self.norm(tgt)
-
-    def forward_pre(
-        self, tgt, memory, memory_mask=None, memory_key_padding_mask=None, pos=None, query_pos=None
-    ):
-        tgt2 = self.norm(tgt)
-        tgt2 = self.multihead_attn(
-            query=_with_pos_embed(tgt2, query_pos),
-            key=_with_pos_embed(memory, pos),
-            value=memory,
-            attn_mask=memory_mask,
-            key_padding_mask=memory_key_padding_mask,
-        )[0]
-        return tgt + self.dropout(tgt2)
 
     def forward(
         self,
@@ -186,14 +167,12 @@ class CrossAttentionLayer(nn.Module):
     ) -> torch.Tensor:
         """tgt, query_pos: (L, B, C); memory, pos: (S, B, C); memory_mask: (B*heads, L, S) bool,
         True = blocked. Returns (L, B, C)."""
-        if self.normalize_before:
-            return self.forward_pre(
-                tgt, memory, memory_mask, memory_key_padding_mask, pos, query_pos
-            )
-        return self.forward_post(tgt, memory, memory_mask, memory_key_padding_mask, pos, query_pos)
+        return self._residual_forward(
+            tgt, memory, memory_mask, memory_key_padding_mask, pos, query_pos
+        )
 
 
-class FFNLayer(nn.Module):
+class FFNLayer(_ResidualNormLayer):
     """linear1 -> activation -> dropout -> linear2, + residual + LayerNorm (post- or pre-norm)."""
 
     def __init__(
@@ -206,33 +185,15 @@ class FFNLayer(nn.Module):
     ):
         super().__init__()
         self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm = nn.LayerNorm(d_model)
-        self.activation = _get_activation_fn(activation)
-        self.normalize_before = normalize_before
-        self._reset_parameters()
+        self._init_residual_norm(d_model, dropout, activation, normalize_before)
 
-    def _reset_parameters(self) -> None:
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
-
-    def forward_post(self, tgt):
-        tgt2 = self.linear2(self.dropout(self.activation(self.linear1(tgt))))
-        tgt = tgt + self.dropout(tgt2)
-        return self.norm(tgt)
-
-    def forward_pre(self, tgt):
-        tgt2 = self.norm(tgt)
-        tgt2 = self.linear2(self.dropout(self.activation(self.linear1(tgt2))))
-        return tgt + self.dropout(tgt2)
+    def _sublayer(self, x):
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))
 
     def forward(self, tgt: torch.Tensor) -> torch.Tensor:
         """(L, B, C) -> (L, B, C)."""
-        if self.normalize_before:
-            return self.forward_pre(tgt)
-        return self.forward_post(tgt)
+        return self._residual_forward(tgt)
 
 
 class FrozenSegTransformerDecoder(nn.Module):
@@ -334,7 +295,7 @@ class FrozenSegTransformerDecoder(nn.Module):
         for _ in range(self.num_feature_levels):
             if in_channels != hidden_dim or enforce_input_project:
                 proj = Conv2d(in_channels, hidden_dim, kernel_size=1)
-                _c2_xavier_fill(proj)
+                c2_xavier_fill(proj)
                 self.input_proj.append(proj)
             else:
                 self.input_proj.append(nn.Sequential())
