@@ -1,0 +1,133 @@
+"""Environment: logging set-up, seeding and the environment summary printed at start-up."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import platform
+import random
+import sys
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+__all__ = ["setup_logger", "seed_all_rng", "derive_seed", "collect_env_info", "rng_state", "set_rng_state"]
+
+_LOG_FORMAT = "[%(asctime)s %(name)s %(levelname)s]: %(message)s"
+_DATE_FORMAT = "%m/%d %H:%M:%S"
+
+
+def setup_logger(
+    output: str | None = None,
+    distributed_rank: int = 0,
+    names: tuple[str, ...] = ("frozenseg", "fvcore", "train_net", "__main__"),
+    level: int = logging.INFO,
+) -> logging.Logger:
+    """Configure the project's loggers (Detectron2's ``setup_logger``).
+
+    Rank 0 logs to the console (stdout) and to ``output/log.txt``; other ranks only to
+    ``output/log.txt.rank{r}``. Calling it again replaces the handlers it installed before, so
+    tests and repeated set-ups do not duplicate lines. Returns the ``frozenseg`` logger.
+    """
+    formatter = logging.Formatter(_LOG_FORMAT, datefmt=_DATE_FORMAT)
+    handlers: list[logging.Handler] = []
+    if distributed_rank == 0:
+        ch = logging.StreamHandler(stream=sys.stdout)
+        ch.setFormatter(formatter)
+        handlers.append(ch)
+    if output:
+        filename = output if output.endswith((".txt", ".log")) else os.path.join(output, "log.txt")
+        if distributed_rank > 0:
+            filename = f"{filename}.rank{distributed_rank}"
+        os.makedirs(os.path.dirname(os.path.abspath(filename)), exist_ok=True)
+        fh = logging.FileHandler(filename, mode="a", encoding="utf-8")
+        fh.setFormatter(formatter)
+        handlers.append(fh)
+    for h in handlers:
+        h.setLevel(level)
+        h._frozenseg_engine = True  # type: ignore[attr-defined]
+    for name in names:
+        lg = logging.getLogger(name)
+        lg.setLevel(level)
+        lg.propagate = False
+        for h in list(lg.handlers):
+            if getattr(h, "_frozenseg_engine", False):
+                lg.removeHandler(h)
+                if h not in handlers:
+                    h.close()
+        for h in handlers:
+            lg.addHandler(h)
+    return logging.getLogger("frozenseg")
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed derived from integers with numpy's SeedSequence (well mixed, stable)."""
+    state = np.random.SeedSequence([int(p) & 0xFFFFFFFFFFFFFFFF for p in parts]).generate_state(2, np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & 0x7FFFFFFFFFFFFFFF
+
+
+def seed_all_rng(seed: int) -> None:
+    """Seed Python's ``random``, numpy's global RNG and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> tuple:
+    """The global RNG states of Python, numpy and torch (CPU)."""
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+
+def set_rng_state(state: tuple) -> None:
+    """Restore states returned by :func:`rng_state`."""
+    random.setstate(state[0])
+    np.random.set_state(state[1])
+    torch.set_rng_state(state[2])
+
+
+def _version(module: str) -> str:
+    try:
+        mod = importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - any import failure just means "not available"
+        return "not installed"
+    return str(getattr(mod, "__version__", "unknown"))
+
+
+def collect_env_info() -> str:
+    """A table of the software and devices this run uses (logged at start-up)."""
+    info: "OrderedDict[str, str]" = OrderedDict()
+    info["sys.platform"] = sys.platform
+    info["Platform"] = platform.platform()
+    info["Python"] = sys.version.replace("\n", " ")
+    from .. import __version__ as fs_version
+
+    info["frozenseg"] = f"{fs_version} @ {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}"
+    info["PyTorch"] = f"{torch.__version__} @ {os.path.dirname(torch.__file__)}"
+    info["PyTorch debug build"] = str(torch.version.debug)
+    info["torch threads"] = str(torch.get_num_threads())
+    info["CPU count"] = str(os.cpu_count())
+    cuda = torch.cuda.is_available()
+    info["CUDA available"] = str(cuda)
+    if cuda:
+        info["CUDA (torch build)"] = str(torch.version.cuda)
+        info["cuDNN"] = str(torch.backends.cudnn.version())
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            info[f"GPU {i}"] = f"{p.name} ({p.total_memory / 2**30:.1f} GiB, sm_{p.major}{p.minor})"
+        info["bf16 supported"] = str(torch.cuda.is_bf16_supported())
+    info["torch.distributed"] = f"available={torch.distributed.is_available()} " + (
+        f"nccl={torch.distributed.is_nccl_available()} gloo={torch.distributed.is_gloo_available()}"
+        if torch.distributed.is_available() else ""
+    )
+    for name, module in (
+        ("torchvision", "torchvision"), ("numpy", "numpy"), ("fvcore", "fvcore"), ("iopath", "iopath"),
+        ("open_clip", "open_clip"), ("timm", "timm"), ("segment_anything", "segment_anything"),
+        ("pycocotools", "pycocotools"), ("panopticapi", "panopticapi"), ("Pillow", "PIL"),
+        ("tensorboard", "tensorboard"), ("tqdm", "tqdm"),
+    ):
+        info[name] = _version(module)
+    width = max(len(k) for k in info)
+    lines = ["-" * (width + 40)] + [f"{k:<{width}}  {v}" for k, v in info.items()] + ["-" * (width + 40)]
+    return "\n".join(lines)

@@ -1,0 +1,107 @@
+"""Test-time augmentation for semantic segmentation (``TEST.AUG.*``), as Mask2Former's
+``SemanticSegmentorWithTTA``: every image is run at each shortest-edge size of
+``TEST.AUG.MIN_SIZES`` (longest edge capped at ``TEST.AUG.MAX_SIZE``), and horizontally flipped
+too when ``TEST.AUG.FLIP``; the per-class semantic scores, all returned at the original image
+size, are averaged. Only ``"sem_seg"`` is returned (panoptic/instance outputs are switched off
+during TTA).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["SemanticSegmentorWithTTA"]
+
+logger = logging.getLogger(__name__)
+
+_OUTPUT_FLAGS = ("panoptic_on", "instance_on", "recall_on")
+
+
+def _shortest_edge_size(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
+    """Detectron2's ResizeShortestEdge output size."""
+    scale = short / min(h, w)
+    newh, neww = h * scale, w * scale
+    if max(newh, neww) > max_size > 0:
+        s = max_size / max(newh, neww)
+        newh, neww = newh * s, neww * s
+    return int(newh + 0.5), int(neww + 0.5)
+
+
+def _resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    dtype = image.dtype
+    out = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    if dtype == torch.uint8:
+        out = out.round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
+class SemanticSegmentorWithTTA(nn.Module):
+    """Wrap a FrozenSeg model (unwrapped from DDP) for flip + multi-scale semantic inference."""
+
+    def __init__(self, cfg, model: nn.Module, min_sizes=None, max_size: int | None = None,
+                 flip: bool | None = None):
+        super().__init__()
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        self.model = model
+        self.min_sizes = [int(s) for s in (cfg.TEST.AUG.MIN_SIZES if min_sizes is None else min_sizes)]
+        self.max_size = int(cfg.TEST.AUG.MAX_SIZE if max_size is None else max_size)
+        self.flip = bool(cfg.TEST.AUG.FLIP if flip is None else flip)
+        if not self.min_sizes:
+            raise ValueError("TEST.AUG.MIN_SIZES is empty.")
+
+    @contextlib.contextmanager
+    def _semantic_only(self):
+        saved = {k: getattr(self.model, k) for k in _OUTPUT_FLAGS if hasattr(self.model, k)}
+        had_sem = getattr(self.model, "semantic_on", True)
+        try:
+            for k in saved:
+                setattr(self.model, k, False)
+            if hasattr(self.model, "semantic_on"):
+                self.model.semantic_on = True
+            yield
+        finally:
+            for k, v in saved.items():
+                setattr(self.model, k, v)
+            if hasattr(self.model, "semantic_on"):
+                self.model.semantic_on = had_sem
+
+    def forward(self, batched_inputs: list[dict]) -> list[dict]:
+        with self._semantic_only():
+            return [{"sem_seg": self._inference_one(x)} for x in batched_inputs]
+
+    def _inference_one(self, x: dict) -> torch.Tensor:
+        image = x["image"]
+        h = int(x.get("height", image.shape[-2]))
+        w = int(x.get("width", image.shape[-1]))
+        original = _resize_image(image, (h, w))  # undo the test mapper's resize first
+        sam = x.get("sam_masks")
+        total, n = None, 0
+        for min_size in self.min_sizes:
+            size = _shortest_edge_size(h, w, min_size, self.max_size)
+            img = _resize_image(original, size)
+            extra = {k: v for k, v in x.items() if k not in ("image", "sam_masks", "height", "width")}
+            base = {**extra, "image": img, "height": h, "width": w}
+            if sam is not None:
+                base["sam_masks"] = F.interpolate(sam[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+            batch = [base]
+            if self.flip:
+                flipped = {**base, "image": img.flip(-1)}
+                if sam is not None:
+                    flipped["sam_masks"] = base["sam_masks"].flip(-1)
+                batch.append(flipped)
+            outs = self.model(batch)
+            for j, out in enumerate(outs):
+                s = out["sem_seg"].float()
+                if j == 1:
+                    s = s.flip(-1)
+                total = s if total is None else total + s
+                n += 1
+        return total / n

@@ -1,0 +1,121 @@
+"""Command line, config overrides, launching, data stream, TTA and the synthetic dataset."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from frozenseg.config import UnknownConfigKeyError
+from frozenseg.engine import SemanticSegmentorWithTTA, TrainingStream, default_argument_parser, launch, setup_cfg
+from frozenseg.engine.data import micro_batch_size
+
+from .conftest import SHAPES_CONFIG, datasets_registered_at
+
+
+def test_overrides_reach_the_config():
+    args = default_argument_parser().parse_args([
+        "--config-file", str(SHAPES_CONFIG), "--num-gpus", "2", "--num-machines", "1", "--machine-rank", "0",
+        "--dist-url", "auto", "--resume",
+        "SOLVER.BASE_LR", "0.005", "SOLVER.STEPS", "(10, 20)", "MODEL.DEVICE", "cpu",
+        "DATASETS.TEST", "('synthetic_shapes_val_sem_seg',)", "SOLVER.AMP.DTYPE", "bfloat16",
+    ])
+    assert args.num_gpus == 2 and args.resume and not args.eval_only and args.dist_url == "auto"
+    cfg = setup_cfg(args)
+    assert cfg.SOLVER.BASE_LR == 0.005
+    assert cfg.SOLVER.STEPS == (10, 20)
+    assert cfg.DATASETS.TEST == ("synthetic_shapes_val_sem_seg",)
+    assert cfg.SOLVER.AMP.DTYPE == "bfloat16"
+    assert cfg.MODEL.DEVICE == "cpu"
+    assert cfg.INPUT.IMAGE_SIZE == 128  # from the config file
+    assert cfg.is_frozen()
+
+
+def test_unknown_override_key_is_reported():
+    args = default_argument_parser().parse_args(["--config-file", str(SHAPES_CONFIG), "SOLVER.BASE_LRR", "1"])
+    with pytest.raises(UnknownConfigKeyError, match="SOLVER.BASE_LR"):
+        setup_cfg(args)
+
+
+def _return_args(*args):
+    return args
+
+
+def test_launch_single_process_and_torchrun_env(monkeypatch):
+    assert launch(_return_args, 1, args=(1, 2)) == (1, 2)
+    # torchrun with a single process: no process group needed, main_func runs here
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert launch(_return_args, 4, args=("x",)) == ("x",)
+
+
+def test_micro_batch_size():
+    assert micro_batch_size(16, 4, 2) == 2
+    with pytest.raises(ValueError, match="IMS_PER_BATCH"):
+        micro_batch_size(16, 3, 1)
+
+
+def test_training_stream_is_a_function_of_seed_and_position():
+    data = [{"i": i} for i in range(5)]
+
+    def mapper(d):
+        return {"i": d["i"], "r": float(torch.rand(()))}  # augmentation randomness
+
+    def stream(rank, world, seed=3):
+        return TrainingStream(data, mapper, seed=seed, batch_size=2, rank=rank, world_size=world)
+
+    one = [stream(0, 1)[k] for k in range(6)]  # 12 samples, more than 2 epochs
+    flat = [d for b in one for d in b]
+    assert sorted(d["i"] for d in flat[:5]) == list(range(5))  # each epoch a permutation
+    # two processes together read the same positions; resuming at micro-batch 3 repeats it
+    two = [stream(r, 2)[k] for k in range(3) for r in range(2)]
+    assert [d for b in two for d in b] == flat
+    assert stream(0, 1)[3] == one[3]
+    assert [stream(0, 1, seed=4)[k] for k in range(6)] != one  # another seed, another stream
+
+
+class _ScaleEcho(nn.Module):
+    """Returns the image's red channel as the score of class 0 (and its negative as class 1)."""
+
+    semantic_on = True
+    panoptic_on = True
+
+    def forward(self, batch):
+        outs = []
+        for x in batch:
+            assert not self.panoptic_on  # TTA switches panoptic output off
+            img = x["image"].float()[None]
+            img = nn.functional.interpolate(img, size=(x["height"], x["width"]), mode="bilinear", align_corners=False)[0]
+            outs.append({"sem_seg": torch.stack([img[0], -img[0]])})
+        return outs
+
+
+def test_tta_averages_flips_and_scales_at_original_size():
+    from frozenseg import get_cfg
+
+    cfg = get_cfg()
+    model = _ScaleEcho()
+    tta = SemanticSegmentorWithTTA(cfg, model, min_sizes=(16, 24), max_size=100, flip=True)
+    image = torch.zeros(3, 20, 30, dtype=torch.uint8)
+    image[0, :, :15] = 200  # left half bright: flipping back must restore it
+    out = tta([{"image": image, "height": 20, "width": 30}])[0]["sem_seg"]
+    assert out.shape == (2, 20, 30)
+    assert out[0, :, :10].mean() > 150 and out[0, :, 20:].mean() < 50
+    assert model.panoptic_on  # restored
+
+
+def test_synthetic_dataset_generated_on_first_use(tmp_path, monkeypatch):
+    import frozenseg.data as fdata
+    from frozenseg import get_cfg
+    from frozenseg.engine import data as engine_data
+
+    monkeypatch.setattr(engine_data, "SHAPES_NUM_TRAIN", 3)
+    monkeypatch.setattr(engine_data, "SHAPES_NUM_VAL", 2)
+    with datasets_registered_at(tmp_path):
+        cfg = get_cfg()
+        cfg.merge_from_file(str(SHAPES_CONFIG))
+        written = engine_data.ensure_synthetic_datasets(cfg)
+        assert written and (tmp_path / "synthetic_shapes" / "val" / "panoptic.json").is_file()
+        assert len(fdata.DatasetCatalog.get("synthetic_shapes_train_panoptic")) == 3
+        assert engine_data.ensure_synthetic_datasets(cfg) == []  # present now: nothing to do

@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""FrozenSeg training and evaluation script (Detectron2's ``train_net.py`` conventions).
+
+Train:          python train_net.py --config-file CONFIG [--num-gpus N] [KEY VALUE ...]
+Resume:         python train_net.py --config-file CONFIG --resume
+Evaluate:       python train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS model.pth
+Multi-machine:  add --num-machines M --machine-rank R --dist-url tcp://<machine 0>:<port>
+torchrun:       torchrun --nproc_per_node N train_net.py --config-file CONFIG
+
+The default run trains the tiny model on the synthetic "shapes" dataset (generated on first use)
+and evaluates it: ``python train_net.py --config-file configs/synthetic/frozenseg_tiny_shapes.yaml``.
+See GETTING_STARTED.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from frozenseg.engine import (
+    DefaultTrainer,
+    FrozenSegCheckpointer,
+    default_argument_parser,
+    default_setup,
+    ensure_synthetic_datasets,
+    launch,
+    merge_results,
+    setup_cfg,
+)
+from frozenseg.engine import comm
+
+logger = logging.getLogger("train_net")
+
+
+class Trainer(DefaultTrainer):
+    """FrozenSeg's trainer; override the ``build_*`` class methods here to customise."""
+
+
+def setup(args):
+    """Config from the command line, frozen, with the run set up (logging, config.yaml, seed)."""
+    cfg = setup_cfg(args)
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    """Train (and evaluate at the end), or only evaluate with ``--eval-only``."""
+    cfg = setup(args)
+    ensure_synthetic_datasets(cfg)
+    if args.eval_only:
+        # the file to evaluate: the last checkpoint of OUTPUT_DIR with --resume, else MODEL.WEIGHTS
+        probe = FrozenSegCheckpointer(torch.nn.Identity(), save_dir=cfg.OUTPUT_DIR)
+        weights = probe.get_checkpoint_file() if args.resume and probe.has_checkpoint() else cfg.MODEL.WEIGHTS
+        if not weights:
+            logger.warning("--eval-only without MODEL.WEIGHTS: evaluating an untrained model.")
+        elif not os.path.isfile(weights):
+            raise FileNotFoundError(f"MODEL.WEIGHTS {weights!r} does not exist.")
+        model = Trainer.build_model(cfg, weights=weights)
+        FrozenSegCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = Trainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:
+            results = merge_results(results, Trainer.test_with_TTA(cfg, model))
+        comm.synchronize()
+        return results
+
+    trainer = Trainer(cfg, resume=args.resume)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def cli(argv=None):
+    """Parse ``argv`` and run :func:`main` in every process of the job."""
+    args = default_argument_parser().parse_args(argv)
+    logger.info("Command Line Args: %s", args)
+    return launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    cli()
