@@ -235,8 +235,9 @@ def test_real_clip_classifier_and_identity(tiny_clip, tmp_path):
     other.load_state_dict(tiny_clip.state_dict())  # e.g. a checkpoint supplies the weights
     assert other.text_cache_identity() == tiny_clip.text_cache_identity()
     calls = []
-    original = other.encode_text
-    other.encode_text = lambda tokens: calls.append(1) or original(tokens)
+    for method in ("encode_text", "encode_text_prefixes", "encode_text_shared_prefix"):
+        original = getattr(other, method)
+        setattr(other, method, lambda *args, _f=original: calls.append(1) or _f(*args))
     again, _ = TextClassifierBuilder(encoder=other, cache_dir=str(tmp_path)).build(names)
     assert not calls
     torch.testing.assert_close(again, clf)

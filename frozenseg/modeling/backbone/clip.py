@@ -25,7 +25,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import open_clip
 import torch
@@ -609,6 +609,201 @@ class CLIPBackbone(nn.Module):
         else:
             idx = tokens.argmax(dim=-1)  # end-of-text has the largest id
         x = x[torch.arange(n, device=x.device), idx]
+        proj = m.text_projection
+        if proj is not None:
+            x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
+        return x
+
+    # ---- text: shared-prefix encoding -------------------------------------------------------
+    # Many prompts start with the same tokens (SOT + template words, e.g. "a photo of a"). With
+    # the causal mask the hidden states of those tokens are identical in every prompt and every
+    # layer, so they are computed once (``encode_text_prefixes`` keeps their per-layer keys and
+    # values) and only the remaining tokens of each prompt are run, attending to
+    # [prefix keys/values ; causal own keys/values] (``encode_text_shared_prefix``). The blocks
+    # are re-expressed with open_clip's public module attributes (ln_1, attn.in_proj_*, out_proj,
+    # ls_1, ln_2, mlp, ls_2); ``supports_text_prefix_sharing`` says whether the text tower has
+    # exactly that structure.
+
+    class TextPrefixCache(NamedTuple):
+        """Per-layer keys/values of G token prefixes (built by ``encode_text_prefixes``)."""
+
+        kv: list  # one (k, v) per text block, each (G, heads, P, W / heads); P = max length
+        lengths: torch.Tensor  # (G,) int64 valid length of each prefix (<= P)
+        max_token: torch.Tensor  # (G,) int64 largest token id of each prefix (-1 if empty)
+
+    def supports_text_prefix_sharing(self) -> bool:
+        """True if the text tower is the standard causal CLIP transformer that the shared-prefix
+        encoding re-implements (open_clip ``ResidualAttentionBlock``s with a packed
+        ``nn.MultiheadAttention``, a causal mask and argmax (end-of-text) pooling)."""
+        from open_clip.transformer import ResidualAttentionBlock, Transformer
+
+        m = self.clip_model
+        if getattr(m, "text_pool_type", "argmax") != "argmax":
+            return False
+        transformer = getattr(m, "transformer", None)
+        mask = getattr(m, "attn_mask", None)
+        if not isinstance(transformer, Transformer) or type(transformer).forward is not Transformer.forward:
+            return False
+        if not isinstance(mask, torch.Tensor) or mask.device.type == "meta" or mask.dim() != 2:
+            return False
+        n = mask.shape[0]
+        causal = torch.ones(n, n, dtype=torch.bool, device=mask.device).tril()
+        if mask.shape[1] != n or not (bool((mask[causal] == 0).all()) and bool(torch.isneginf(mask[~causal]).all())):
+            return False
+        for blk in transformer.resblocks:
+            attn = getattr(blk, "attn", None)
+            if not (
+                isinstance(blk, ResidualAttentionBlock)
+                and type(blk).forward is ResidualAttentionBlock.forward
+                and type(blk).attention is ResidualAttentionBlock.attention
+                and not hasattr(blk, "ln_1_kv")
+                and isinstance(attn, nn.MultiheadAttention)
+                and attn._qkv_same_embed_dim
+                and attn.in_proj_weight is not None
+                and attn.bias_k is None
+                and attn.bias_v is None
+                and not attn.add_zero_attn
+                and not (attn.training and attn.dropout > 0)
+            ):
+                return False
+        return True
+
+    def _text_blocks_with_past(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        past_kv: Optional[list],
+        past_valid: Optional[torch.Tensor],
+        pool_index: Optional[torch.Tensor],
+    ):
+        """Text blocks on ``tokens`` (B, S) at ``positions`` (B, S), attending to the past keys /
+        values ``past_kv`` (per block (k, v), each (B, heads, P, hd); ``past_valid`` (B, P) marks
+        the real ones) and causally to themselves.
+
+        ``pool_index`` None: returns the tokens' per-block (k, v), each (B, heads, S, hd).
+        ``pool_index`` (B,): returns ``ln_final`` of the last block's output at that position
+        (B, W); the last block runs its queries, out-projection and MLP only there.
+        """
+        m = self.clip_model
+        cast_dtype = m.transformer.get_cast_dtype()
+        b, s = tokens.shape
+        dev = tokens.device
+        x = m.token_embedding(tokens).to(cast_dtype)
+        x = x + m.positional_embedding[positions].to(cast_dtype)
+        own = torch.ones(s, s, dtype=torch.bool, device=dev).tril()
+        if past_kv is not None:
+            p = past_valid.shape[1]
+            mask = torch.cat([past_valid[:, None, :].expand(b, s, p), own.expand(b, s, s)], dim=-1)
+        else:
+            mask = own.expand(b, s, s)
+        mask = mask[:, None]  # (B, 1, S, P + S)
+        rows = torch.arange(b, device=dev)
+        blocks = m.transformer.resblocks
+        kv_out = []
+        for i, blk in enumerate(blocks):
+            attn = blk.attn
+            heads = attn.num_heads
+            width = x.shape[-1]
+            hd = width // heads
+            w, bias = attn.in_proj_weight, attn.in_proj_bias
+            h = blk.ln_1(x)
+            last = i == len(blocks) - 1
+            if last and pool_index is not None:
+                kv = F.linear(h, w[width:], bias[width:] if bias is not None else None)
+                k, v = kv.view(b, s, 2, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
+                x = x[rows, pool_index][:, None]  # (B, 1, W)
+                q = F.linear(h[rows, pool_index][:, None], w[:width], bias[:width] if bias is not None else None)
+                q = q.view(b, 1, heads, hd).transpose(1, 2)
+                mask = mask[rows, :, pool_index][:, :, None]  # (B, 1, 1, P + S)
+            else:
+                qkv = F.linear(h, w, bias)
+                q, k, v = qkv.view(b, s, 3, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, S, hd)
+            if pool_index is None:
+                kv_out.append((k, v))
+                if last:
+                    return kv_out  # the last block's outputs are not needed
+            if past_kv is not None:
+                pk, pv = past_kv[i]
+                k = torch.cat([pk, k], dim=2)
+                v = torch.cat([pv, v], dim=2)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            o = o.transpose(1, 2).reshape(b, q.shape[2], width)
+            x = x + blk.ls_1(attn.out_proj(o))
+            x = x + blk.ls_2(blk.mlp(blk.ln_2(x)))
+        return m.ln_final(x[:, 0])
+
+    @torch.no_grad()
+    def encode_text_prefixes(self, prefixes: Sequence[torch.Tensor]) -> "CLIPBackbone.TextPrefixCache":
+        """Per-layer keys/values of G token prefixes (1-D token-id tensors, lengths may differ
+        and may be 0), for ``encode_text_shared_prefix``."""
+        if not self.supports_text_prefix_sharing():
+            raise RuntimeError(f"The text tower of {self.model_name!r} does not support prefix sharing.")
+        m = self.clip_model
+        dev = m.positional_embedding.device
+        ctx = m.positional_embedding.shape[0]
+        prefixes = [torch.as_tensor(p).reshape(-1).long() for p in prefixes]
+        g = len(prefixes)
+        lengths = torch.tensor([len(p) for p in prefixes], dtype=torch.long)
+        p_max = int(lengths.max()) if g else 0
+        if p_max >= ctx:
+            raise ValueError(f"A text prefix of {p_max} tokens leaves no room in the context length {ctx}.")
+        max_token = torch.tensor([int(p.max()) if len(p) else -1 for p in prefixes], dtype=torch.long)
+        if p_max == 0:
+            cast_dtype = m.transformer.get_cast_dtype()
+            kv = []
+            for blk in m.transformer.resblocks:
+                heads, width = blk.attn.num_heads, blk.attn.embed_dim
+                empty = torch.empty(g, heads, 0, width // heads, dtype=cast_dtype, device=dev)
+                kv.append((empty, empty))
+            return self.TextPrefixCache(kv, lengths.to(dev), max_token.to(dev))
+        tokens = torch.zeros(g, p_max, dtype=torch.long)
+        for j, p in enumerate(prefixes):
+            tokens[j, : len(p)] = p
+        tokens = tokens.to(dev)
+        positions = torch.arange(p_max, device=dev).expand(g, p_max)
+        # right padding is harmless: causal, and masked out as a key by the suffix pass
+        kv = self._text_blocks_with_past(tokens, positions, None, None, None)
+        return self.TextPrefixCache(kv, lengths.to(dev), max_token.to(dev))
+
+    @torch.no_grad()
+    def encode_text_shared_prefix(
+        self,
+        prefix_cache: "CLIPBackbone.TextPrefixCache",
+        prefix_index: torch.Tensor,
+        suffix_tokens: torch.Tensor,
+    ) -> torch.Tensor:
+        """``encode_text`` of the prompts ``prefix_g + suffix_b`` (g = ``prefix_index[b]``),
+        reusing the cached prefix keys/values.
+
+        Args:
+            prefix_cache: from ``encode_text_prefixes``.
+            prefix_index: (B,) index of each prompt's prefix in the cache.
+            suffix_tokens: (B, S) the remaining token ids of each prompt, zero padded; each must
+                contain the end-of-text token (the largest id of the prompt, which is pooled)
+                and may be truncated after it.
+        Returns:
+            (B, D), equal to ``encode_text`` of the full prompts up to float rounding.
+        """
+        m = self.clip_model
+        dev = m.positional_embedding.device
+        ctx = m.positional_embedding.shape[0]
+        suffix_tokens = suffix_tokens.to(dev).long()
+        prefix_index = prefix_index.to(dev).long()
+        b, s = suffix_tokens.shape
+        if s == 0:
+            raise ValueError("Empty suffix: the pooled end-of-text token must be in the suffix.")
+        lengths = prefix_cache.lengths[prefix_index]  # (B,)
+        pool_index = suffix_tokens.argmax(dim=-1)
+        if bool((prefix_cache.max_token[prefix_index] >= suffix_tokens.max(dim=-1).values).any()):
+            raise ValueError("The pooled (largest-id) token of a prompt lies in its shared prefix.")
+        if bool((lengths + pool_index >= ctx).any()):
+            raise ValueError(f"A prompt exceeds the CLIP context length {ctx}.")
+        offsets = torch.arange(s, device=dev)
+        positions = (lengths[:, None] + offsets).clamp(max=ctx - 1)  # clamped ones: padding only
+        p_max = prefix_cache.kv[0][0].shape[2]
+        past_valid = torch.arange(p_max, device=dev)[None, :] < lengths[:, None]
+        past_kv = [(k[prefix_index], v[prefix_index]) for k, v in prefix_cache.kv]
+        x = self._text_blocks_with_past(suffix_tokens, positions, past_kv, past_valid, pool_index)
         proj = m.text_projection
         if proj is not None:
             x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
