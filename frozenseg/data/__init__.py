@@ -45,14 +45,23 @@ __all__ = [
     "build_detection_train_loader",
     "build_detection_test_loader",
     "get_detection_dataset_dicts",
+    "TrainingStream",
+    "ensure_synthetic_datasets",
 ]
+
+# imported on first use: the loaders pull in torch, the generator writes files
+_LAZY = {
+    "build_detection_train_loader": "build",
+    "build_detection_test_loader": "build",
+    "get_detection_dataset_dicts": "build",
+    "TrainingStream": "build",
+    "ensure_synthetic_datasets": "synthetic",
+}
 
 
 def __getattr__(name):
-    # loaders pull in torch; import them on first use
-    if name in ("build_detection_train_loader", "build_detection_test_loader",
-                "get_detection_dataset_dicts"):
-        from . import build
+    if name in _LAZY:
+        import importlib
 
-        return getattr(build, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'frozenseg.data' has no attribute {name!r}")

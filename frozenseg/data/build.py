@@ -1,14 +1,37 @@
 """Training and test data loaders (Detectron2's protocol).
 
-Training: an infinite stream of shuffled indices (seeded, identical in every process, each
-process taking every ``world_size``-th index from its rank), mapped by a dataset mapper in worker
-processes, grouped into batches of images with the same orientation (aspect-ratio grouping), each
-process yielding ``SOLVER.IMS_PER_BATCH / world_size`` images per batch as a ``list[dict]``.
+Training: :class:`TrainingStream`, an infinite stream of micro-batches (``list[dict]``) that is a
+pure function of ``(seed, position)``, so it resumes exactly and does not depend on the number of
+data workers:
+
+* the dataset is split into aspect-ratio groups (landscape ``w > h`` / portrait, from the
+  dataset dicts' ``width`` / ``height``; one group without ``DATALOADER.ASPECT_RATIO_GROUPING``);
+  every batch holds images of one group only;
+* each group has its own infinite stream of shuffled passes over its images, pass ``e`` of
+  group ``g`` being a permutation drawn from ``(seed, g, e)``; batch number ``k`` of group ``g``
+  holds the next ``B`` images of it (``k * B .. k * B + B - 1``), so no image is dropped;
+* the global sequence of batches is cut into blocks: block ``c`` holds, for every group ``g``,
+  the ``floor((c + 1) * n_g / B) - floor(c * n_g / B)`` next batches of that group (``n_g``
+  images; about one pass over the dataset in ``N / B`` blocks), in an order shuffled from
+  ``(seed, c)``; so the groups are interleaved at random, in proportion to their sizes, and any
+  batch can be located directly;
+* global batch ``j`` goes to process ``j % W`` as its micro-batch ``j // W`` (``W`` processes,
+  each taking ``B`` images per micro-batch: the processes together consume consecutive batches);
+* the dataset mapper's random augmentation for the image at global position ``j * B + b`` runs
+  with every global RNG (``random``, numpy, torch) seeded from ``(seed, j * B + b)`` and restored
+  afterwards.
+
+:func:`build_detection_train_loader` wraps it in a ``DataLoader`` (worker processes map whole
+micro-batches; the output order is the sampler's, whatever the number of workers) starting at
+micro-batch ``start_iter * GRAD_ACCUM_STEPS``: a resumed run sees the same images, in the same
+order, with the same augmentations as an uninterrupted one.
+
 Testing: each process takes a contiguous shard of the dataset in order, batch size 1.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import random
@@ -16,79 +39,201 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.utils.data as torchdata
 
+from ..utils import comm
+from ..utils.rng import derive_seed, rng_state, seed_all_rng, set_rng_state
 from .catalog import DatasetCatalog
 
 __all__ = [
-    "TrainingSampler",
+    "TrainingStream",
     "InferenceSampler",
     "MapDataset",
-    "AspectRatioGroupedDataset",
+    "aspect_ratio_groups",
+    "micro_batch_size",
     "get_detection_dataset_dicts",
     "filter_images_with_only_crowd_annotations",
     "build_detection_train_loader",
     "build_detection_test_loader",
-    "worker_init_reset_seed",
     "trivial_batch_collator",
 ]
 
 logger = logging.getLogger(__name__)
 
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+# Seed domains of derive_seed(seed, domain, ...): group passes, block orders, mapper randomness.
+_PASS, _BLOCK, _MAP = 1, 2, 3
 
 
-def _shared_seed() -> int:
-    """A random seed, the same in every process (broadcast from rank 0)."""
-    seed = int(np.random.randint(2**31))
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        t = torch.tensor([seed], dtype=torch.int64)
-        if dist.get_backend() == "nccl":
-            t = t.cuda()
-        dist.broadcast(t, 0)
-        seed = int(t.item())
-    return seed
+def micro_batch_size(total_batch: int, world_size: int, accum_steps: int) -> int:
+    """Images per process and micro-batch: ``IMS_PER_BATCH / (world_size * GRAD_ACCUM_STEPS)``."""
+    if accum_steps < 1:
+        raise ValueError(f"SOLVER.GRAD_ACCUM_STEPS must be >= 1, got {accum_steps}.")
+    div = world_size * accum_steps
+    if total_batch <= 0 or total_batch % div:
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH ({total_batch}) must be a positive multiple of "
+            f"processes x SOLVER.GRAD_ACCUM_STEPS ({world_size} x {accum_steps} = {div})."
+        )
+    return total_batch // div
 
 
-class TrainingSampler(torchdata.Sampler):
-    """Infinite shuffled indices; process ``rank`` yields positions rank, rank+W, rank+2W, ...
-    of one global stream, so the processes together see every index once per epoch."""
+def aspect_ratio_groups(dataset_dicts: Sequence[dict]) -> np.ndarray:
+    """Aspect-ratio group of every image: 0 when landscape (``width > height``), else 1.
 
-    def __init__(self, size: int, shuffle: bool = True, seed: int | None = None,
-                 rank: int | None = None, world_size: int | None = None):
-        if size <= 0:
-            raise ValueError(f"TrainingSampler needs a non-empty dataset, got size {size}.")
-        r, w = _world()
-        self._size, self._shuffle = size, shuffle
-        self._seed = _shared_seed() if seed is None else int(seed)
-        self._rank = r if rank is None else rank
-        self._world_size = w if world_size is None else world_size
+    The size is the dataset dict's ``height`` / ``width`` (the original image: with fixed-size
+    crops every mapped image is square, so the original orientation is what groups); dicts
+    without it (semantic-only datasets) get it from the image file's header.
+    """
+    from PIL import Image
+
+    groups = np.empty(len(dataset_dicts), np.int64)
+    n_read = 0
+    for i, d in enumerate(dataset_dicts):
+        h, w = d.get("height"), d.get("width")
+        if h is None or w is None:
+            with Image.open(d["file_name"]) as im:
+                w, h = im.size
+            n_read += 1
+        groups[i] = 0 if w > h else 1
+    if n_read:
+        logger.info("Aspect-ratio grouping: read the size of %d image(s) from their files.", n_read)
+    return groups
+
+
+class TrainingStream(torchdata.Dataset):
+    """Map-style dataset whose item ``k`` is micro-batch ``k`` of this process (a ``list[dict]``);
+    see the module docstring for the order.
+
+    Args:
+        dataset: the dataset dicts.
+        mapper: dataset dict -> model input dict (may return ``None`` for an unusable sample;
+            another deterministically chosen image of the same group is then used).
+        seed: the stream seed (identical in every process).
+        batch_size: images per micro-batch and process.
+        rank, world_size: this process and the number of processes.
+        groups: the group of every image (e.g. :func:`aspect_ratio_groups`); batches hold images
+            of one group. ``None``: one group (no grouping).
+        shuffle: shuffle the passes and the blocks (else dataset order, groups in turn).
+    """
+
+    def __init__(self, dataset: Sequence[dict], mapper: Callable[[dict], dict | None], *, seed: int,
+                 batch_size: int, rank: int = 0, world_size: int = 1, groups: Sequence[int] | None = None,
+                 shuffle: bool = True):
+        if len(dataset) == 0:
+            raise ValueError("The training dataset is empty.")
+        if batch_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"Bad batch_size {batch_size} / rank {rank} of world_size {world_size}.")
+        self.dataset = dataset
+        self.mapper = mapper
+        self.seed = int(seed)
+        self.batch_size = int(batch_size)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.shuffle = shuffle
+        labels = np.zeros(len(dataset), np.int64) if groups is None else np.asarray(groups)
+        if labels.shape != (len(dataset),):
+            raise ValueError(f"{labels.shape[0]} group labels for {len(dataset)} images.")
+        #: dataset indices of each group (groups in sorted label order, empty ones left out)
+        self.members = [np.flatnonzero(labels == g) for g in np.unique(labels)]
+        self._sizes = np.array([len(m) for m in self.members], np.int64)
+        self._passes: dict[int, tuple[int, np.ndarray]] = {}  # group -> (pass, permutation)
+        self._block: tuple[int, np.ndarray] | None = None  # (block, group of each batch)
+
+    def __len__(self) -> int:  # the stream is infinite; DataLoader only needs the sampler
+        return 2**62
+
+    # -- the order -------------------------------------------------------------------------------
+    def _batches_before(self, block: int) -> np.ndarray:
+        """Batches of each group in blocks ``0 .. block - 1``."""
+        return (block * self._sizes) // self.batch_size
+
+    def _block_groups(self, block: int) -> np.ndarray:
+        """The group of each batch of ``block``, in order."""
+        if self._block is None or self._block[0] != block:
+            counts = self._batches_before(block + 1) - self._batches_before(block)
+            order = np.repeat(np.arange(len(self.members)), counts)
+            if self.shuffle:
+                order = np.random.default_rng(derive_seed(self.seed, _BLOCK, block)).permutation(order)
+            self._block = (block, order)
+        return self._block[1]
+
+    def _group_index(self, group: int, q: int) -> int:
+        """Dataset index at position ``q`` of the infinite stream of passes over ``group``."""
+        n = int(self._sizes[group])
+        epoch, offset = divmod(int(q), n)
+        if not self.shuffle:
+            return int(self.members[group][offset])
+        cached = self._passes.get(group)
+        if cached is None or cached[0] != epoch:
+            perm = np.random.default_rng(derive_seed(self.seed, _PASS, group, epoch)).permutation(n)
+            self._passes[group] = cached = (epoch, perm)
+        return int(self.members[group][cached[1][offset]])
+
+    def batch(self, j: int) -> tuple[int, list[int]]:
+        """``(group, dataset indices)`` of global batch ``j`` (of all processes together)."""
+        j = int(j)
+        total = int(self._sizes.sum())
+        block = j * self.batch_size // total  # first guess; blocks hold N / B batches on average
+        while int(self._batches_before(block + 1).sum()) <= j:
+            block += 1
+        while int(self._batches_before(block).sum()) > j:
+            block -= 1
+        order = self._block_groups(block)
+        o = j - int(self._batches_before(block).sum())
+        g = int(order[o])
+        k = int(self._batches_before(block)[g]) + int(np.count_nonzero(order[:o] == g))
+        start = k * self.batch_size
+        return g, [self._group_index(g, q) for q in range(start, start + self.batch_size)]
+
+    def positions(self, k: int) -> list[int]:
+        """Global sample positions of micro-batch ``k`` of this process."""
+        start = (int(k) * self.world_size + self.rank) * self.batch_size
+        return list(range(start, start + self.batch_size))
+
+    # -- loading ---------------------------------------------------------------------------------
+    def map_position(self, position: int, idx: int, group: int = 0) -> dict:
+        """Load and augment image ``idx`` (at global ``position``) with RNGs seeded from
+        ``(seed, position)``; a rejected image is replaced by another one of ``group``."""
+        saved = rng_state()
+        try:
+            for attempt in itertools.count():
+                attempt_seed = derive_seed(self.seed, _MAP, position, attempt)
+                seed_all_rng(attempt_seed)
+                if attempt:  # the mapper rejected the sample: a deterministic replacement
+                    members = self.members[group]
+                    idx = int(members[np.random.default_rng(attempt_seed).integers(len(members))])
+                out = self.mapper(copy.deepcopy(self.dataset[idx]))
+                if out is not None:
+                    return out
+                if attempt >= 20:
+                    raise RuntimeError(f"The dataset mapper rejected 20 samples in a row at position {position}.")
+                logger.warning("The mapper rejected image %d (position %d); using another one.", idx, position)
+        finally:
+            set_rng_state(saved)
+        raise AssertionError("unreachable")
+
+    def __getitem__(self, k: int) -> list[dict]:
+        j = int(k) * self.world_size + self.rank
+        group, indices = self.batch(j)
+        return [self.map_position(p, i, group) for p, i in zip(self.positions(k), indices)]
+
+
+class _CountFrom(torchdata.Sampler):
+    """Infinite sampler ``start, start + 1, ...`` (micro-batch indices)."""
+
+    def __init__(self, start: int):
+        self.start = int(start)
 
     def __iter__(self) -> Iterator[int]:
-        return itertools.islice(self._infinite(), self._rank, None, self._world_size)
-
-    def _infinite(self) -> Iterator[int]:
-        g = torch.Generator()
-        g.manual_seed(self._seed)
-        while True:
-            if self._shuffle:
-                yield from torch.randperm(self._size, generator=g).tolist()
-            else:
-                yield from range(self._size)
+        return itertools.count(self.start)
 
 
 class InferenceSampler(torchdata.Sampler):
     """Contiguous, ordered shard of ``range(size)`` for this process."""
 
     def __init__(self, size: int, rank: int | None = None, world_size: int | None = None):
-        r, w = _world()
-        rank = r if rank is None else rank
-        world_size = w if world_size is None else world_size
+        rank = comm.get_rank() if rank is None else rank
+        world_size = comm.get_world_size() if world_size is None else world_size
         # balanced split: the first `size % world_size` ranks get one more image
         base, extra = divmod(size, world_size)
         sizes = [base + int(i < extra) for i in range(world_size)]
@@ -129,47 +274,14 @@ class MapDataset(torchdata.Dataset):
                 logger.warning("Failed to map sample %d after %d attempts.", idx, attempt)
 
 
-class _SampledDataset(torchdata.IterableDataset):
-    """Iterates ``dataset[i]`` for the indices of ``sampler``, split across DataLoader workers."""
-
-    def __init__(self, dataset: torchdata.Dataset, sampler: torchdata.Sampler):
-        self.dataset, self.sampler = dataset, sampler
-
-    def __iter__(self):
-        info = torchdata.get_worker_info()
-        it = iter(self.sampler)
-        if info is not None and info.num_workers > 1:
-            it = itertools.islice(it, info.id, None, info.num_workers)
-        for i in it:
-            yield self.dataset[i]
-
-
-class AspectRatioGroupedDataset(torchdata.IterableDataset):
-    """Batches mapped samples whose images are both landscape (w > h) or both portrait."""
-
-    def __init__(self, dataset: torchdata.IterableDataset, batch_size: int):
-        self.dataset, self.batch_size = dataset, batch_size
-        self._buckets: list[list] = [[], []]
-
-    def __iter__(self):
-        for d in self.dataset:
-            h, w = d["image"].shape[-2:] if "image" in d else (d["height"], d["width"])
-            bucket = self._buckets[0 if w > h else 1]
-            bucket.append(d)
-            if len(bucket) == self.batch_size:
-                batch = bucket[:]
-                del bucket[:]
-                yield batch
-
-
 def trivial_batch_collator(batch):
     """Keep a batch as the list of dicts."""
     return batch
 
 
-def worker_init_reset_seed(worker_id: int) -> None:
-    """Give each worker its own numpy / python / torch seed (derived from torch's)."""
-    seed = (torch.initial_seed() + worker_id) % 2**31
+def _worker_init(worker_id: int) -> None:
+    # every sample reseeds itself; this only keeps stray randomness in workers distinct
+    seed = torch.initial_seed() % 2**31
     np.random.seed(seed)
     random.seed(seed)
     torch.manual_seed(seed)
@@ -208,17 +320,23 @@ def get_detection_dataset_dicts(names: str | Sequence[str], filter_empty: bool =
     return dicts
 
 
-def build_detection_train_loader(cfg=None, mapper: Callable | None = None, *, dataset=None,
-                                 sampler=None, total_batch_size: int | None = None,
-                                 aspect_ratio_grouping: bool | None = None,
-                                 num_workers: int | None = None, seed: int | None = None):
-    """Infinite training loader yielding ``list[dict]`` of ``total_batch_size / world_size``.
+def build_detection_train_loader(cfg=None, mapper: Callable | None = None, *, dataset: Sequence[dict] | None = None,
+                                 total_batch_size: int | None = None, grad_accum_steps: int | None = None,
+                                 aspect_ratio_grouping: bool | None = None, num_workers: int | None = None,
+                                 seed: int | None = None, start_iter: int = 0, rank: int | None = None,
+                                 world_size: int | None = None) -> torchdata.DataLoader:
+    """Infinite loader of this process's micro-batches (:class:`TrainingStream`), each a
+    ``list[dict]`` of ``total_batch_size / (world_size * grad_accum_steps)`` images, starting at
+    optimiser step ``start_iter`` (micro-batch ``start_iter * grad_accum_steps``).
 
     Arguments left as ``None`` come from ``cfg``: ``DATASETS.TRAIN``,
-    ``DATALOADER.FILTER_EMPTY_ANNOTATIONS``, ``SOLVER.IMS_PER_BATCH``,
-    ``DATALOADER.ASPECT_RATIO_GROUPING``, ``DATALOADER.NUM_WORKERS``, ``SEED`` (when >= 0),
-    and the mapper named by ``INPUT.DATASET_MAPPER_NAME``.
+    ``DATALOADER.FILTER_EMPTY_ANNOTATIONS``, ``SOLVER.IMS_PER_BATCH``, ``SOLVER.GRAD_ACCUM_STEPS``,
+    ``DATALOADER.ASPECT_RATIO_GROUPING``, ``DATALOADER.NUM_WORKERS``, ``SEED`` (a seed shared by
+    all processes when < 0), the mapper named by ``INPUT.DATASET_MAPPER_NAME``; ``rank`` and
+    ``world_size`` from ``torch.distributed``.
     """
+    if cfg is not None and cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+        raise ValueError(f"Unknown DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r}; only TrainingSampler.")
     if dataset is None:
         dataset = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
     if mapper is None:
@@ -227,29 +345,37 @@ def build_detection_train_loader(cfg=None, mapper: Callable | None = None, *, da
         mapper = build_dataset_mapper(cfg, is_train=True)
     if total_batch_size is None:
         total_batch_size = cfg.SOLVER.IMS_PER_BATCH
+    if grad_accum_steps is None:
+        grad_accum_steps = cfg.SOLVER.GRAD_ACCUM_STEPS if cfg is not None else 1
     if aspect_ratio_grouping is None:
         aspect_ratio_grouping = cfg.DATALOADER.ASPECT_RATIO_GROUPING if cfg is not None else True
     if num_workers is None:
         num_workers = cfg.DATALOADER.NUM_WORKERS if cfg is not None else 0
-    if seed is None and cfg is not None and cfg.SEED >= 0:
-        seed = cfg.SEED
-    _, world = _world()
-    if total_batch_size <= 0 or total_batch_size % world:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH ({total_batch_size}) must be a positive "
-                         f"multiple of the number of processes ({world}).")
-    batch_size = total_batch_size // world
-    if sampler is None:
-        sampler = TrainingSampler(len(dataset), shuffle=True, seed=seed)
-    ds = _SampledDataset(MapDataset(dataset, mapper), sampler)
-    if aspect_ratio_grouping:
-        loader = torchdata.DataLoader(ds, batch_size=None, num_workers=num_workers,
-                                      collate_fn=None, worker_init_fn=worker_init_reset_seed,
-                                      persistent_workers=num_workers > 0)
-        return AspectRatioGroupedDataset(loader, batch_size)
-    return torchdata.DataLoader(ds, batch_size=batch_size, drop_last=True, num_workers=num_workers,
-                                collate_fn=trivial_batch_collator,
-                                worker_init_fn=worker_init_reset_seed,
-                                persistent_workers=num_workers > 0)
+    if seed is None:
+        seed = cfg.SEED if cfg is not None and cfg.SEED >= 0 else comm.shared_random_seed()
+    rank = comm.get_rank() if rank is None else int(rank)
+    world_size = comm.get_world_size() if world_size is None else int(world_size)
+    batch_size = micro_batch_size(total_batch_size, world_size, grad_accum_steps)
+    groups = aspect_ratio_groups(dataset) if aspect_ratio_grouping else None
+    stream = TrainingStream(dataset, mapper, seed=seed, batch_size=batch_size, rank=rank,
+                            world_size=world_size, groups=groups)
+    start = int(start_iter) * int(grad_accum_steps)
+    logger.info(
+        "Training stream: %d images (%s), %d per optimiser step = %d process(es) x %d accumulation "
+        "step(s) x %d; seed %d, starting at micro-batch %d, %d data worker(s)",
+        len(dataset), " / ".join(str(len(m)) for m in stream.members) + " per aspect-ratio group"
+        if aspect_ratio_grouping else "no aspect-ratio grouping",
+        total_batch_size, world_size, grad_accum_steps, batch_size, seed, start, num_workers,
+    )
+    return torchdata.DataLoader(
+        stream,
+        batch_size=None,
+        sampler=_CountFrom(start),
+        num_workers=num_workers,
+        collate_fn=trivial_batch_collator,
+        worker_init_fn=_worker_init if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(derive_seed(seed, rank) % 2**63),
+    )
 
 
 def build_detection_test_loader(cfg=None, dataset_name: str | None = None, mapper: Callable | None = None,

@@ -13,73 +13,28 @@ Typical use (what ``train_net.py`` does)::
         return trainer.train()
 """
 
-from .checkpoint import FrozenSegCheckpointer, checkpoint_has_frozen_weights
-from .data import TrainingStream, build_test_loader, build_train_loader, ensure_synthetic_datasets
-from .defaults import (
-    DefaultTrainer,
-    create_ddp_model,
-    default_argument_parser,
-    default_setup,
-    merge_results,
-    resolve_device,
-    setup_cfg,
-    thing_class_indices,
-)
-from .env import collect_env_info, seed_all_rng, setup_logger
-from .events import CommonMetricPrinter, EventStorage, JSONWriter, TensorboardXWriter, get_event_storage
-from .hooks import (
-    CallbackHook,
-    EvalHook,
-    IterationTimer,
-    LRScheduler,
-    PeriodicCheckpointer,
-    PeriodicWriter,
-)
-from .launch import launch
-from .lr_scheduler import WarmupMultiStepLR, WarmupPolyLR, build_lr_scheduler
-from .optimizer import build_optimizer, clip_gradients, get_param_groups
-from .train_loop import HookBase, SimpleTrainer, TrainerBase, check_finite_losses
-from .tta import SemanticSegmentorWithTTA
+from ..data.synthetic import ensure_synthetic_datasets
+from ..utils import comm
+from ..utils.rng import seed_all_rng
+from . import checkpoint, defaults, env, events, hooks, lr_scheduler, optimizer, train_loop, tta
+from . import launch as _launch_module
+from .checkpoint import *  # noqa: F401,F403
+from .defaults import *  # noqa: F401,F403
+from .env import *  # noqa: F401,F403
+from .events import *  # noqa: F401,F403
+from .hooks import *  # noqa: F401,F403
+from .launch import *  # noqa: F401,F403
+from .lr_scheduler import *  # noqa: F401,F403
+from .optimizer import *  # noqa: F401,F403
+from .train_loop import *  # noqa: F401,F403
+from .tta import *  # noqa: F401,F403
 
+# The public names of the submodules, plus the process-group helpers (``comm``), the seeding of
+# every RNG and the synthetic dataset generated on first use (they live in frozenseg.utils / data).
 __all__ = [
-    "launch",
-    "default_argument_parser",
-    "default_setup",
-    "setup_cfg",
-    "resolve_device",
-    "create_ddp_model",
-    "DefaultTrainer",
-    "SimpleTrainer",
-    "TrainerBase",
-    "HookBase",
-    "CallbackHook",
-    "IterationTimer",
-    "LRScheduler",
-    "PeriodicCheckpointer",
-    "EvalHook",
-    "PeriodicWriter",
-    "EventStorage",
-    "get_event_storage",
-    "JSONWriter",
-    "TensorboardXWriter",
-    "CommonMetricPrinter",
-    "build_optimizer",
-    "get_param_groups",
-    "clip_gradients",
-    "build_lr_scheduler",
-    "WarmupMultiStepLR",
-    "WarmupPolyLR",
-    "FrozenSegCheckpointer",
-    "checkpoint_has_frozen_weights",
-    "TrainingStream",
-    "build_train_loader",
-    "build_test_loader",
-    "ensure_synthetic_datasets",
-    "SemanticSegmentorWithTTA",
-    "check_finite_losses",
-    "collect_env_info",
+    "comm",
     "seed_all_rng",
-    "setup_logger",
-    "thing_class_indices",
-    "merge_results",
+    "ensure_synthetic_datasets",
+    *(name for module in (checkpoint, defaults, env, events, hooks, _launch_module, lr_scheduler,
+                          optimizer, train_loop, tta) for name in module.__all__),
 ]

@@ -9,7 +9,6 @@ a model on every dataset of ``DATASETS.TEST``, each with its own vocabulary.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -20,10 +19,11 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import comm
+from ..utils import comm
 from .checkpoint import FrozenSegCheckpointer, GradScalerCheckpointable, checkpoint_has_frozen_weights
-from .data import build_test_loader, build_train_loader, micro_batch_size
-from .env import collect_env_info, seed_all_rng, setup_logger
+from ..data.build import build_detection_test_loader, build_detection_train_loader, micro_batch_size
+from ..utils.rng import seed_all_rng
+from .env import collect_env_info, setup_logger
 from .events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from .hooks import EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
 from .lr_scheduler import build_lr_scheduler
@@ -310,9 +310,7 @@ class DefaultTrainer(SimpleTrainer):
         """Train from ``start_iter`` to ``SOLVER.MAX_ITER``; returns the last evaluation results
         (on the main process)."""
         if self.data_loader is None:
-            self.data_loader = self.build_train_loader(
-                self.cfg, seed=self.seed, start_micro_batch=self.start_iter * self.grad_accum_steps
-            )
+            self.data_loader = self.build_train_loader(self.cfg, seed=self.seed, start_iter=self.start_iter)
             self._data_loader_iter_obj = None
         super().train(self.start_iter, self.max_iter)
         if self._eval_hook is not None and comm.is_main_process():
@@ -345,12 +343,14 @@ class DefaultTrainer(SimpleTrainer):
         return build_lr_scheduler(cfg, optimizer)
 
     @classmethod
-    def build_train_loader(cls, cfg, *, seed: int, start_micro_batch: int = 0):
-        return build_train_loader(cfg, seed=seed, start_micro_batch=start_micro_batch)
+    def build_train_loader(cls, cfg, *, seed: int, start_iter: int = 0):
+        """This process's micro-batches from optimiser step ``start_iter`` on (the resumable
+        stream of :func:`frozenseg.data.build_detection_train_loader`)."""
+        return build_detection_train_loader(cfg, seed=seed, start_iter=start_iter)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name: str):
-        return build_test_loader(cfg, dataset_name)
+        return build_detection_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: str | None = None):
@@ -382,6 +382,7 @@ class DefaultTrainer(SimpleTrainer):
         directly when there is only one, as in Detectron2).
         """
         from ..evaluation import inference_on_dataset, print_csv_format
+        from ..evaluation.utils import save_results_json
 
         if evaluators is not None and len(evaluators) != len(cfg.DATASETS.TEST):
             raise ValueError(f"{len(evaluators)} evaluators for {len(cfg.DATASETS.TEST)} test datasets.")
@@ -407,14 +408,9 @@ class DefaultTrainer(SimpleTrainer):
                     raise TypeError(f"Evaluator must return a dict on the main process, got {res!r}.")
                 logger.info("Evaluation results for %s in csv format:", name)
                 print_csv_format(res)
-                os.makedirs(out_dir, exist_ok=True)
-                with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
-                    json.dump(_json_safe(res), f, indent=2)
+                save_results_json(res, out_dir, "results.json")
         if comm.is_main_process() and results:
-            summary_dir = os.path.join(cfg.OUTPUT_DIR, output_subdir)
-            os.makedirs(summary_dir, exist_ok=True)
-            with open(os.path.join(summary_dir, "results.json"), "w", encoding="utf-8") as f:
-                json.dump(_json_safe(results), f, indent=2)
+            save_results_json(results, os.path.join(cfg.OUTPUT_DIR, output_subdir), "results.json")
         if len(results) == 1:
             return list(results.values())[0]
         return results
@@ -448,21 +444,3 @@ def merge_results(a, b):
             out[k] = v
     return out
 
-
-def _json_safe(obj):
-    import math
-
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.generic):
-            return _json_safe(obj.item())
-    except ImportError:  # pragma: no cover
-        pass
-    return obj

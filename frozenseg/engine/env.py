@@ -1,4 +1,5 @@
-"""Environment: logging set-up, seeding and the environment summary printed at start-up."""
+"""Environment: logging set-up and the environment summary printed at start-up (seeding lives in
+:mod:`frozenseg.utils.rng`)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,12 @@ import importlib
 import logging
 import os
 import platform
-import random
 import sys
 from collections import OrderedDict
 
-import numpy as np
 import torch
 
-__all__ = ["setup_logger", "seed_all_rng", "derive_seed", "collect_env_info", "rng_state", "set_rng_state"]
+__all__ = ["setup_logger", "collect_env_info"]
 
 _LOG_FORMAT = "[%(asctime)s %(name)s %(levelname)s]: %(message)s"
 _DATE_FORMAT = "%m/%d %H:%M:%S"
@@ -60,31 +59,6 @@ def setup_logger(
         for h in handlers:
             lg.addHandler(h)
     return logging.getLogger("frozenseg")
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed derived from integers with numpy's SeedSequence (well mixed, stable)."""
-    state = np.random.SeedSequence([int(p) & 0xFFFFFFFFFFFFFFFF for p in parts]).generate_state(2, np.uint32)
-    return int((int(state[0]) << 31) ^ int(state[1])) & 0x7FFFFFFFFFFFFFFF
-
-
-def seed_all_rng(seed: int) -> None:
-    """Seed Python's ``random``, numpy's global RNG and torch (CPU and every CUDA device)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> tuple:
-    """The global RNG states of Python, numpy and torch (CPU)."""
-    return random.getstate(), np.random.get_state(), torch.get_rng_state()
-
-
-def set_rng_state(state: tuple) -> None:
-    """Restore states returned by :func:`rng_state`."""
-    random.setstate(state[0])
-    np.random.set_state(state[1])
-    torch.set_rng_state(state[2])
 
 
 def _version(module: str) -> str:

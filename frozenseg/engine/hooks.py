@@ -12,7 +12,7 @@ from typing import Any, Callable
 from fvcore.common.checkpoint import PeriodicCheckpointer as _FvPeriodicCheckpointer
 from fvcore.common.timer import Timer
 
-from . import comm
+from ..utils import comm
 from .events import EventWriter
 from .train_loop import HookBase
 
@@ -33,24 +33,25 @@ class CallbackHook(HookBase):
     """A hook made of optional functions ``f(trainer)``."""
 
     def __init__(self, *, before_train=None, after_train=None, before_step=None, after_step=None):
-        self._before_train, self._after_train = before_train, after_train
-        self._before_step, self._after_step = before_step, after_step
+        self._callbacks = {"before_train": before_train, "after_train": after_train,
+                           "before_step": before_step, "after_step": after_step}
+
+    def _call(self, stage: str) -> None:
+        fn = self._callbacks[stage]
+        if fn:
+            fn(self.trainer)
 
     def before_train(self):
-        if self._before_train:
-            self._before_train(self.trainer)
+        self._call("before_train")
 
     def after_train(self):
-        if self._after_train:
-            self._after_train(self.trainer)
+        self._call("after_train")
 
     def before_step(self):
-        if self._before_step:
-            self._before_step(self.trainer)
+        self._call("before_step")
 
     def after_step(self):
-        if self._after_step:
-            self._after_step(self.trainer)
+        self._call("after_step")
 
 
 class IterationTimer(HookBase):

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from . import comm
+from ..utils import comm
 
 __all__ = ["launch", "find_free_port", "running_under_torchrun", "DEFAULT_TIMEOUT"]
 

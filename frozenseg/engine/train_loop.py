@@ -24,8 +24,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import comm
-from .env import derive_seed, seed_all_rng
+from ..utils import comm
+from ..utils.rng import derive_seed, seed_all_rng
 from .events import EventStorage, get_event_storage
 
 __all__ = ["HookBase", "TrainerBase", "SimpleTrainer", "check_finite_losses", "amp_settings"]

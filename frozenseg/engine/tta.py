@@ -15,21 +15,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..data.dataset_mappers.common import shortest_edge_size
+
 __all__ = ["SemanticSegmentorWithTTA"]
 
 logger = logging.getLogger(__name__)
 
 _OUTPUT_FLAGS = ("panoptic_on", "instance_on", "recall_on")
-
-
-def _shortest_edge_size(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
-    """Detectron2's ResizeShortestEdge output size."""
-    scale = short / min(h, w)
-    newh, neww = h * scale, w * scale
-    if max(newh, neww) > max_size > 0:
-        s = max_size / max(newh, neww)
-        newh, neww = newh * s, neww * s
-    return int(newh + 0.5), int(neww + 0.5)
 
 
 def _resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -85,7 +77,7 @@ class SemanticSegmentorWithTTA(nn.Module):
         sam = x.get("sam_masks")
         total, n = None, 0
         for min_size in self.min_sizes:
-            size = _shortest_edge_size(h, w, min_size, self.max_size)
+            size = shortest_edge_size(h, w, min_size, self.max_size)
             img = _resize_image(original, size)
             extra = {k: v for k, v in x.items() if k not in ("image", "sam_masks", "height", "width")}
             base = {**extra, "image": img, "height": h, "width": w}

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from . import comm
+from ..utils import comm
 
 __all__ = [
     "DatasetEvaluator",

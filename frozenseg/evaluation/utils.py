@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..data.vocabulary import seen_class_mask
-from . import comm
+from ..utils import comm
 
 __all__ = [
     "resolve_metadata",
@@ -181,8 +181,8 @@ def _json_safe(obj: Any) -> Any:
     if isinstance(obj, (np.floating, float)):
         f = float(obj)
         return f if math.isfinite(f) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
+    if isinstance(obj, np.generic):  # integers, booleans, ...
+        return obj.item()
     return obj
 
 

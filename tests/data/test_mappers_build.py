@@ -1,4 +1,5 @@
-"""Dataset mappers (targets, ignore regions, sizes) and data loaders (samplers, batching)."""
+"""Dataset mappers (targets, ignore regions, sizes) and data loaders built from a config (the
+training stream's order is tested in test_training_stream.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from frozenseg.config import get_cfg
 from frozenseg.data import DatasetCatalog, build_detection_test_loader, build_detection_train_loader
-from frozenseg.data.build import AspectRatioGroupedDataset, InferenceSampler, TrainingSampler
+from frozenseg.data.build import InferenceSampler
 from frozenseg.data.dataset_mappers import (
     COCOInstanceLSJDatasetMapper,
     COCOPanopticLSJDatasetMapper,
@@ -108,24 +109,9 @@ def test_test_mapper(synth_root):
     assert out["pan_seg_file_name"] == d["pan_seg_file_name"]
 
 
-def test_training_sampler_sharding_and_seed():
-    a = list(itertools.islice(TrainingSampler(10, seed=3, rank=0, world_size=2), 10))
-    b = list(itertools.islice(TrainingSampler(10, seed=3, rank=1, world_size=2), 10))
-    assert sorted(a[:5] + b[:5]) == list(range(10))  # one epoch split across the two ranks
-    assert a == list(itertools.islice(TrainingSampler(10, seed=3, rank=0, world_size=2), 10))
-    assert a != list(itertools.islice(TrainingSampler(10, seed=4, rank=0, world_size=2), 10))
-
-
 def test_inference_sampler_shards():
     shards = [list(InferenceSampler(10, rank=r, world_size=3)) for r in range(3)]
     assert shards == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
-
-
-def test_aspect_ratio_grouping():
-    items = [{"image": torch.zeros(3, 10, 20)}, {"image": torch.zeros(3, 20, 10)},
-             {"image": torch.zeros(3, 10, 30)}, {"image": torch.zeros(3, 30, 10)}]
-    batches = list(AspectRatioGroupedDataset(items, 2))
-    assert [[x["image"].shape[-1] > x["image"].shape[-2] for x in b] for b in batches] == [[True, True], [False, False]]
 
 
 def _cfg(dataset, mapper="coco_panoptic_lsj"):

@@ -31,9 +31,9 @@ TINY_OVERRIDES = [
 
 def make_shapes(root: Path, num_train: int = 8, num_val: int = 3, size: int = 64) -> Path:
     """Write a small shapes dataset under ``root`` with the project's generator."""
-    from frozenseg.engine.data import _load_generator
+    from frozenseg.data.synthetic import make_shapes as write_shapes
 
-    _load_generator().make_shapes(str(root), 0, num_train, num_val, size=size)
+    write_shapes(str(root), 0, num_train, num_val, size=size)
     return root
 
 

@@ -1,4 +1,6 @@
-"""Command line, config overrides, launching, data stream, TTA and the synthetic dataset."""
+"""Command line, config overrides, launching, TTA and the synthetic dataset generated on first use.
+
+(The training data stream is tested in tests/data/test_training_stream.py.)"""
 
 from __future__ import annotations
 
@@ -7,8 +9,7 @@ import torch
 from torch import nn
 
 from frozenseg.config import UnknownConfigKeyError
-from frozenseg.engine import SemanticSegmentorWithTTA, TrainingStream, default_argument_parser, launch, setup_cfg
-from frozenseg.engine.data import micro_batch_size
+from frozenseg.engine import SemanticSegmentorWithTTA, default_argument_parser, launch, setup_cfg
 
 from .conftest import SHAPES_CONFIG, datasets_registered_at
 
@@ -50,31 +51,6 @@ def test_launch_single_process_and_torchrun_env(monkeypatch):
     assert launch(_return_args, 4, args=("x",)) == ("x",)
 
 
-def test_micro_batch_size():
-    assert micro_batch_size(16, 4, 2) == 2
-    with pytest.raises(ValueError, match="IMS_PER_BATCH"):
-        micro_batch_size(16, 3, 1)
-
-
-def test_training_stream_is_a_function_of_seed_and_position():
-    data = [{"i": i} for i in range(5)]
-
-    def mapper(d):
-        return {"i": d["i"], "r": float(torch.rand(()))}  # augmentation randomness
-
-    def stream(rank, world, seed=3):
-        return TrainingStream(data, mapper, seed=seed, batch_size=2, rank=rank, world_size=world)
-
-    one = [stream(0, 1)[k] for k in range(6)]  # 12 samples, more than 2 epochs
-    flat = [d for b in one for d in b]
-    assert sorted(d["i"] for d in flat[:5]) == list(range(5))  # each epoch a permutation
-    # two processes together read the same positions; resuming at micro-batch 3 repeats it
-    two = [stream(r, 2)[k] for k in range(3) for r in range(2)]
-    assert [d for b in two for d in b] == flat
-    assert stream(0, 1)[3] == one[3]
-    assert [stream(0, 1, seed=4)[k] for k in range(6)] != one  # another seed, another stream
-
-
 class _ScaleEcho(nn.Module):
     """Returns the image's red channel as the score of class 0 (and its negative as class 1)."""
 
@@ -108,14 +84,15 @@ def test_tta_averages_flips_and_scales_at_original_size():
 def test_synthetic_dataset_generated_on_first_use(tmp_path, monkeypatch):
     import frozenseg.data as fdata
     from frozenseg import get_cfg
-    from frozenseg.engine import data as engine_data
+    from frozenseg.data import synthetic
+    from frozenseg.engine import ensure_synthetic_datasets  # what train_net.py calls
 
-    monkeypatch.setattr(engine_data, "SHAPES_NUM_TRAIN", 3)
-    monkeypatch.setattr(engine_data, "SHAPES_NUM_VAL", 2)
+    monkeypatch.setattr(synthetic, "SHAPES_NUM_TRAIN", 3)
+    monkeypatch.setattr(synthetic, "SHAPES_NUM_VAL", 2)
     with datasets_registered_at(tmp_path):
         cfg = get_cfg()
         cfg.merge_from_file(str(SHAPES_CONFIG))
-        written = engine_data.ensure_synthetic_datasets(cfg)
+        written = ensure_synthetic_datasets(cfg)
         assert written and (tmp_path / "synthetic_shapes" / "val" / "panoptic.json").is_file()
         assert len(fdata.DatasetCatalog.get("synthetic_shapes_train_panoptic")) == 3
-        assert engine_data.ensure_synthetic_datasets(cfg) == []  # present now: nothing to do
+        assert ensure_synthetic_datasets(cfg) == []  # present now: nothing to do

@@ -21,8 +21,8 @@ from frozenseg.evaluation import (
     InstanceSegEvaluator,
     RecallEvaluator,
     SemSegEvaluator,
-    comm,
 )
+from frozenseg.utils import comm
 
 from .eval_test_utils import PAN_H, PAN_W, build_panoptic_dataset, make_instances, one_hot_scores, perfect_outputs, rect
 

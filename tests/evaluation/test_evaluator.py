@@ -102,7 +102,7 @@ def test_inference_on_dataset_runs_in_eval_mode_without_grad(caplog):
 
 
 def test_comm_without_process_group_is_single_process():
-    from frozenseg.evaluation import comm
+    from frozenseg.utils import comm
 
     assert comm.get_world_size() == 1 and comm.get_rank() == 0 and comm.is_main_process()
     assert comm.all_gather({"a": 1}) == [{"a": 1}]

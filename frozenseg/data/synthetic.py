@@ -1,0 +1,517 @@
+"""Small synthetic datasets in the real raw layouts, written deterministically from a seed.
+
+Layouts (``MAKERS``; each ``make_<layout>(root, seed, num_train, num_val)`` writes under ``root``):
+
+* ``shapes``: ``synthetic_shapes/{train,val}/`` - coloured geometric objects (things: circle,
+  square, triangle, star) on textured backgrounds (stuff: sky, grass, sand, water), with COCO
+  panoptic PNGs + json, semantic PNGs and a COCO instances json. Registered as
+  ``synthetic_shapes_{train,val}_panoptic`` / ``_sem_seg``; small enough for CPU training.
+  :func:`ensure_synthetic_datasets` generates it on first use.
+* ``coco``: ``coco/`` with COCO 2017 panoptic (json + PNGs), instances json and images
+  (semantic maps come from ``datasets/prepare_coco_semantic_annos_from_panoptic_annos.py``).
+* ``ade``: ``ADEChallengeData2016/`` as downloaded (images, ``annotations`` with 0 = other and
+  1..150, ``annotations_instance`` with R = instance class 1..100, G = instance index).
+* ``cityscapes``: ``cityscapes/`` leftImg8bit + gtFine panoptic json/PNGs + labelTrainIds.
+* ``voc``: ``VOCdevkit/VOC2012`` JPEGImages, palette SegmentationClass, ImageSets/Segmentation.
+* ``pcontext``: ``VOCdevkit/VOC2010`` JPEGImages + Pascal Context ``trainval/*.mat`` LabelMaps,
+  ``labels.txt`` and split lists.
+* ``mapillary``: ``mapillary_vistas/`` panoptic (json, PNGs) + semantic labels.
+* ``bdd``: ``bdd100k/`` 10k images with panoptic labels in COCO panoptic format.
+* ``semantic``: every semantic-only registered layout with ready label maps (BDD 10k, COCO-Stuff
+  detectron2 maps, ADE20K-full, Mapillary labels) - a semantic-only set for loader tests.
+
+Every scene is a random composition, but the same seed gives the same files. The command line is
+``tools/make_synthetic_dataset.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .vocabulary import builtin_vocabulary_path, read_vocabulary_entries
+
+__all__ = [
+    "MAKERS",
+    "SHAPES_NUM_TRAIN",
+    "SHAPES_NUM_VAL",
+    "ensure_synthetic_datasets",
+    "make_scene",
+    "make_shapes",
+    "make_coco",
+    "make_ade",
+    "make_cityscapes",
+    "make_voc",
+    "make_pcontext",
+    "make_semantic",
+    "make_mapillary",
+    "make_bdd",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Size of the shapes dataset generated on first use (seed 0).
+SHAPES_NUM_TRAIN = 240
+SHAPES_NUM_VAL = 60
+
+SHAPES = ("circle", "square", "triangle", "star")
+STUFF_TEXTURES = {  # base colour of each shapes-dataset stuff class
+    5: (110, 170, 235),  # sky
+    6: (60, 150, 50),  # grass
+    7: (215, 195, 140),  # sand
+    8: (30, 80, 160),  # water
+}
+
+
+def id2rgb(ids: np.ndarray) -> np.ndarray:
+    """COCO panoptic id -> RGB encoding (id = R + 256 G + 256^2 B)."""
+    ids = ids.astype(np.uint32)
+    return np.stack([ids % 256, (ids // 256) % 256, ids // 65536], axis=-1).astype(np.uint8)
+
+
+def _shape_mask(kind: str, h: int, w: int, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
+    img = Image.new("L", (w, h), 0)
+    d = ImageDraw.Draw(img)
+    if kind == "circle":
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=1)
+    else:
+        n, radii = {"square": (4, [r]), "triangle": (3, [r]), "star": (10, [r, r * 0.45])}[kind]
+        pts = []
+        for k in range(n):
+            a = angle + 2 * math.pi * k / n
+            rr = radii[k % len(radii)]
+            pts.append((cx + rr * math.cos(a), cy + rr * math.sin(a)))
+        d.polygon(pts, fill=1)
+    return np.array(img, dtype=bool)
+
+
+def make_scene(rng: np.random.Generator, h: int, w: int, stuff_ids, thing_ids,
+               max_things: int = 4, shape_of=None, stuff_color=None):
+    """Compose one image. Returns ``(image uint8 HxWx3, segments)``; segments are dicts with
+    ``mask`` (bool HxW, disjoint), ``category_id`` and ``isthing``, in painting order."""
+    image = np.zeros((h, w, 3), np.float32)
+    segments = []
+    n_bands = int(rng.integers(1, min(3, len(stuff_ids)) + 1)) if stuff_ids else 0
+    owner = np.full((h, w), -1, np.int64)
+    if n_bands:
+        cuts = sorted(rng.choice(np.arange(h // 5, 4 * h // 5), n_bands - 1, replace=False).tolist())
+        bounds = [0] + cuts + [h]
+        cats = rng.choice(stuff_ids, n_bands, replace=False)
+        yy = np.arange(h)[:, None]
+        wave = (np.sin(np.arange(w) / w * 2 * math.pi * rng.uniform(0.5, 2)) * h * 0.04)[None, :]
+        for b in range(n_bands):
+            lo = bounds[b] + (wave if b else 0 * wave)
+            hi = bounds[b + 1] + (wave if b + 1 < n_bands else 0 * wave)
+            band = (yy >= lo) & (yy < hi) & (owner < 0)
+            c = int(cats[b])
+            base = np.array(stuff_color(c) if stuff_color else rng.integers(40, 220, 3), np.float32)
+            tex = rng.normal(0, 12, (h, w, 1)) + 10 * np.sin(np.arange(w)[None, :, None] / rng.uniform(3, 9))
+            image[band] = np.clip(base + tex[band], 0, 255)
+            owner[band] = len(segments)
+            segments.append({"mask": band, "category_id": c, "isthing": False})
+    for _ in range(int(rng.integers(1, max_things + 1)) if thing_ids else 0):
+        c = int(rng.choice(thing_ids))
+        kind = shape_of(c) if shape_of else SHAPES[int(rng.integers(len(SHAPES)))]
+        r = rng.uniform(0.08, 0.22) * min(h, w)
+        m = _shape_mask(kind, h, w, rng.uniform(r, w - r), rng.uniform(r, h - r), r,
+                        rng.uniform(0, 2 * math.pi))
+        if m.sum() < 30:
+            continue
+        color = rng.integers(0, 256, 3).astype(np.float32)
+        image[m] = np.clip(color + rng.normal(0, 6, (int(m.sum()), 3)), 0, 255)
+        owner[m] = len(segments)
+        segments.append({"mask": m, "category_id": c, "isthing": True})
+    # make masks disjoint (later segments cover earlier ones); drop fully covered segments
+    out = []
+    for k, s in enumerate(segments):
+        m = owner == k
+        if m.sum() >= 10:
+            out.append({**s, "mask": m})
+    return image.astype(np.uint8), out
+
+
+def _bbox(m: np.ndarray) -> list[float]:
+    ys, xs = np.nonzero(m)
+    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+
+
+def _rle(m: np.ndarray) -> dict:
+    from pycocotools import mask as mask_util
+
+    rle = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def _write_coco_style(out_dir_images, pan_dir, pan_json, inst_json, sem_dir, categories, scenes,
+                      image_ext=".jpg", label_of=None, ignore=255):
+    """Write images, panoptic PNGs/json, optional instances json and semantic maps."""
+    os.makedirs(out_dir_images, exist_ok=True)
+    os.makedirs(pan_dir, exist_ok=True)
+    if sem_dir:
+        os.makedirs(sem_dir, exist_ok=True)
+    images, pan_anns, inst_anns = [], [], []
+    for img_id, (name, image, segs) in enumerate(scenes, start=1):
+        h, w = image.shape[:2]
+        Image.fromarray(image).save(os.path.join(out_dir_images, name + image_ext),
+                                    **({"quality": 95} if image_ext == ".jpg" else {}))
+        pan = np.zeros((h, w), np.uint32)
+        sem = np.full((h, w), ignore, np.uint8)
+        infos = []
+        for k, s in enumerate(segs, start=1):
+            sid = s["category_id"] * 1000 + k
+            pan[s["mask"]] = sid
+            if label_of is not None:
+                sem[s["mask"]] = label_of(s["category_id"])
+            infos.append({"id": int(sid), "category_id": int(s["category_id"]), "iscrowd": 0,
+                          "area": int(s["mask"].sum()), "bbox": _bbox(s["mask"])})
+            if s["isthing"]:
+                inst_anns.append({"id": len(inst_anns) + 1, "image_id": img_id,
+                                  "category_id": int(s["category_id"]), "iscrowd": 0,
+                                  "area": int(s["mask"].sum()), "bbox": _bbox(s["mask"]),
+                                  "segmentation": _rle(s["mask"])})
+        Image.fromarray(id2rgb(pan)).save(os.path.join(pan_dir, name + ".png"))
+        if sem_dir:
+            Image.fromarray(sem).save(os.path.join(sem_dir, name + ".png"))
+        images.append({"id": img_id, "file_name": name + image_ext, "height": h, "width": w})
+        pan_anns.append({"image_id": img_id, "file_name": name + ".png", "segments_info": infos})
+    os.makedirs(os.path.dirname(pan_json), exist_ok=True)
+    with open(pan_json, "w") as f:
+        json.dump({"images": images, "annotations": pan_anns, "categories": categories}, f)
+    if inst_json:
+        things = [c for c in categories if c.get("isthing")]
+        with open(inst_json, "w") as f:
+            json.dump({"images": images, "annotations": inst_anns, "categories": things}, f)
+
+
+def _read_vocab(name: str):
+    return read_vocabulary_entries(builtin_vocabulary_path(name))
+
+
+def make_shapes(root: str, seed: int, num_train: int, num_val: int, size: int = 160) -> str:
+    """The shapes dataset: ``synthetic_shapes/{train,val}``."""
+    entries = _read_vocab("synthetic_shapes.txt")
+    cats = [{"id": i, "name": n[0], "isthing": int(i <= 4)} for i, n in entries]
+    rng = np.random.default_rng(seed)
+    out = os.path.join(root, "synthetic_shapes")
+    for split, n in (("train", num_train), ("val", num_val)):
+        scenes = []
+        for k in range(n):
+            h = int(rng.integers(size * 3 // 4, size + 1))
+            w = int(rng.integers(size * 3 // 4, size * 5 // 4 + 1))
+            image, segs = make_scene(rng, h, w, [5, 6, 7, 8], [1, 2, 3, 4], 4,
+                                     shape_of=lambda c: SHAPES[c - 1],
+                                     stuff_color=lambda c: STUFF_TEXTURES[c])
+            scenes.append((f"{split}_{k:05d}", image, segs))
+        d = os.path.join(out, split)
+        _write_coco_style(os.path.join(d, "images"), os.path.join(d, "panoptic"),
+                          os.path.join(d, "panoptic.json"), os.path.join(d, "instances.json"),
+                          os.path.join(d, "panoptic_semseg"), cats, scenes, image_ext=".png",
+                          label_of=lambda c: c - 1)
+    logger.info("Wrote the shapes dataset (%d train, %d val) to %s", num_train, num_val, out)
+    return out
+
+
+def make_coco(root: str, seed: int, num_train: int, num_val: int, size: int = 96) -> str:
+    """COCO 2017 panoptic + instances layout (raw; no semantic maps)."""
+    entries = _read_vocab("coco_panoptic.txt")
+    cats = [{"id": i, "name": n[0], "isthing": int(i <= 90), "supercategory": "synthetic"}
+            for i, n in entries]
+    things = [i for i, _ in entries if i <= 90]
+    stuff = [i for i, _ in entries if i > 90]
+    rng = np.random.default_rng(seed)
+    out = os.path.join(root, "coco")
+    for split, n in (("train", num_train), ("val", num_val)):
+        scenes = [(f"{k + 1:012d}",) + make_scene(rng, size, size + 16 * (k % 3), stuff, things)
+                  for k in range(n)]
+        _write_coco_style(os.path.join(out, f"{split}2017"), os.path.join(out, f"panoptic_{split}2017"),
+                          os.path.join(out, "annotations", f"panoptic_{split}2017.json"),
+                          os.path.join(out, "annotations", f"instances_{split}2017.json"),
+                          None, cats, scenes)
+    logger.info("Wrote a synthetic COCO panoptic/instances dataset to %s", out)
+    return out
+
+
+def make_ade(root: str, seed: int, num_train: int, num_val: int, size: int = 96) -> str:
+    """ADEChallengeData2016 as downloaded, plus ``annotations_instance``."""
+    from .builtin import ADE20K_INSTANCE_TO_150
+
+    thing150 = set(ADE20K_INSTANCE_TO_150)
+    to_inst = {c: k + 1 for k, c in enumerate(ADE20K_INSTANCE_TO_150)}
+    stuff = [c for c in range(150) if c not in thing150]
+    rng = np.random.default_rng(seed)
+    out = os.path.join(root, "ADEChallengeData2016")
+    for split, ade, n in (("train", "training", num_train), ("val", "validation", num_val)):
+        for sub in ("images", "annotations", "annotations_instance"):
+            os.makedirs(os.path.join(out, sub, ade), exist_ok=True)
+        for k in range(n):
+            image, segs = make_scene(rng, size, size + 8 * (k % 4), stuff, sorted(thing150))
+            name = f"ADE_{split}_{k + 1:08d}"
+            sem = np.zeros(image.shape[:2], np.uint8)  # 0 = "other" (unlabelled)
+            inst = np.zeros(image.shape[:2] + (3,), np.uint8)
+            if k % 2 == 0 and segs:  # leave some "other" pixels in half of the images
+                segs[0]["mask"][: image.shape[0] // 8] = False
+            ninst = 0
+            for s in segs:
+                sem[s["mask"]] = s["category_id"] + 1
+                if s["isthing"]:
+                    ninst += 1
+                    inst[s["mask"], 0] = to_inst[s["category_id"]]
+                    inst[s["mask"], 1] = ninst
+            Image.fromarray(image).save(os.path.join(out, "images", ade, name + ".jpg"), quality=95)
+            Image.fromarray(sem).save(os.path.join(out, "annotations", ade, name + ".png"))
+            Image.fromarray(inst).save(os.path.join(out, "annotations_instance", ade, name + ".png"))
+    logger.info("Wrote a synthetic ADE20K (as downloaded) to %s", out)
+    return out
+
+
+CITYSCAPES_IDS = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
+
+
+def make_cityscapes(root: str, seed: int, num_train: int, num_val: int, size: int = 64) -> str:
+    """Cityscapes panoptic layout (images, labelTrainIds, cityscapes_panoptic_{split} + json)."""
+    entries = _read_vocab("cityscapes.txt")
+    cats = [{"id": i, "name": n[0], "isthing": int(i >= 24), "color": [0, 0, 0]} for i, n in entries]
+    train_id = {c: k for k, c in enumerate(CITYSCAPES_IDS)}
+    rng = np.random.default_rng(seed)
+    out = os.path.join(root, "cityscapes")
+    for split, n in (("train", num_train), ("val", num_val)):
+        city = "synthcity"
+        img_dir = os.path.join(out, "leftImg8bit", split, city)
+        gt_dir = os.path.join(out, "gtFine", split, city)
+        pan_dir = os.path.join(out, "gtFine", f"cityscapes_panoptic_{split}")
+        for d in (img_dir, gt_dir, pan_dir):
+            os.makedirs(d, exist_ok=True)
+        images, anns = [], []
+        for k in range(n):
+            image, segs = make_scene(rng, size, size * 2, CITYSCAPES_IDS[:11], CITYSCAPES_IDS[11:])
+            base = f"{city}_{k:06d}_000019"
+            Image.fromarray(image).save(os.path.join(img_dir, base + "_leftImg8bit.png"))
+            sem = np.full(image.shape[:2], 255, np.uint8)
+            pan = np.zeros(image.shape[:2], np.uint32)
+            infos = []
+            for j, s in enumerate(segs):
+                sem[s["mask"]] = train_id[s["category_id"]]
+                sid = s["category_id"] * 1000 + j if s["isthing"] else s["category_id"]
+                pan[s["mask"]] = sid
+                infos.append({"id": int(sid), "category_id": s["category_id"], "iscrowd": 0,
+                              "area": int(s["mask"].sum()), "bbox": _bbox(s["mask"])})
+            Image.fromarray(sem).save(os.path.join(gt_dir, base + "_gtFine_labelTrainIds.png"))
+            Image.fromarray(id2rgb(pan)).save(os.path.join(pan_dir, base + "_gtFine_panoptic.png"))
+            images.append({"id": base, "file_name": base + "_leftImg8bit.png",
+                           "height": size, "width": size * 2})
+            anns.append({"image_id": base, "file_name": base + "_gtFine_panoptic.png",
+                         "segments_info": infos})
+        with open(os.path.join(out, "gtFine", f"cityscapes_panoptic_{split}.json"), "w") as f:
+            json.dump({"images": images, "annotations": anns, "categories": cats}, f)
+    logger.info("Wrote a synthetic Cityscapes panoptic dataset to %s", out)
+    return out
+
+
+def _voc_palette() -> list[int]:
+    pal = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal += [r, g, b]
+    return pal
+
+
+def make_voc(root: str, seed: int, num_train: int, num_val: int, size: int = 64) -> str:
+    """Pascal VOC 2012 as downloaded (JPEGImages, palette SegmentationClass, split lists)."""
+    rng = np.random.default_rng(seed)
+    out = os.path.join(root, "VOCdevkit", "VOC2012")
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
+    for split, n in (("train", num_train), ("val", num_val)):
+        names = []
+        for k in range(n):
+            image, segs = make_scene(rng, size, size + 8, [0], list(range(1, 21)), 3)
+            lab = np.zeros(image.shape[:2], np.uint8)
+            for s in segs:
+                lab[s["mask"]] = s["category_id"]
+                if s["isthing"]:  # VOC marks object borders as 255
+                    m = s["mask"]
+                    edge = m ^ np.pad(m, 1)[2:, 1:-1] | m ^ np.pad(m, 1)[1:-1, 2:]
+                    lab[edge & m] = 255
+            name = f"2012_{split}{k:05d}"
+            names.append(name)
+            Image.fromarray(image).save(os.path.join(out, "JPEGImages", name + ".jpg"), quality=95)
+            p = Image.fromarray(lab, mode="P")
+            p.putpalette(_voc_palette())
+            p.save(os.path.join(out, "SegmentationClass", name + ".png"))
+        with open(os.path.join(out, "ImageSets", "Segmentation", f"{split}.txt"), "w") as f:
+            f.write("\n".join(names) + "\n")
+    logger.info("Wrote a synthetic Pascal VOC 2012 to %s", out)
+    return out
+
+
+def make_pcontext(root: str, seed: int, num_train: int, num_val: int, size: int = 64) -> str:
+    """Pascal Context raw layout: VOC2010 JPEGImages, trainval/*.mat, labels.txt, split lists.
+
+    ``labels.txt`` lists 459 classes ("id: name"); the 59 benchmark classes are among them.
+    """
+    from scipy.io import savemat
+
+    here = _read_vocab("pascal_context_59.txt")
+    names59 = [n[0].replace(" ", "") if n[0] in ("potted plant", "tv monitor") else n[0]
+               for _, n in here]
+    names = list(names59) + [f"extra class {k}" for k in range(459 - len(names59))]
+    order = np.random.default_rng(0).permutation(459)  # the 59 are scattered among the 459
+    labels = [None] * 459
+    for k, j in enumerate(order):
+        labels[j] = names[k]
+    # draw from the 59 benchmark classes and 20 others, so both label sets get pixels
+    pool = sorted(int(order[k]) + 1 for k in range(79))
+    rng = np.random.default_rng(seed)
+    out = os.path.join(root, "VOCdevkit", "VOC2010")
+    for sub in ("JPEGImages", "trainval", "ImageSets/SegmentationContext"):
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
+    with open(os.path.join(out, "labels.txt"), "w") as f:
+        f.write("".join(f"{i + 1}: {n}\n" for i, n in enumerate(labels)))
+    for split, n in (("train", num_train), ("val", num_val)):
+        ids = []
+        for k in range(n):
+            image, segs = make_scene(rng, size, size + 8, pool, pool, 3)
+            lab = np.zeros(image.shape[:2], np.uint16)  # 0 = unlabelled
+            for s in segs:
+                lab[s["mask"]] = s["category_id"]
+            name = f"2010_{split}{k:05d}"
+            ids.append(name)
+            Image.fromarray(image).save(os.path.join(out, "JPEGImages", name + ".jpg"), quality=95)
+            savemat(os.path.join(out, "trainval", name + ".mat"), {"LabelMap": lab})
+        with open(os.path.join(out, "ImageSets", "SegmentationContext", f"{split}.txt"), "w") as f:
+            f.write("\n".join(ids) + "\n")
+    logger.info("Wrote a synthetic Pascal Context to %s", out)
+    return out
+
+
+def make_semantic(root: str, seed: int, num_train: int, num_val: int, size: int = 48) -> list[str]:
+    """Ready-to-load semantic-only layouts (BDD 10k, COCO-Stuff maps, ADE-full, Mapillary)."""
+    rng = np.random.default_rng(seed)
+    written = []
+
+    def write(img_dir, gt_dir, n, n_classes, img_ext, gt_ext, ignore, dtype=np.uint8, prefix="img"):
+        os.makedirs(img_dir, exist_ok=True)
+        os.makedirs(gt_dir, exist_ok=True)
+        for k in range(n):
+            image, segs = make_scene(rng, size, size + 8, list(range(n_classes)), [], 0)
+            lab = np.full(image.shape[:2], ignore, dtype)
+            for s in segs:
+                lab[s["mask"]] = s["category_id"]
+            Image.fromarray(image).save(os.path.join(img_dir, f"{prefix}{k:05d}.{img_ext}"))
+            Image.fromarray(lab).save(os.path.join(gt_dir, f"{prefix}{k:05d}.{gt_ext}"))
+        written.append(gt_dir)
+
+    for split, ade, n in (("train", "training", num_train), ("val", "validation", num_val)):
+        write(f"{root}/bdd100k/images/10k/{split}", f"{root}/bdd100k/labels/sem_seg/masks/{split}",
+              n, 19, "jpg", "png", 255)
+        write(f"{root}/coco/{split}2017", f"{root}/coco/stuffthingmaps_detectron2/{split}2017", n,
+              171, "jpg", "png", 255, prefix="stuff")
+        write(f"{root}/ADE20K_2021_17_01/images_detectron2/{ade}",
+              f"{root}/ADE20K_2021_17_01/annotations_detectron2/{ade}", n, 847, "jpg", "tif",
+              65535, np.uint16)
+        write(f"{root}/mapillary_vistas/{ade}/images", f"{root}/mapillary_vistas/{ade}/labels", n,
+              65, "jpg", "png", 65)
+    with open(f"{root}/ADE20K_2021_17_01/ade20k_847_classes.txt", "w") as f:
+        f.write("".join(f"{k}:synthetic class {k}\n" for k in range(847)))
+    logger.info("Wrote semantic-only synthetic layouts under %s", root)
+    return written
+
+
+def make_mapillary(root: str, seed: int, num_train: int, num_val: int, size: int = 64) -> str:
+    """Mapillary Vistas v1.2 panoptic layout (json category ids 1..65, labels 0..64, 65 void)."""
+    entries = _read_vocab("mapillary_vistas.txt")
+    from .builtin import MAPILLARY_THING_IDS
+
+    cats = [{"id": i + 1, "name": n[0], "isthing": int(i in MAPILLARY_THING_IDS)} for i, n in entries]
+    things = [c["id"] for c in cats if c["isthing"]]
+    stuff = [c["id"] for c in cats if not c["isthing"]]
+    rng = np.random.default_rng(seed)
+    out = os.path.join(root, "mapillary_vistas")
+    for ade, n in (("training", num_train), ("validation", num_val)):
+        scenes = [(f"mv_{ade}_{k:04d}",) + make_scene(rng, size, size + 16, stuff, things)
+                  for k in range(n)]
+        d = os.path.join(out, ade)
+        _write_coco_style(os.path.join(d, "images"), os.path.join(d, "panoptic"),
+                          os.path.join(d, "panoptic", "panoptic_2018.json"), None,
+                          os.path.join(d, "labels"), cats, scenes, label_of=lambda c: c - 1,
+                          ignore=65)
+    logger.info("Wrote a synthetic Mapillary Vistas panoptic dataset to %s", out)
+    return out
+
+
+def make_bdd(root: str, seed: int, num_train: int, num_val: int, size: int = 64) -> str:
+    """BDD100K 10k images with panoptic labels in COCO panoptic format (40 categories)."""
+    entries = _read_vocab("bdd_panoptic.txt")
+    cats = [{"id": i, "name": n[0], "isthing": int(i >= 31)} for i, n in entries]
+    rng = np.random.default_rng(seed)
+    out = os.path.join(root, "bdd100k")
+    for split, n in (("train", num_train), ("val", num_val)):
+        scenes = [(f"bddpan{split}{k:04d}",) + make_scene(rng, size, size + 16, list(range(1, 31)),
+                                                         list(range(31, 41))) for k in range(n)]
+        _write_coco_style(os.path.join(out, "images", "10k", split),
+                          os.path.join(out, "labels", "pan_seg", f"panoptic_{split}"),
+                          os.path.join(out, "labels", "pan_seg", f"panoptic_{split}.json"), None,
+                          None, cats, scenes)
+    logger.info("Wrote a synthetic BDD100K panoptic dataset to %s", out)
+    return out
+
+
+MAKERS = {"shapes": make_shapes, "coco": make_coco, "ade": make_ade, "cityscapes": make_cityscapes,
+          "voc": make_voc, "pcontext": make_pcontext, "semantic": make_semantic,
+          "mapillary": make_mapillary, "bdd": make_bdd}
+
+
+# ---------------------------------------------------------------------------------------------
+# The shapes dataset generated on first use
+# ---------------------------------------------------------------------------------------------
+def ensure_synthetic_datasets(cfg) -> list[str]:
+    """Generate the synthetic "shapes" dataset when a ``synthetic_shapes_*`` dataset of the config
+    is registered but its files are absent. Returns the folders written.
+
+    Only rank 0 writes (seed 0, :data:`SHAPES_NUM_TRAIN` / :data:`SHAPES_NUM_VAL` images);
+    other processes wait for it. In multi-machine jobs the dataset root must be shared or the
+    data generated beforehand.
+    """
+    from ..utils import comm
+    from .catalog import MetadataCatalog
+
+    names = [n for n in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST) if n.startswith("synthetic_shapes_")]
+    missing = []
+    for name in names:
+        meta = MetadataCatalog.get(name)
+        probe = meta.get("panoptic_json") or meta.get("sem_seg_root") or meta.get("image_root")
+        if probe and not os.path.exists(probe):
+            missing.append(probe)
+    written: list[str] = []
+    if missing and comm.is_main_process():
+        root = _shapes_root(MetadataCatalog.get(names[0]))
+        logger.info(
+            "The synthetic shapes dataset is missing (%s): generating it under %s "
+            "(%d train / %d val images, seed 0) ...", missing[0], root, SHAPES_NUM_TRAIN, SHAPES_NUM_VAL,
+        )
+        written.append(make_shapes(root, 0, SHAPES_NUM_TRAIN, SHAPES_NUM_VAL))
+    if missing:
+        comm.synchronize()
+    return written
+
+
+def _shapes_root(meta) -> str:
+    """The datasets root of a registered synthetic_shapes dataset (parent of synthetic_shapes/)."""
+    p = Path(meta.get("image_root"))
+    for parent in p.parents:
+        if parent.name == "synthetic_shapes":
+            return str(parent.parent)
+    raise ValueError(f"Cannot find the datasets root of {meta.name} from {p}.")
