@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
 
 import open_clip

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...config import configurable
-from ...structures import ImageList, Instances
+from ...structures import ImageList
 from ...utils.registry import BACKBONE_REGISTRY, META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from ...data.vocabulary import parse_class_names, seen_class_mask
 from ..backbone.text_classifier import TextClassifierBuilder
