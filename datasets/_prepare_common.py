@@ -9,6 +9,8 @@ import logging
 import os
 import sys
 
+import numpy as np
+
 logger = logging.getLogger("prepare")
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,6 +68,21 @@ def make_split_dirs(out: str, names, split_dir: str) -> dict[str, str]:
 def write_json(path: str, data) -> None:
     with open(path, "w") as fh:
         json.dump(data, fh)
+
+
+def id2rgb(ids: np.ndarray) -> np.ndarray:
+    """COCO panoptic PNG colours ``(H, W, 3)`` uint8 of segment ids ``(H, W)``
+    (id = R + 256 G + 65536 B)."""
+    ids = ids.astype(np.uint32)
+    return np.stack([ids % 256, (ids // 256) % 256, ids // 65536], axis=-1).astype(np.uint8)
+
+
+def segment_info(sid: int, cat: int, mask: np.ndarray, iscrowd: int = 0) -> dict:
+    """A COCO panoptic ``segments_info`` entry of the boolean ``mask`` ``(H, W)`` (bbox in
+    pixels, ``[x, y, w, h]``)."""
+    ys, xs = np.nonzero(mask)
+    return {"id": int(sid), "category_id": int(cat), "iscrowd": int(iscrowd), "area": int(mask.sum()),
+            "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]}
 
 
 def run(main) -> None:

@@ -20,7 +20,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from _prepare_common import SPLIT_DIRS, InputError, parse_root, require, run, write_json
+from _prepare_common import SPLIT_DIRS, InputError, id2rgb, parse_root, require, run, segment_info, write_json
 
 logger = logging.getLogger("prepare")
 
@@ -53,11 +53,6 @@ def instance_masks(ins: np.ndarray, inst_to_150: list[int], stem: str):
         if ic > len(inst_to_150):
             raise InputError(f"{stem}: instance class {ic} is outside 1..{len(inst_to_150)}.")
         yield inst_to_150[ic - 1], (cls == ic) & (idx == ii)
-
-
-def id2rgb(ids: np.ndarray) -> np.ndarray:
-    ids = ids.astype(np.uint32)
-    return np.stack([ids % 256, (ids // 256) % 256, ids // 65536], axis=-1).astype(np.uint8)
 
 
 def categories() -> list[dict]:
@@ -102,11 +97,11 @@ def convert(root: str) -> dict[str, int]:
                     continue
                 m = sem == c
                 pan[m] = next_id
-                infos.append(_seg(next_id, int(c), m))
+                infos.append(segment_info(next_id, int(c), m))
                 next_id += 1
             for cat, m in instance_masks(ins, inst_to_150, stem):
                 pan[m] = next_id
-                infos.append(_seg(next_id, cat, m))
+                infos.append(segment_info(next_id, cat, m))
                 next_id += 1
             Image.fromarray(id2rgb(pan)).save(os.path.join(out_dir, stem + ".png"))
             images.append({"id": stem, "file_name": f, "height": h, "width": w})
@@ -116,12 +111,6 @@ def convert(root: str) -> dict[str, int]:
         written[jf] = len(images)
         logger.info("Wrote %d panoptic annotations to %s and %s", len(images), jf, out_dir)
     return written
-
-
-def _seg(sid: int, cat: int, m: np.ndarray) -> dict:
-    ys, xs = np.nonzero(m)
-    return {"id": sid, "category_id": cat, "iscrowd": 0, "area": int(m.sum()),
-            "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]}
 
 
 def main(argv=None) -> None:

@@ -2,14 +2,19 @@
 
 All paths are relative to ``$DETECTRON2_DATASETS`` (default ``./datasets``), in the layouts
 described in ``datasets/README.md``. Registering reads nothing from disk; the files are read when
-``DatasetCatalog.get(name)`` is called (and, for datasets whose class names come from their own
-files, on the first read of those metadata fields).
+``DatasetCatalog.get(name)`` is called (and, for datasets whose class names or thing/stuff split
+come from their own files, on the first read of those metadata fields).
 
 Each dataset has a vocabulary (class names with synonyms, :mod:`frozenseg.data.vocabulary`),
 from a file shipped in ``frozenseg/data/vocabularies/`` or from the dataset's own files (LVIS json
 categories, Pascal Context 459 ``pc459_classes.txt``, ADE20K-full ``ade20k_847_classes.txt``).
 :func:`dataset_vocabulary` returns it, honouring user overrides (``DATASETS.VOCABULARY_FILES``
 entries ``"dataset_name:path"`` or :func:`set_vocabulary_file`).
+
+Which classes are "things" comes from the tables below (``THING_IDS``), except for the panoptic
+datasets whose split the project could not check against an official file (Mapillary Vistas,
+BDD): for them (spec option ``things_from_json``) the ``isthing`` flags of the categories in the
+dataset's own panoptic json win when that json exists, and the table is the fallback.
 """
 
 from __future__ import annotations
@@ -64,7 +69,8 @@ ADE20K_INSTANCE_TO_150 = [
     111, 112, 115, 116, 118, 119, 120, 121, 123, 124, 125, 126, 127, 129, 130, 132, 133, 134, 135,
     136, 137, 138, 139, 142, 143, 144, 146, 147, 148, 149,
 ]
-# Mapillary Vistas v1.2 label indices with instances (37 classes, config.json "instances": true).
+# Mapillary Vistas v1.2 label indices with instances (37 classes, config.json "instances": true);
+# the dataset's panoptic json overrides this table when present (``things_from_json``).
 MAPILLARY_THING_IDS = [
     0, 1, 19, 20, 21, 22, 23, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 44, 45, 46, 47, 48, 49,
     50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62,
@@ -92,7 +98,10 @@ class DatasetSpec:
     ``kind`` is one of ``sem_seg``, ``panoptic``, ``instances``, ``lvis``. ``vocab`` is a file in
     ``frozenseg/data/vocabularies/`` or ``"dataset:<relative path>"`` for a vocabulary file that
     lives with (or is written from) the dataset, or ``"lvis_json"``. ``things_only`` restricts a
-    vocabulary to its thing classes (instance datasets).
+    vocabulary to its thing classes (instance datasets). ``options`` are loader options, plus
+    ``remap_by_order`` (the panoptic json's category ids, sorted, map in order onto the vocabulary
+    ids) and ``things_from_json`` (the panoptic json's ``isthing`` flags, when the json exists,
+    decide which classes are things; else ``THING_IDS``).
     """
 
     name: str
@@ -213,7 +222,7 @@ def _specs() -> list[DatasetSpec]:
             "mapillary_vistas_panoptic_seg", "download and unzip Mapillary Vistas v1.2 into mapillary_vistas/",
             dict(image_root=f"{mv}/images", panoptic_root=f"{mv}/panoptic",
                  panoptic_json=f"{mv}/panoptic/panoptic_2018.json", sem_seg_root=f"{mv}/labels"),
-            options=dict(remap_by_order=True), ignore_label=65))
+            options=dict(remap_by_order=True, things_from_json=True), ignore_label=65))
         S.append(_sem_seg(
             f"openvocab_mapillary_vistas_sem_seg_{split}", "mapillary_vistas.txt",
             "download and unzip Mapillary Vistas v1.2 into mapillary_vistas/",
@@ -228,7 +237,8 @@ def _specs() -> list[DatasetSpec]:
             "run datasets/prepare_bdd_panoptic.py",
             dict(image_root=f"{bdd}/images/10k/{split}",
                  panoptic_root=f"{bdd}/labels/pan_seg/panoptic_{split}",
-                 panoptic_json=f"{bdd}/labels/pan_seg/panoptic_{split}.json")))
+                 panoptic_json=f"{bdd}/labels/pan_seg/panoptic_{split}.json"),
+            options=dict(things_from_json=True)))
         shp = f"synthetic_shapes/{split}"
         S.append(DatasetSpec(
             f"synthetic_shapes_{split}_panoptic", "panoptic", "synthetic_shapes.txt",
@@ -291,10 +301,12 @@ def _colors(n: int) -> list[list[int]]:
     return out
 
 
-def _class_metadata(spec: DatasetSpec, entries: list[tuple[int, list[str]]]) -> dict[str, Any]:
+def _class_metadata(spec: DatasetSpec, entries: list[tuple[int, list[str]]],
+                    is_thing: Callable[[int], bool]) -> dict[str, Any]:
+    """Class names, id mappings and colours of ``entries``; ``is_thing(id)`` splits a panoptic
+    dataset's classes."""
     ids = [i for i, _ in entries]
     names = [n[0] for _, n in entries]
-    is_thing = THING_IDS.get(spec.vocab, lambda i: False)
     if spec.kind in ("instances", "lvis"):
         return dict(
             thing_classes=names,
@@ -316,11 +328,110 @@ def _class_metadata(spec: DatasetSpec, entries: list[tuple[int, list[str]]]) -> 
     return meta
 
 
+def _table_is_thing(spec: DatasetSpec) -> Callable[[int], bool]:
+    """The built-in thing/stuff split of the dataset's vocabulary (no things when unknown)."""
+    return THING_IDS.get(spec.vocab, lambda i: False)
+
+
+def _normalise_name(name: str) -> str:
+    """A class name for comparison: lower case, ``-``/``_`` as spaces, no parentheses, single
+    spaces (``"Traffic Sign (Back)"`` -> ``"traffic sign back"``)."""
+    for ch in "-_()":
+        name = name.replace(ch, " ")
+    return " ".join(name.lower().split())
+
+
+def _read_json_categories(spec: DatasetSpec, json_file: str) -> list[dict[str, Any]]:
+    """The ``categories`` of a panoptic json (:class:`DatasetNotFoundError` when it is missing)."""
+    check_exists(json_file, spec.name, spec.prepare)
+    with open(json_file, encoding="utf-8") as f:
+        return list(json.load(f)["categories"])
+
+
+def _json_category_map(spec: DatasetSpec, categories: list[dict[str, Any]], vocab_ids: list[int],
+                       json_file: str) -> dict[int, int]:
+    """Json category id -> vocabulary id, as the loader maps them.
+
+    ``vocab_ids`` are the vocabulary's ids in contiguous order. With the ``remap_by_order``
+    option (Mapillary) the json's ids, sorted, map in order onto ``vocab_ids`` (json ids 1..65 ->
+    0..64; the counts must agree, else ``ValueError``); otherwise a category keeps its id and
+    json categories whose id is not a vocabulary id are left out.
+    """
+    if spec.options.get("remap_by_order"):
+        cats = sorted(categories, key=lambda c: int(c["id"]))
+        if len(cats) != len(vocab_ids):
+            raise ValueError(
+                f"{json_file} has {len(cats)} categories, dataset {spec.name!r} expects "
+                f"{len(vocab_ids)}."
+            )
+        return {int(c["id"]): i for c, i in zip(cats, vocab_ids)}
+    known = set(vocab_ids)
+    return {int(c["id"]): int(c["id"]) for c in categories if int(c["id"]) in known}
+
+
+_MAX_LISTED = 5  # mismatched category names shown in the warning
+
+
+def _check_category_names(spec: DatasetSpec, json_file: str, categories: list[dict[str, Any]],
+                          to_vocab: dict[int, int], synonyms: dict[int, list[str]]) -> None:
+    """Log one warning listing the json categories whose name matches none of the synonyms of
+    the vocabulary class they are mapped to (the vocabulary's order may be wrong). Never raises:
+    the synonyms are an editorial choice."""
+    mismatches: list[str] = []
+    for c in sorted(categories, key=lambda c: int(c["id"])):
+        vocab_id = to_vocab.get(int(c["id"]))
+        if vocab_id is None:
+            continue
+        name = str(c.get("name", ""))
+        if _normalise_name(name) not in {_normalise_name(n) for n in synonyms[vocab_id]}:
+            mismatches.append(f"{c['id']} {name!r} -> {vocab_id} {synonyms[vocab_id][0]!r}")
+    if mismatches:
+        more = len(mismatches) - _MAX_LISTED
+        logger.warning(
+            "%s: %d categories of %s match none of the synonyms of the vocabulary class they are "
+            "mapped to (is the vocabulary order right?): %s%s", spec.name, len(mismatches),
+            json_file, ", ".join(mismatches[:_MAX_LISTED]), f" and {more} more" if more > 0 else "",
+        )
+
+
+def _json_is_thing(spec: DatasetSpec, root: str,
+                   entries: list[tuple[int, list[str]]]) -> Callable[[int], bool]:
+    """The thing/stuff split from the ``isthing`` flags of the dataset's panoptic json.
+
+    Falls back to the built-in table when the json does not exist, and per class when its json
+    category has no ``isthing`` flag (or, mapping by id, no json category). Checks the json's
+    category names against the vocabulary, and logs the classes whose flag differs from the table.
+    """
+    table = _table_is_thing(spec)
+    json_file = os.path.join(root, spec.paths["panoptic_json"])
+    if not os.path.isfile(json_file):
+        logger.debug("%s: no %s; thing classes from the built-in table.", spec.name, json_file)
+        return table
+    categories = _read_json_categories(spec, json_file)
+    to_vocab = _json_category_map(spec, categories, [i for i, _ in entries], json_file)
+    synonyms = dict(entries)
+    _check_category_names(spec, json_file, categories, to_vocab, synonyms)
+    flags = {i: table(i) for i, _ in entries}
+    for c in categories:
+        if "isthing" in c and int(c["id"]) in to_vocab:
+            flags[to_vocab[int(c["id"])]] = bool(c["isthing"])
+    changed = [f"{synonyms[i][0]!r} ({'thing' if f else 'stuff'})"
+               for i, f in flags.items() if f != table(i)]
+    if changed:
+        logger.info("%s: thing/stuff flags from %s, not the built-in table, for: %s",
+                    spec.name, json_file, ", ".join(changed))
+    return flags.__getitem__
+
+
 def _set_class_metadata(spec: DatasetSpec, root: str, meta: Metadata) -> None:
     """Class names, id mappings and colours from the dataset's vocabulary (at registration, or
-    on the first read for vocabularies that come from the dataset's own files)."""
+    on the first read for datasets whose vocabulary or thing/stuff split come from their own
+    files)."""
     entries, path = _vocab_entries(spec, root)
-    meta.set(overwrite=True, **_class_metadata(spec, entries), builtin_vocabulary_file=path)
+    is_thing = (_json_is_thing(spec, root, entries) if spec.options.get("things_from_json")
+                else _table_is_thing(spec))
+    meta.set(overwrite=True, **_class_metadata(spec, entries, is_thing),
+             builtin_vocabulary_file=path)
 
 
 def _register_one(spec: DatasetSpec, root: str) -> None:
@@ -335,7 +446,8 @@ def _register_one(spec: DatasetSpec, root: str) -> None:
         dataset_kind=spec.kind,
         **paths,
     )
-    if spec.vocab == "lvis_json" or spec.vocab.startswith("dataset:"):
+    if (spec.vocab == "lvis_json" or spec.vocab.startswith("dataset:")
+            or spec.options.get("things_from_json")):
         meta.set_lazy(partial(_set_class_metadata, spec, root))
     else:
         _set_class_metadata(spec, root, meta)
@@ -376,20 +488,9 @@ def _load(spec: DatasetSpec, paths: dict[str, str]) -> list[dict]:
 
 def _order_remap(spec: DatasetSpec, json_file: str, meta: Metadata) -> dict[int, int]:
     """Map the json's category ids (sorted) onto the vocabulary's ids, in order (Mapillary)."""
-    check_exists(json_file, spec.name, spec.prepare)
-    with open(json_file, encoding="utf-8") as f:
-        cats = sorted(json.load(f)["categories"], key=lambda c: c["id"])
-    ours = sorted(meta.stuff_dataset_id_to_contiguous_id, key=meta.stuff_dataset_id_to_contiguous_id.get)
-    if len(cats) != len(ours):
-        raise ValueError(
-            f"{json_file} has {len(cats)} categories, dataset {spec.name!r} expects {len(ours)}."
-        )
-    for c, i in zip(cats, ours):
-        isthing = i in meta.thing_dataset_id_to_contiguous_id
-        if "isthing" in c and bool(c["isthing"]) != isthing:
-            logger.warning("%s: category %r isthing=%s in the json, %s in the registration.",
-                           spec.name, c.get("name"), c["isthing"], isthing)
-    return {int(c["id"]): i for c, i in zip(cats, ours)}
+    stuff_map = meta.stuff_dataset_id_to_contiguous_id
+    ours = sorted(stuff_map, key=stuff_map.get)
+    return _json_category_map(spec, _read_json_categories(spec, json_file), ours, json_file)
 
 
 def register_all_builtin(root: str | None = None) -> None:

@@ -16,9 +16,11 @@ Layouts (``MAKERS``; each ``make_<layout>(root, seed, num_train, num_val)`` writ
 * ``pcontext``: ``VOCdevkit/VOC2010`` JPEGImages + Pascal Context ``trainval/*.mat`` LabelMaps,
   ``labels.txt`` and split lists.
 * ``mapillary``: ``mapillary_vistas/`` panoptic (json, PNGs) + semantic labels.
-* ``bdd``: ``bdd100k/`` 10k images with panoptic labels in COCO panoptic format.
-* ``semantic``: every semantic-only registered layout with ready label maps (BDD 10k, COCO-Stuff
-  detectron2 maps, ADE20K-full, Mapillary labels) - a semantic-only set for loader tests.
+* ``bdd``: ``bdd100k/`` 10k images with the panoptic bitmasks as downloaded.
+* ``ade_full``: ``ADE20K_2021_17_01/`` as downloaded (``index_ade20k.pkl``, images and
+  ``_seg.png`` object maps) with a fixed design: see :data:`ADE_FULL_DESIGN`.
+* ``semantic``: the semantic-only registered layouts with ready label maps (BDD 10k, COCO-Stuff
+  detectron2 maps, Mapillary labels) - a semantic-only set for loader tests.
 
 Every scene is a random composition, but the same seed gives the same files. The command line is
 ``tools/make_synthetic_dataset.py``.
@@ -46,6 +48,7 @@ __all__ = [
     "make_shapes",
     "make_coco",
     "make_ade",
+    "make_ade_full",
     "make_cityscapes",
     "make_voc",
     "make_pcontext",
@@ -271,6 +274,61 @@ def make_ade(root: str, seed: int, num_train: int, num_val: int, size: int = 96)
     return out
 
 
+#: The synthetic ADE20K-full release: object names (object id = position + 1; the ids in between
+#: are fillers ``object <id>``) and, per image, ``(file name, scene, height, width, object ids in
+#: vertical bands)`` with 0 = unlabelled. Classes in both splits: wall, building, person, sky,
+#: tree, car, road (training-image counts 3, 2, 2, 1, 1, 1, 1); "unicycle" occurs only in
+#: training, "gondola" only in validation, "zeppelin" nowhere. Road has id 300 (R channel used).
+ADE_FULL_NAMES = {1: "wall", 2: "building, edifice", 3: "sky",
+                  4: "person, individual, someone, somebody, mortal, soul", 5: "tree",
+                  6: "car, auto, automobile, machine, motorcar", 7: "unicycle, monocycle",
+                  8: "gondola", 9: "zeppelin", 300: "road, route"}
+ADE_FULL_DESIGN = (
+    ("training", "ADE_train_00000001", "urban/street", 48, 64, (1, 2, 3, 7)),
+    ("training", "ADE_train_00000002", "home/kitchen", 40, 56, (1, 4, 5, 300)),
+    ("training", "ADE_frame_00000001", "urban/street", 600, 720, (1, 2, 6, 4)),
+    ("validation", "ADE_val_00000001", "urban/street", 56, 48, (1, 2, 3, 4, 8)),
+    ("validation", "ADE_val_00000002", "urban/highway", 48, 64, (6, 5, 0, 300, 1)),
+)
+
+
+def ade_full_bands(h: int, w: int, objects) -> np.ndarray:
+    """Object id per pixel ``(H, W)`` int32: ``objects`` in equal vertical bands, left to right."""
+    edges = np.linspace(0, w, len(objects) + 1).round().astype(int)
+    out = np.zeros((h, w), np.int32)
+    for k, obj in enumerate(objects):
+        out[:, edges[k]:edges[k + 1]] = obj
+    return out
+
+
+def make_ade_full(root: str, seed: int, num_train: int = 0, num_val: int = 0) -> str:
+    """ADE20K_2021_17_01 as downloaded, with the fixed content of :data:`ADE_FULL_DESIGN`
+    (``num_train``/``num_val`` are ignored; ``seed`` only changes the pixel noise)."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    out = os.path.join(root, "ADE20K_2021_17_01")
+    num_objects = max(ADE_FULL_NAMES)
+    objectnames = [ADE_FULL_NAMES.get(i, f"object {i}") for i in range(1, num_objects + 1)]
+    colours = rng.integers(0, 256, (num_objects + 1, 3))
+    index: dict = {"filename": [], "folder": [], "scene": [], "objectnames": objectnames}
+    for split, name, scene, h, w, objects in ADE_FULL_DESIGN:
+        folder = f"ADE20K_2021_17_01/images/ADE/{split}/{scene}"
+        os.makedirs(os.path.join(root, folder), exist_ok=True)
+        obj = ade_full_bands(h, w, objects)
+        image = np.clip(colours[obj] + rng.integers(-20, 21, (h, w, 3)), 0, 255).astype(np.uint8)
+        seg = np.stack([(obj // 256) * 10, obj % 256, rng.integers(0, 256, (h, w))], -1).astype(np.uint8)
+        Image.fromarray(image).save(os.path.join(root, folder, name + ".jpg"), quality=95)
+        Image.fromarray(seg).save(os.path.join(root, folder, name + "_seg.png"))
+        index["filename"].append(name + ".jpg")
+        index["folder"].append(folder)
+        index["scene"].append(scene)
+    with open(os.path.join(out, "index_ade20k.pkl"), "wb") as f:
+        pickle.dump(index, f)
+    logger.info("Wrote a synthetic ADE20K 2021_17_01 release to %s", out)
+    return out
+
+
 CITYSCAPES_IDS = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
 
 
@@ -398,7 +456,7 @@ def make_pcontext(root: str, seed: int, num_train: int, num_val: int, size: int 
 
 
 def make_semantic(root: str, seed: int, num_train: int, num_val: int, size: int = 48) -> list[str]:
-    """Ready-to-load semantic-only layouts (BDD 10k, COCO-Stuff maps, ADE-full, Mapillary)."""
+    """Ready-to-load semantic-only layouts (BDD 10k, COCO-Stuff maps, Mapillary labels)."""
     rng = np.random.default_rng(seed)
     written = []
 
@@ -419,13 +477,8 @@ def make_semantic(root: str, seed: int, num_train: int, num_val: int, size: int 
               n, 19, "jpg", "png", 255)
         write(f"{root}/coco/{split}2017", f"{root}/coco/stuffthingmaps_detectron2/{split}2017", n,
               171, "jpg", "png", 255, prefix="stuff")
-        write(f"{root}/ADE20K_2021_17_01/images_detectron2/{ade}",
-              f"{root}/ADE20K_2021_17_01/annotations_detectron2/{ade}", n, 847, "jpg", "tif",
-              65535, np.uint16)
         write(f"{root}/mapillary_vistas/{ade}/images", f"{root}/mapillary_vistas/{ade}/labels", n,
               65, "jpg", "png", 65)
-    with open(f"{root}/ADE20K_2021_17_01/ade20k_847_classes.txt", "w") as f:
-        f.write("".join(f"{k}:synthetic class {k}\n" for k in range(847)))
     logger.info("Wrote semantic-only synthetic layouts under %s", root)
     return written
 
@@ -453,25 +506,35 @@ def make_mapillary(root: str, seed: int, num_train: int, num_val: int, size: int
 
 
 def make_bdd(root: str, seed: int, num_train: int, num_val: int, size: int = 64) -> str:
-    """BDD100K 10k images with panoptic labels in COCO panoptic format (40 categories)."""
-    entries = _read_vocab("bdd_panoptic.txt")
-    cats = [{"id": i, "name": n[0], "isthing": int(i >= 31)} for i, n in entries]
+    """BDD100K 10k images with panoptic labels as downloaded: RGBA bitmasks (R = category 1..40,
+    G = attribute bits, B * 256 + A = instance id; ``datasets/prepare_bdd_panoptic.py`` converts
+    them). Each image's first thing instance carries the crowd bit; stuff regions carry instance
+    ids too, as in the release."""
     rng = np.random.default_rng(seed)
     out = os.path.join(root, "bdd100k")
     for split, n in (("train", num_train), ("val", num_val)):
-        scenes = [(f"bddpan{split}{k:04d}",) + make_scene(rng, size, size + 16, list(range(1, 31)),
-                                                         list(range(31, 41))) for k in range(n)]
-        _write_coco_style(os.path.join(out, "images", "10k", split),
-                          os.path.join(out, "labels", "pan_seg", f"panoptic_{split}"),
-                          os.path.join(out, "labels", "pan_seg", f"panoptic_{split}.json"), None,
-                          None, cats, scenes)
-    logger.info("Wrote a synthetic BDD100K panoptic dataset to %s", out)
+        img_dir = os.path.join(out, "images", "10k", split)
+        mask_dir = os.path.join(out, "labels", "pan_seg", "bitmasks", split)
+        os.makedirs(img_dir, exist_ok=True)
+        os.makedirs(mask_dir, exist_ok=True)
+        for k in range(n):
+            image, segs = make_scene(rng, size, size + 16, list(range(1, 31)), list(range(31, 41)))
+            bitmask = np.zeros(image.shape[:2] + (4,), np.uint8)
+            first_thing = next((j for j, s in enumerate(segs) if s["isthing"]), None)
+            for j, s in enumerate(segs, start=1):
+                bitmask[s["mask"], 0] = s["category_id"]
+                bitmask[s["mask"], 1] = 2 if j - 1 == first_thing else 0
+                bitmask[s["mask"], 2], bitmask[s["mask"], 3] = divmod(300 + j, 256)
+            name = f"bddpan{split}{k:04d}"
+            Image.fromarray(image).save(os.path.join(img_dir, name + ".jpg"), quality=95)
+            Image.fromarray(bitmask).save(os.path.join(mask_dir, name + ".png"))
+    logger.info("Wrote a synthetic BDD100K panoptic release (bitmasks) to %s", out)
     return out
 
 
-MAKERS = {"shapes": make_shapes, "coco": make_coco, "ade": make_ade, "cityscapes": make_cityscapes,
-          "voc": make_voc, "pcontext": make_pcontext, "semantic": make_semantic,
-          "mapillary": make_mapillary, "bdd": make_bdd}
+MAKERS = {"shapes": make_shapes, "coco": make_coco, "ade": make_ade, "ade_full": make_ade_full,
+          "cityscapes": make_cityscapes, "voc": make_voc, "pcontext": make_pcontext,
+          "semantic": make_semantic, "mapillary": make_mapillary, "bdd": make_bdd}
 
 
 # ---------------------------------------------------------------------------------------------

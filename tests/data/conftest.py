@@ -47,6 +47,7 @@ def synth_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("datasets"))
     msd.main(["all", "--root", root, "--num-train", "3", "--num-val", "2", "--seed", "0"])
     for name in ("prepare_ade20k_sem_seg", "prepare_ade20k_pan_seg", "prepare_ade20k_ins_seg",
+                 "prepare_ade20k_full_sem_seg", "prepare_bdd_panoptic",
                  "prepare_coco_semantic_annos_from_panoptic_annos", "prepare_pascal_voc_sem_seg",
                  "prepare_pascal_ctx_sem_seg"):
         prepare_module(name).convert(root)

@@ -124,7 +124,8 @@ def test_coco_stuff_prepare(tmp_path):
 
 @pytest.mark.parametrize("script", ["prepare_ade20k_sem_seg", "prepare_ade20k_pan_seg", "prepare_ade20k_ins_seg",
                                     "prepare_coco_semantic_annos_from_panoptic_annos", "prepare_pascal_voc_sem_seg",
-                                    "prepare_pascal_ctx_sem_seg", "prepare_coco_stuff_sem_seg"])
+                                    "prepare_pascal_ctx_sem_seg", "prepare_coco_stuff_sem_seg",
+                                    "prepare_ade20k_full_sem_seg", "prepare_bdd_panoptic"])
 def test_prepare_scripts_validate_input(tmp_path, script):
     from _prepare_common import InputError
 
