@@ -85,6 +85,21 @@ def segment_info(sid: int, cat: int, mask: np.ndarray, iscrowd: int = 0) -> dict
             "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]}
 
 
+def write_panoptic_json(path: str, images: list[dict], annotations: list[dict], categories: list[dict],
+                        png_dir: str) -> int:
+    """Write a COCO panoptic json (its PNGs are in ``png_dir``), log it and return the number
+    of images."""
+    write_json(path, {"images": images, "annotations": annotations, "categories": categories})
+    logger.info("Wrote %d panoptic annotations to %s and %s", len(images), path, png_dir)
+    return len(images)
+
+
+def run_script(convert, doc: str, argv=None) -> None:
+    """The command line of a script whose only option is ``--root``: ``convert(root)`` under
+    :func:`run` (``doc`` is the script's docstring)."""
+    run(lambda: convert(parse_root(doc, argv)))
+
+
 def run(main) -> None:
     """Run ``main()``; input errors end with a one-line message and exit status 1."""
     setup_logging()

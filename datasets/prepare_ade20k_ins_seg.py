@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_util
 
-from _prepare_common import SPLIT_DIRS, InputError, parse_root, require, run, write_json
+from _prepare_common import SPLIT_DIRS, InputError, require, run_script, write_json
 from prepare_ade20k_pan_seg import categories, image_files, instance_mapping, instance_masks
 
 logger = logging.getLogger("prepare")
@@ -53,9 +53,5 @@ def convert(root: str) -> dict[str, int]:
     return written
 
 
-def main(argv=None) -> None:
-    convert(parse_root(__doc__, argv))
-
-
 if __name__ == "__main__":
-    run(main)
+    run_script(convert, __doc__)

@@ -14,7 +14,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from _prepare_common import InputError, parse_root, require, run
+from _prepare_common import InputError, require, run_script
 
 logger = logging.getLogger("prepare")
 
@@ -42,9 +42,5 @@ def convert(root: str) -> dict[str, int]:
     return written
 
 
-def main(argv=None) -> None:
-    convert(parse_root(__doc__, argv))
-
-
 if __name__ == "__main__":
-    run(main)
+    run_script(convert, __doc__)

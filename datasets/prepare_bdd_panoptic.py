@@ -19,7 +19,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from _prepare_common import InputError, id2rgb, parse_root, require, run, segment_info, write_json
+from _prepare_common import InputError, id2rgb, require, run_script, segment_info, write_panoptic_json
 
 logger = logging.getLogger("prepare")
 
@@ -83,15 +83,9 @@ def convert(root: str) -> dict[str, int]:
         if not images:
             raise InputError(f"No bitmask PNGs in {src}.")
         jf = os.path.join(base, "labels", "pan_seg", f"panoptic_{split}.json")
-        write_json(jf, {"images": images, "annotations": anns, "categories": cats})
-        written[jf] = len(images)
-        logger.info("Wrote %d panoptic annotations to %s and %s", len(images), jf, out_dir)
+        written[jf] = write_panoptic_json(jf, images, anns, cats, out_dir)
     return written
 
 
-def main(argv=None) -> None:
-    convert(parse_root(__doc__, argv))
-
-
 if __name__ == "__main__":
-    run(main)
+    run_script(convert, __doc__)

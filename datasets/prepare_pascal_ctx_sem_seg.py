@@ -21,7 +21,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from _prepare_common import SPLIT_DIRS, InputError, make_split_dirs, parse_root, read_ids, require, run
+from _prepare_common import SPLIT_DIRS, InputError, make_split_dirs, read_ids, require, run_script
 
 logger = logging.getLogger("prepare")
 
@@ -75,9 +75,5 @@ def convert(root: str) -> dict[str, int]:
     return written
 
 
-def main(argv=None) -> None:
-    convert(parse_root(__doc__, argv))
-
-
 if __name__ == "__main__":
-    run(main)
+    run_script(convert, __doc__)

@@ -141,3 +141,18 @@ def test_prepare_rejects_bad_labels(tmp_path):
     Image.fromarray(np.full((4, 4), 200, np.uint8)).save(d / "a.png")
     with pytest.raises(InputError, match="not an ADE20K-150 label map"):
         prepare_module("prepare_ade20k_sem_seg").convert(str(tmp_path))
+
+
+@pytest.mark.parametrize("script,missing", [
+    ("prepare_ade20k_sem_seg", "the ADE20K scene-parsing release at {root}/ADEChallengeData2016"),
+    ("prepare_ade20k_full_sem_seg", "the ADE20K 2021_17_01 release at {root}/ADE20K_2021_17_01"),
+])
+def test_prepare_command_line(tmp_path, script, missing):
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, os.path.join(repo, "datasets", script + ".py"), "--root", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"Expected {missing.format(root=tmp_path)}, which does not exist."
