@@ -2,7 +2,7 @@
 """Write small synthetic datasets in the real raw layouts, deterministically from a seed.
 
 The generators are :mod:`frozenseg.data.synthetic` (see there for the layouts: shapes, coco,
-ade, cityscapes, voc, pcontext, mapillary, bdd, semantic); this is their command line. All are
+ade, ade_full, cityscapes, voc, pcontext, mapillary, bdd, semantic); this is their command line. All are
 written under ``--root`` (default ``$DETECTRON2_DATASETS`` or ``./datasets``). Usage::
 
     python tools/make_synthetic_dataset.py shapes --root datasets --num-train 64 --num-val 16
