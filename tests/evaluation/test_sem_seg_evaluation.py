@@ -137,3 +137,24 @@ def test_label_map_output_size_mismatch_and_missing_gt_are_errors():
     ev.reset()
     ev.process([{"sem_seg": torch.as_tensor(GT)}], [{"sem_seg": torch.as_tensor(GT)}])
     assert ev.evaluate()["sem_seg"]["mIoU"] == pytest.approx(100.0)
+
+
+def test_uint16_tiff_ground_truth_with_65535_ignore(tmp_path, caplog):
+    """The ADE-847 / Pascal Context 459 format: uint16 TIFF labels above 255, 65535 ignored."""
+    from PIL import Image
+
+    gt = np.array([[300, 300, 2, 65535], [300, 300, 2, 65535]], np.uint16)
+    Image.fromarray(gt).save(tmp_path / "gt.tif")
+    pred = np.array([[300, 2, 2, 0], [300, 300, 2, 1]])
+    classes = [f"class {k}" for k in range(301)]
+    ev = SemSegEvaluator(SimpleNamespace(stuff_classes=classes, ignore_label=65535), distributed=False)
+    ev.reset()
+    ev.process([{"file_name": "a.jpg", "sem_seg_file_name": str(tmp_path / "gt.tif")}],
+               [{"sem_seg": torch.as_tensor(pred)}])
+    res = ev.evaluate()["sem_seg"]
+    # class 300: 3 of 4 pixels hit, no false positive -> 75; class 2: 2 hits + 1 false positive -> 66.67
+    assert res["IoU-class 300"] == pytest.approx(75.0)
+    assert res["IoU-class 2"] == pytest.approx(200 / 3)
+    assert res["mIoU"] == pytest.approx((75.0 + 200 / 3) / 2)
+    assert res["pACC"] == pytest.approx(500 / 6)
+    assert "outside" not in caplog.text  # 65535 is the ignore label, not an out-of-range label
