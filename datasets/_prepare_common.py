@@ -70,13 +70,6 @@ def write_json(path: str, data) -> None:
         json.dump(data, fh)
 
 
-def id2rgb(ids: np.ndarray) -> np.ndarray:
-    """COCO panoptic PNG colours ``(H, W, 3)`` uint8 of segment ids ``(H, W)``
-    (id = R + 256 G + 65536 B)."""
-    ids = ids.astype(np.uint32)
-    return np.stack([ids % 256, (ids // 256) % 256, ids // 65536], axis=-1).astype(np.uint8)
-
-
 def segment_info(sid: int, cat: int, mask: np.ndarray, iscrowd: int = 0) -> dict:
     """A COCO panoptic ``segments_info`` entry of the boolean ``mask`` ``(H, W)`` (bbox in
     pixels, ``[x, y, w, h]``)."""

@@ -17,9 +17,10 @@ import logging
 import os
 
 import numpy as np
+from panopticapi.utils import id2rgb
 from PIL import Image
 
-from _prepare_common import InputError, id2rgb, require, run_script, segment_info, write_panoptic_json
+from _prepare_common import InputError, require, run_script, segment_info, write_panoptic_json
 
 logger = logging.getLogger("prepare")
 

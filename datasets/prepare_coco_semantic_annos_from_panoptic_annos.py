@@ -14,6 +14,7 @@ import logging
 import os
 
 import numpy as np
+from panopticapi.utils import rgb2id
 from PIL import Image
 
 from _prepare_common import InputError, require, run_script
@@ -35,9 +36,8 @@ def convert(root: str, splits=("train", "val")) -> dict[str, int]:
         with open(jf) as f:
             data = json.load(f)
         for ann in data["annotations"]:
-            rgb = np.array(Image.open(require(os.path.join(pan_dir, ann["file_name"]), "a panoptic PNG"))
-                           .convert("RGB")).astype(np.uint32)
-            ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+            ids = rgb2id(np.array(Image.open(require(os.path.join(pan_dir, ann["file_name"]), "a panoptic PNG"))
+                                  .convert("RGB")))
             sem = np.full(ids.shape, 255, np.uint8)
             for s in ann["segments_info"]:
                 if s["category_id"] not in id_map:

@@ -35,6 +35,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from panopticapi.utils import id2rgb
 from PIL import Image, ImageDraw
 
 from .vocabulary import builtin_vocabulary_path, read_vocabulary_entries
@@ -70,12 +71,6 @@ STUFF_TEXTURES = {  # base colour of each shapes-dataset stuff class
     7: (215, 195, 140),  # sand
     8: (30, 80, 160),  # water
 }
-
-
-def id2rgb(ids: np.ndarray) -> np.ndarray:
-    """COCO panoptic id -> RGB encoding (id = R + 256 G + 256^2 B)."""
-    ids = ids.astype(np.uint32)
-    return np.stack([ids % 256, (ids // 256) % 256, ids // 65536], axis=-1).astype(np.uint8)
 
 
 def _shape_mask(kind: str, h: int, w: int, cx: float, cy: float, r: float, angle: float) -> np.ndarray:

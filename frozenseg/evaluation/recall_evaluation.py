@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from panopticapi.utils import rgb2id
 from PIL import Image
 
 from .evaluator import DatasetEvaluator
@@ -31,7 +32,6 @@ from .utils import (
     normalize_seen_classes,
     output_tensor,
     resolve_metadata,
-    rgb_to_id,
     save_results_json,
     semantic_ground_truth,
 )
@@ -156,7 +156,7 @@ class RecallEvaluator(DatasetEvaluator):
         )
         if use_panoptic:
             with Image.open(source["pan_seg_file_name"]) as img:
-                ids = rgb_to_id(np.asarray(img.convert("RGB")))
+                ids = rgb2id(np.asarray(img.convert("RGB")))
             seg_map = np.zeros(ids.shape, dtype=np.int64)
             categories = []
             for seg in source["segments_info"]:

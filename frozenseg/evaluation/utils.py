@@ -37,7 +37,6 @@ __all__ = [
     "save_results_json",
     "capture_stdout",
     "read_label_image",
-    "rgb_to_id",
     "reverse_id_map",
     "patch_numpy_aliases",
 ]
@@ -220,12 +219,6 @@ def read_label_image(path: str) -> np.ndarray:
     if arr.ndim == 3:
         raise ValueError(f"Label image {path} has {arr.shape[2]} channels, expected 1.")
     return arr.astype(np.int64)
-
-
-def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
-    """Decode a COCO-panoptic RGB PNG array (H, W, 3) to segment ids ``R + 256 G + 256^2 B``."""
-    rgb = rgb.astype(np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
 
 
 def reverse_id_map(mapping: Mapping | None) -> dict[int, int]:

@@ -95,8 +95,8 @@ def test_every_default_key_is_documented():
         if line.startswith("_C.") and "= CN()" not in line and "#" not in line
     ]
     # multi-line comments above a key are also accepted
-    prev_comment = {i for i, l in enumerate(src) if l.lstrip().startswith("#")}
+    prev_comment = {i for i, line in enumerate(src) if line.lstrip().startswith("#")}
     undocumented = [
-        l for l in undocumented if src.index(l) - 1 not in prev_comment
+        line for line in undocumented if src.index(line) - 1 not in prev_comment
     ]
     assert undocumented == []

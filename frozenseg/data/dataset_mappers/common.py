@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from panopticapi.utils import rgb2id
 from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -61,8 +62,8 @@ def read_label_map(path: str) -> torch.Tensor:
 def read_panoptic_ids(path: str) -> torch.Tensor:
     """Read a COCO panoptic PNG as (H, W) int64 segment ids (R + 256 G + 256^2 B)."""
     with Image.open(path) as im:
-        arr = np.array(im.convert("RGB")).astype(np.int64)
-    return torch.from_numpy(arr[:, :, 0] + 256 * arr[:, :, 1] + 256 * 256 * arr[:, :, 2])
+        ids = rgb2id(np.array(im.convert("RGB")))
+    return torch.from_numpy(ids.astype(np.int64))
 
 
 def shortest_edge_size(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
