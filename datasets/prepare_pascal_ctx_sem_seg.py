@@ -9,7 +9,8 @@ Output: ``pascal_ctx_d2/images/{training,validation}/*.jpg``,
 ``annotations_ctx459/...`` (uint16 TIFF, LabelMap - 1, unlabelled = 65535),
 ``annotations_ctx59/...`` (PNG, the 59 benchmark classes in the order of
 ``frozenseg/data/vocabularies/pascal_context_59.txt``, everything else 255) and
-``pascal_ctx_d2/pc459_classes.txt`` (the 459 names from labels.txt, vocabulary format).
+``pascal_ctx_d2/pc459_classes.txt`` (the 459 names from labels.txt, vocabulary format; the
+classes shared with the 59-class benchmark also get that vocabulary's editorial synonyms).
 """
 
 from __future__ import annotations
@@ -26,10 +27,24 @@ from _prepare_common import SPLIT_DIRS, InputError, make_split_dirs, read_ids, r
 logger = logging.getLogger("prepare")
 
 
-def _names59() -> list[str]:
+def _synonyms59() -> list[list[str]]:
+    """Names with synonyms of the 59 benchmark classes (``pascal_context_59.txt``)."""
     from frozenseg.data.vocabulary import builtin_vocabulary_path, read_vocabulary_entries
 
-    return [n[0] for _, n in read_vocabulary_entries(builtin_vocabulary_path("pascal_context_59.txt"))]
+    return [n for _, n in read_vocabulary_entries(builtin_vocabulary_path("pascal_context_59.txt"))]
+
+
+def names459(labels: dict[int, str], synonyms59: list[list[str]]) -> list[list[str]]:
+    """Vocabulary entries of the 459 classes: each ``labels.txt`` name (commas as spaces), followed
+    by the editorial synonyms of the 59-class vocabulary for the classes both lists share
+    (matched with spaces ignored, so ``pottedplant`` gets ``potted plant``)."""
+    by_key = {n[0].replace(" ", ""): n for n in synonyms59}
+    out = []
+    for i in range(1, 460):
+        name = " ".join(labels[i].replace(",", " ").split())
+        extra = by_key.get(name.replace(" ", ""), [])
+        out.append([name] + [n for n in extra if n != name])
+    return out
 
 
 def convert(root: str) -> dict[str, int]:
@@ -47,14 +62,14 @@ def convert(root: str) -> dict[str, int]:
         raise InputError(f"{voc}/labels.txt must list ids 1..459, found {len(labels)} entries.")
     by_name = {n.replace(" ", ""): i for i, n in labels.items()}
     lut59 = np.full(460, 255, np.uint8)
-    for k, n in enumerate(_names59()):
+    synonyms59 = _synonyms59()
+    for k, (n, *_) in enumerate(synonyms59):
         key = n.replace(" ", "")
         if key not in by_name:
             raise InputError(f"Class {n!r} of Pascal Context 59 is not in labels.txt.")
         lut59[by_name[key]] = k
     out = os.path.join(root, "pascal_ctx_d2")
-    write_vocabulary_file(os.path.join(out, "pc459_classes.txt"),
-                          [labels[i].replace(",", " ") for i in range(1, 460)], ids=range(459))
+    write_vocabulary_file(os.path.join(out, "pc459_classes.txt"), names459(labels, synonyms59), ids=range(459))
     written = {}
     for split, d2 in SPLIT_DIRS:
         ids = read_ids(os.path.join(voc, "ImageSets", "SegmentationContext", f"{split}.txt"),

@@ -156,3 +156,16 @@ def test_prepare_command_line(tmp_path, script, missing):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert r.stderr.strip() == f"Expected {missing.format(root=tmp_path)}, which does not exist."
+
+
+def test_pc459_vocabulary_reuses_the_59_class_synonyms(synth_root):
+    names459 = prepare_module("prepare_pascal_ctx_sem_seg").names459
+    labels = {i: f"extra class {i}" for i in range(1, 460)}
+    labels[7], labels[8] = "pottedplant", "bird"
+    entries = names459(labels, [["potted plant", "houseplant"], ["bird", "birds"]])
+    assert entries[6] == ["pottedplant", "potted plant", "houseplant"]
+    assert entries[7] == ["bird", "birds"] and entries[0] == ["extra class 1"]
+    # the prepared synthetic dataset: every 59-class name is a synonym of a 459-class entry
+    vocab459 = [set(v.split(",")) for v in dataset_vocabulary("openvocab_pascal_ctx459_sem_seg_val")]
+    for v59 in dataset_vocabulary("openvocab_pascal_ctx59_sem_seg_val"):
+        assert any(set(v59.split(",")) <= v for v in vocab459), v59
