@@ -100,7 +100,7 @@ class DatasetSpec:
     lives with (or is written from) the dataset, or ``"lvis_json"``. ``things_only`` restricts a
     vocabulary to its thing classes (instance datasets). ``options`` are loader options, plus
     ``remap_by_order`` (the panoptic json's category ids, sorted, map in order onto the vocabulary
-    ids) and ``things_from_json`` (the panoptic json's ``isthing`` flags, when the json exists,
+    ids, and the metadata's dataset ids are the json's) and ``things_from_json`` (the panoptic json's ``isthing`` flags, when the json exists,
     decide which classes are things; else ``THING_IDS``).
     """
 
@@ -394,19 +394,24 @@ def _check_category_names(spec: DatasetSpec, json_file: str, categories: list[di
         )
 
 
-def _json_is_thing(spec: DatasetSpec, root: str,
-                   entries: list[tuple[int, list[str]]]) -> Callable[[int], bool]:
-    """The thing/stuff split from the ``isthing`` flags of the dataset's panoptic json.
+def _apply_json_categories(
+    spec: DatasetSpec, root: str, entries: list[tuple[int, list[str]]]
+) -> tuple[list[tuple[int, list[str]]], Callable[[int], bool]]:
+    """Vocabulary entries and thing/stuff split as the dataset's panoptic json defines them.
 
-    Falls back to the built-in table when the json does not exist, and per class when its json
-    category has no ``isthing`` flag (or, mapping by id, no json category). Checks the json's
-    category names against the vocabulary, and logs the classes whose flag differs from the table.
+    The ``isthing`` flags of the json's categories decide which classes are things (the built-in
+    table stays for a category without the flag, or without a json category when mapping by id).
+    With ``remap_by_order`` (Mapillary) the entries are re-keyed by the json's category ids, so
+    that the metadata's dataset ids are those of the ground truth (what the panoptic evaluator
+    writes into its predictions). The json's category names are checked against the vocabulary,
+    and the classes whose flag differs from the table are logged. Without the json (e.g. the
+    demo without the dataset) the entries and the table are returned unchanged.
     """
     table = _table_is_thing(spec)
     json_file = os.path.join(root, spec.paths["panoptic_json"])
     if not os.path.isfile(json_file):
         logger.debug("%s: no %s; thing classes from the built-in table.", spec.name, json_file)
-        return table
+        return entries, table
     categories = _read_json_categories(spec, json_file)
     to_vocab = _json_category_map(spec, categories, [i for i, _ in entries], json_file)
     synonyms = dict(entries)
@@ -420,7 +425,11 @@ def _json_is_thing(spec: DatasetSpec, root: str,
     if changed:
         logger.info("%s: thing/stuff flags from %s, not the built-in table, for: %s",
                     spec.name, json_file, ", ".join(changed))
-    return flags.__getitem__
+    if spec.options.get("remap_by_order"):
+        to_json = {v: j for j, v in to_vocab.items()}
+        entries = [(to_json[i], names) for i, names in entries]
+        flags = {to_json[i]: f for i, f in flags.items()}
+    return entries, flags.__getitem__
 
 
 def _set_class_metadata(spec: DatasetSpec, root: str, meta: Metadata) -> None:
@@ -428,8 +437,9 @@ def _set_class_metadata(spec: DatasetSpec, root: str, meta: Metadata) -> None:
     on the first read for datasets whose vocabulary or thing/stuff split come from their own
     files)."""
     entries, path = _vocab_entries(spec, root)
-    is_thing = (_json_is_thing(spec, root, entries) if spec.options.get("things_from_json")
-                else _table_is_thing(spec))
+    is_thing = _table_is_thing(spec)
+    if spec.options.get("things_from_json"):
+        entries, is_thing = _apply_json_categories(spec, root, entries)
     meta.set(overwrite=True, **_class_metadata(spec, entries, is_thing),
              builtin_vocabulary_file=path)
 
@@ -487,7 +497,9 @@ def _load(spec: DatasetSpec, paths: dict[str, str]) -> list[dict]:
 
 
 def _order_remap(spec: DatasetSpec, json_file: str, meta: Metadata) -> dict[int, int]:
-    """Map the json's category ids (sorted) onto the vocabulary's ids, in order (Mapillary)."""
+    """Map the json's category ids (sorted) onto the metadata's dataset ids, in order (Mapillary):
+    the identity when the metadata was keyed by the json's ids, a shift when it was built from the
+    vocabulary alone (the json did not exist then)."""
     stuff_map = meta.stuff_dataset_id_to_contiguous_id
     ours = sorted(stuff_map, key=stuff_map.get)
     return _json_category_map(spec, _read_json_categories(spec, json_file), ours, json_file)

@@ -11,7 +11,8 @@ Layouts (``MAKERS``; each ``make_<layout>(root, seed, num_train, num_val)`` writ
   (semantic maps come from ``datasets/prepare_coco_semantic_annos_from_panoptic_annos.py``).
 * ``ade``: ``ADEChallengeData2016/`` as downloaded (images, ``annotations`` with 0 = other and
   1..150, ``annotations_instance`` with R = instance class 1..100, G = instance index).
-* ``cityscapes``: ``cityscapes/`` leftImg8bit + gtFine panoptic json/PNGs + labelTrainIds.
+* ``cityscapes``: ``cityscapes/`` leftImg8bit + gtFine labelIds, instanceIds, labelTrainIds and
+  panoptic json/PNGs.
 * ``voc``: ``VOCdevkit/VOC2012`` JPEGImages, palette SegmentationClass, ImageSets/Segmentation.
 * ``pcontext``: ``VOCdevkit/VOC2010`` JPEGImages + Pascal Context ``trainval/*.mat`` LabelMaps,
   ``labels.txt`` and split lists.
@@ -328,7 +329,9 @@ CITYSCAPES_IDS = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 
 
 
 def make_cityscapes(root: str, seed: int, num_train: int, num_val: int, size: int = 64) -> str:
-    """Cityscapes panoptic layout (images, labelTrainIds, cityscapes_panoptic_{split} + json)."""
+    """Cityscapes layout: images, gtFine ``labelIds`` / ``instanceIds`` (as downloaded; the
+    Cityscapes evaluators read them), ``labelTrainIds`` and ``cityscapes_panoptic_{split}`` + json
+    (what cityscapesScripts' createTrainIdLabelImgs / createPanopticImgs write)."""
     entries = _read_vocab("cityscapes.txt")
     cats = [{"id": i, "name": n[0], "isthing": int(i >= 24), "color": [0, 0, 0]} for i, n in entries]
     train_id = {c: k for k, c in enumerate(CITYSCAPES_IDS)}
@@ -347,15 +350,20 @@ def make_cityscapes(root: str, seed: int, num_train: int, num_val: int, size: in
             base = f"{city}_{k:06d}_000019"
             Image.fromarray(image).save(os.path.join(img_dir, base + "_leftImg8bit.png"))
             sem = np.full(image.shape[:2], 255, np.uint8)
+            label_ids = np.zeros(image.shape[:2], np.uint8)  # 0 = "unlabeled"
             pan = np.zeros(image.shape[:2], np.uint32)
             infos = []
             for j, s in enumerate(segs):
                 sem[s["mask"]] = train_id[s["category_id"]]
+                label_ids[s["mask"]] = s["category_id"]
                 sid = s["category_id"] * 1000 + j if s["isthing"] else s["category_id"]
                 pan[s["mask"]] = sid
                 infos.append({"id": int(sid), "category_id": s["category_id"], "iscrowd": 0,
                               "area": int(s["mask"].sum()), "bbox": _bbox(s["mask"])})
             Image.fromarray(sem).save(os.path.join(gt_dir, base + "_gtFine_labelTrainIds.png"))
+            Image.fromarray(label_ids).save(os.path.join(gt_dir, base + "_gtFine_labelIds.png"))
+            # instanceIds as downloaded: label id * 1000 + instance for things, label id for stuff
+            Image.fromarray(pan.astype(np.uint16)).save(os.path.join(gt_dir, base + "_gtFine_instanceIds.png"))
             Image.fromarray(id2rgb(pan)).save(os.path.join(pan_dir, base + "_gtFine_panoptic.png"))
             images.append({"id": base, "file_name": base + "_leftImg8bit.png",
                            "height": size, "width": size * 2})

@@ -76,6 +76,11 @@ def instances_to_coco_json(instances, image_id: Any) -> list[dict]:
     ]
 
 
+def file_stem(path: str) -> str:
+    """File name without folder and extension (``"a/ADE_val_1.jpg"`` -> ``"ADE_val_1"``)."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
 def _to_percent(value: float) -> float:
     """COCO / LVIS API values are in [0, 1] with -1 for "undefined": ×100, NaN for undefined."""
     return float(value * 100) if value >= 0 else float("nan")
@@ -125,12 +130,13 @@ class InstanceSegEvaluator(DatasetEvaluator):
         self.reset()
 
     def reset(self) -> None:
-        self._predictions: list[tuple[Any, list[dict]]] = []
+        self._predictions: list[tuple[Any, str, list[dict]]] = []
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         for inp, out in zip(inputs, outputs):
             instances = model_output(out, "instances", type(self).__name__, "INSTANCE_ON")
-            self._predictions.append((inp["image_id"], instances_to_coco_json(instances, inp["image_id"])))
+            self._predictions.append((inp["image_id"], file_stem(inp.get("file_name", "")),
+                                      instances_to_coco_json(instances, inp["image_id"])))
 
     def _map_category_ids(self, results: list[dict]) -> list[dict]:
         """Contiguous -> dataset category ids; drops classes that have no thing id."""
@@ -151,15 +157,16 @@ class InstanceSegEvaluator(DatasetEvaluator):
         predictions = gather_list_on_main(self._predictions, self._distributed)
         if predictions is None:
             return {}
-        img_ids = [img_id for img_id, _ in predictions]
-        results = self._map_category_ids(list(itertools.chain(*[r for _, r in predictions])))
+        img_ids = [img_id for img_id, _, _ in predictions]
+        stems = {img_id: stem for img_id, stem, _ in predictions}
+        results = self._map_category_ids(list(itertools.chain(*[r for _, _, r in predictions])))
         if self._output_dir:
             os.makedirs(self._output_dir, exist_ok=True)
             path = os.path.join(self._output_dir, self._results_file_name())
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(results, f)
             logger.info("Saved instance predictions to %s", path)
-        res = self._evaluate_results(results, img_ids)
+        res = self._evaluate_results(results, img_ids, stems)
         out = OrderedDict({self.task_name: res})
         save_results_json(out, self._output_dir, self._summary_file_name())
         return out
@@ -175,7 +182,11 @@ class InstanceSegEvaluator(DatasetEvaluator):
         self._logger.warning("%s! %s metrics are NaN.", reason, self._metrics_label)
         return OrderedDict((m, float("nan")) for m in self._metric_names)
 
-    def _evaluate_results(self, results: list[dict], img_ids: list) -> "OrderedDict[str, float]":
+    def _evaluate_results(self, results: list[dict], img_ids: list,
+                          stems: dict[Any, str]) -> "OrderedDict[str, float]":
+        """COCO metrics of ``results`` on the processed images ``img_ids``; an image whose id is
+        not in the ground truth is matched by file name (``stems``: image id -> file stem), e.g.
+        ADE20K's panoptic json names images by stem where its instance json numbers them."""
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
 
@@ -186,6 +197,12 @@ class InstanceSegEvaluator(DatasetEvaluator):
         with capture_stdout(logger, logging.DEBUG):
             coco_gt = COCO(self._gt_json)
         gt_img_ids = set(coco_gt.getImgIds())
+        by_stem = {file_stem(im.get("file_name", "")): im["id"] for im in coco_gt.dataset.get("images", [])}
+        to_gt = {i: by_stem[stems[i]] for i in set(img_ids)
+                 if i not in gt_img_ids and stems.get(i) in by_stem}
+        if to_gt:
+            img_ids = [to_gt.get(i, i) for i in img_ids]
+            results = [dict(r, image_id=to_gt.get(r["image_id"], r["image_id"])) for r in results]
         eval_ids = sorted(i for i in set(img_ids) if i in gt_img_ids)
         if len(eval_ids) != len(set(img_ids)):
             logger.warning("%d processed images are not in the ground truth.", len(set(img_ids)) - len(eval_ids))

@@ -112,7 +112,10 @@ class LVISEvaluator(InstanceSegEvaluator):
             return super()._map_category_ids(results)
         return [dict(r, category_id=r["category_id"] + 1) for r in results]
 
-    def _evaluate_results(self, results: list[dict], img_ids: list) -> "OrderedDict[str, float]":
+    def _evaluate_results(self, results: list[dict], img_ids: list,
+                          stems: dict[Any, str]) -> "OrderedDict[str, float]":
+        """LVIS metrics of ``results`` on the processed images ``img_ids`` (LVIS datasets take
+        their image ids from the LVIS json itself, so ``stems`` is not needed)."""
         if not self._gt_json:
             raise ValueError("LVIS evaluation needs the LVIS annotation JSON (metadata.json_file).")
         if len(results) == 0:

@@ -30,6 +30,7 @@ class Case:
     make: Callable[[str], None]  # writes the dataset (with its panoptic json) under a root
     table_things: frozenset[int]  # vocabulary ids of the built-in table's things
     vocab_id: Callable[[int], int]  # json category id -> vocabulary id
+    json_id: Callable[[int], int]  # vocabulary id -> json category id (the metadata's dataset id)
 
 
 def write_mapillary(root: str) -> None:
@@ -43,9 +44,9 @@ def write_bdd(root: str) -> None:
 
 MV = Case("openvocab_mapillary_vistas_panoptic_val", "mapillary_vistas.txt",
           "mapillary_vistas/validation/panoptic/panoptic_2018.json", write_mapillary,
-          frozenset(MAPILLARY_THING_IDS), lambda i: i - 1)
+          frozenset(MAPILLARY_THING_IDS), lambda i: i - 1, lambda i: i + 1)
 BDD = Case("bdd10k_40_panoptic_val", "bdd_panoptic.txt", "bdd100k/labels/pan_seg/panoptic_val.json",
-           write_bdd, frozenset(range(31, 41)), lambda i: i)
+           write_bdd, frozenset(range(31, 41)), lambda i: i, lambda i: i)
 
 
 @pytest.fixture
@@ -60,11 +61,15 @@ def vocab_entries(case: Case) -> list[tuple[int, list[str]]]:
     return read_vocabulary_entries(builtin_vocabulary_path(case.vocab))
 
 
-def expected_things(case: Case, things: set[int] | frozenset[int]) -> tuple[list[str], dict[int, int]]:
-    """``thing_classes`` and ``thing_dataset_id_to_contiguous_id`` for the thing ids ``things``."""
+def expected_things(case: Case, things: set[int] | frozenset[int],
+                    with_json: bool = True) -> tuple[list[str], dict[int, int]]:
+    """``thing_classes`` and ``thing_dataset_id_to_contiguous_id`` for the thing vocabulary ids
+    ``things``; the dataset ids are the json's category ids when the json exists, else the
+    vocabulary's."""
     entries = vocab_entries(case)
+    dataset_id = case.json_id if with_json else (lambda i: i)
     names = [n[0] for i, n in entries if i in things]
-    mapping = {i: k for k, (i, _) in enumerate(entries) if i in things}
+    mapping = {dataset_id(i): k for k, (i, _) in enumerate(entries) if i in things}
     return names, mapping
 
 
@@ -111,7 +116,7 @@ def test_json_isthing_overrides_table(tmp_path, register, caplog, case):
     want = set(case.table_things - {to_stuff}) | {to_thing}
     names, mapping = expected_things(case, want)
     assert things == mapping and meta.thing_classes == names
-    assert to_stuff not in things and to_thing in things
+    assert case.json_id(to_stuff) not in things and case.json_id(to_thing) in things
     stuff_map = meta.stuff_dataset_id_to_contiguous_id
     assert meta.thing_colors == [meta.stuff_colors[stuff_map[i]] for i in mapping]
     info = builtin_records(caplog, logging.INFO)
@@ -125,8 +130,8 @@ def test_json_isthing_overrides_table(tmp_path, register, caplog, case):
     segs = [s for d in dicts for s in d["segments_info"]]
     contiguous_things = set(mapping.values())
     assert all(s["isthing"] == (s["category_id"] in contiguous_things) for s in segs)
-    assert any(s["category_id"] == stuff_map[to_stuff] and not s["isthing"] for s in segs)
-    assert any(s["category_id"] == stuff_map[to_thing] and s["isthing"] for s in segs)
+    assert any(s["category_id"] == stuff_map[case.json_id(to_stuff)] and not s["isthing"] for s in segs)
+    assert any(s["category_id"] == stuff_map[case.json_id(to_thing)] and s["isthing"] for s in segs)
 
 
 @pytest.mark.parametrize("case", [MV, BDD], ids=["mapillary", "bdd"])
@@ -134,7 +139,7 @@ def test_without_json_metadata_is_the_table(tmp_path, register, caplog, case):
     register(str(tmp_path))
     meta = MetadataCatalog.get(case.name)
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
-        names, mapping = expected_things(case, case.table_things)
+        names, mapping = expected_things(case, case.table_things, with_json=False)
         assert meta.thing_dataset_id_to_contiguous_id == mapping and meta.thing_classes == names
     assert len(mapping) == len(case.table_things) > 0
     records = [r for r in caplog.records if r.name == LOGGER]

@@ -54,6 +54,21 @@ def test_perfect_prediction_is_100(coco_meta, tmp_path):
     assert saved["segm"]["AP"] == pytest.approx(100.0)
 
 
+def test_image_id_not_in_ground_truth_is_matched_by_file_name(coco_meta, caplog):
+    """ADE20K: the panoptic dataset's image ids are file stems, its instance json numbers them."""
+    ev = InstanceSegEvaluator(coco_meta, distributed=False)
+    ev.reset()
+    ev.process([{"image_id": "a", "file_name": "/data/images/a.jpg"}],
+               [{"instances": make_instances([PARTIAL_A, MASK_B], [0, 1], [0.9, 0.8])}])
+    res = ev.evaluate()["segm"]
+    assert res["AP-cat_a"] == pytest.approx(50.0) and res["AP-cat_b"] == pytest.approx(100.0)
+    assert "not in the ground truth" not in caplog.text
+    ev.reset()  # an unknown id with an unknown file name is still left out, with a warning
+    ev.process([{"image_id": "b", "file_name": "b.jpg"}], [{"instances": make_instances([MASK_A], [0], [0.9])}])
+    assert math.isnan(ev.evaluate()["segm"]["AP"])
+    assert "1 processed images are not in the ground truth" in caplog.text
+
+
 def test_partial_overlap_hand_computed(coco_meta):
     # cat_a matched at IoU thresholds 0.50..0.70 (5 of 10) -> AP 50; cat_b perfect -> AP 100.
     ev = InstanceSegEvaluator(coco_meta, distributed=False)
