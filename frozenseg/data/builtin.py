@@ -475,9 +475,8 @@ def _load(spec: DatasetSpec, paths: dict[str, str]) -> list[dict]:
             gt_suffix=o.get("gt_suffix", ""), image_suffix=o.get("image_suffix", ""),
         )
     if spec.kind == "panoptic":
-        id_remap = None
-        if o.get("remap_by_order"):
-            id_remap = _order_remap(spec, paths["panoptic_json"], meta)
+        id_remap = (partial(_order_remap, spec, paths["panoptic_json"], meta)
+                    if o.get("remap_by_order") else None)
         sem_key = None
         if o.get("sem_seg_suffix"):
             suffix = o["sem_seg_suffix"]
@@ -496,13 +495,15 @@ def _load(spec: DatasetSpec, paths: dict[str, str]) -> list[dict]:
     raise ValueError(f"Unknown dataset kind {spec.kind!r}")
 
 
-def _order_remap(spec: DatasetSpec, json_file: str, meta: Metadata) -> dict[int, int]:
-    """Map the json's category ids (sorted) onto the metadata's dataset ids, in order (Mapillary):
-    the identity when the metadata was keyed by the json's ids, a shift when it was built from the
-    vocabulary alone (the json did not exist then)."""
+def _order_remap(spec: DatasetSpec, json_file: str, meta: Metadata,
+                 categories: list[dict[str, Any]]) -> dict[int, int]:
+    """Map the ``categories`` of ``json_file`` (their ids, sorted) onto the metadata's dataset
+    ids, in order (Mapillary): the identity when the metadata was keyed by the json's ids, a
+    shift when it was built from the vocabulary alone (the json did not exist then). The loader
+    passes the categories of the json it has read."""
     stuff_map = meta.stuff_dataset_id_to_contiguous_id
     ours = sorted(stuff_map, key=stuff_map.get)
-    return _json_category_map(spec, _read_json_categories(spec, json_file), ours, json_file)
+    return _json_category_map(spec, list(categories), ours, json_file)
 
 
 def register_all_builtin(root: str | None = None) -> None:

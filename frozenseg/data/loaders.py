@@ -128,7 +128,7 @@ def load_coco_panoptic_json(
     prepare: str = "",
     sem_seg_key: Callable[[dict], str] | None = None,
     image_suffix: str = "",
-    id_remap: dict[int, int] | None = None,
+    id_remap: Callable[[list[dict]], dict[int, int]] | None = None,
 ) -> list[dict]:
     """Read a COCO-panoptic-format json and its PNGs.
 
@@ -136,7 +136,8 @@ def load_coco_panoptic_json(
     and ``meta.stuff_dataset_id_to_contiguous_id``. Images are found by file stem anywhere under
     ``image_dir`` (``image_suffix``, e.g. ``_leftImg8bit``, is removed first). ``sem_seg_key(ann)``
     gives the stem of the semantic label map in ``sem_seg_dir`` (default: the PNG's stem).
-    ``id_remap`` maps the json's category ids to the ids of ``meta`` first (Mapillary).
+    ``id_remap(categories)`` gives, from the json's ``categories``, the map of its category ids
+    to the ids of ``meta`` applied first (Mapillary).
     """
     for p in (json_file, image_dir, gt_dir) + ((sem_seg_dir,) if sem_seg_dir else ()):
         check_exists(p, dataset_name, prepare)
@@ -152,6 +153,7 @@ def load_coco_panoptic_json(
     )
     thing_map = meta.thing_dataset_id_to_contiguous_id
     stuff_map = meta.stuff_dataset_id_to_contiguous_id
+    remap = id_remap(data.get("categories", [])) if id_remap is not None else None
     dicts = []
     for ann in data["annotations"]:
         img = images.get(ann["image_id"], {})
@@ -167,7 +169,7 @@ def load_coco_panoptic_json(
             )
         segs = []
         for s in ann["segments_info"]:
-            cid = s["category_id"] if id_remap is None else id_remap[s["category_id"]]
+            cid = s["category_id"] if remap is None else remap[s["category_id"]]
             if cid in thing_map:
                 contiguous, isthing = thing_map[cid], True
             elif cid in stuff_map:

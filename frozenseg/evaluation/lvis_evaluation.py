@@ -81,7 +81,6 @@ class LVISEvaluator(InstanceSegEvaluator):
     undefined (-1, e.g. no rare category in the evaluated images) is NaN.
     """
 
-    task_name = "segm"
     _metric_names = LVIS_METRICS
     _metrics_label = "LVIS"
     _logger = logger
