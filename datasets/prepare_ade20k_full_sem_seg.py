@@ -9,20 +9,25 @@ object class is ``R // 10 * 256 + G`` (0 = unlabelled, k = ``objectnames[k - 1]`
 Output under ``ADE20K_2021_17_01/``:
 
 * ``images_detectron2/{training,validation}/<name>.jpg`` and
-  ``annotations_detectron2/{training,validation}/<name>.tif`` (uint16: class 0..K-1, 65535 for
+  ``annotations_detectron2/{training,validation}/<name>.tif`` (uint16: class 0..846, 65535 for
   unlabelled pixels and for objects outside the vocabulary). Images whose shorter side exceeds
   512 px are resized so that it is 512 (image bilinear, labels nearest), as in MaskFormer's
   benchmark definition. Images named ``ADE_val_*`` are validation, all others training.
-* ``ade20k_847_classes.txt``: the vocabulary (``trainId:name,synonym,...``; the synonyms are the
-  comma-separated WordNet names of ``objectnames``) and ``ade20k_847_classes.json``: for every
-  trainId its ADE20K object id, name and training-image count (provenance).
+* ``ade20k_847_classes.txt``: the vocabulary the label maps follow (by default the shipped
+  847-class list of the release, ``trainId:name,synonym,...``), and ``ade20k_847_classes.json``:
+  for every trainId the ADE20K object id mapped to it, its name and training-image count.
 
-Class selection follows MaskFormer's definition of ADE20K-full (Cheng et al., 2021): the object
-classes that occur in at least one training and at least one validation label map. They are
-ordered by the number of training images that contain them (descending; ties by object id). The
-order does not change mIoU. On the official release the rule is expected to give 847 classes; a
-different count is reported. ``--classes FILE`` uses a given list instead (vocabulary format
-whose ids are ADE20K object ids, in trainId order), e.g. to reproduce a paper's exact list.
+Classes: the 847 classes, their order and their names are the release's
+(``frozenseg.data.released``, dataset ``openvocab_ade20k_full_sem_seg_val``). Each ADE20K object
+is matched to a class by name (this project's rule, :func:`match_objects`): the object's first
+WordNet name must equal the class's display name; where several objects and classes share a
+first name ("pot" and "pot, flowerpot"), pairs are taken in order of how many of the object's
+names are synonyms of the class. Classes that no object matches are reported; the official
+release is expected to match all 847, which cannot be checked without it. ``--classes FILE``
+uses a given list instead (vocabulary format whose ids are ADE20K object ids, in trainId order,
+e.g. written from MaskFormer's object-id table); the dataset then needs
+``DATASETS.VOCABULARY_FILES "openvocab_ade20k_full_sem_seg_val:<root>/ADE20K_2021_17_01/ade20k_847_classes.txt"``
+(the loader refuses label maps written for another vocabulary than the one in use).
 """
 
 from __future__ import annotations
@@ -45,8 +50,10 @@ RELEASE = "ADE20K_2021_17_01"
 MAX_SHORT_SIDE = 512
 #: Label value of unlabelled pixels and of objects outside the vocabulary
 IGNORE = 65535
-#: Number of classes of the published benchmark
-EXPECTED_CLASSES = 847
+#: The released dataset whose 847 classes the label maps follow
+RELEASED_DATASET = "openvocab_ade20k_full_sem_seg_val"
+#: Shipped classes without a matching object listed in the log
+_MAX_LISTED = 10
 
 
 def decode_object_classes(seg_rgb: np.ndarray) -> np.ndarray:
@@ -91,32 +98,68 @@ def _split(filename: str) -> str:
     return "validation" if str(filename).split("_")[1:2] == ["val"] else "training"
 
 
-def _synonyms(objectname: str) -> list[str]:
-    names: list[str] = []
-    for n in str(objectname).split(","):
-        n = " ".join(n.split())
-        if n and n not in names:
-            names.append(n)
-    return names
+def _names(text: str) -> list[str]:
+    """Comma-separated names, each with single spaces and lower case."""
+    return [" ".join(n.split()).lower() for n in str(text).split(",") if n.strip()]
 
 
-def select_classes(presence: dict[str, Counter]) -> list[int]:
-    """Object ids present in both splits, by descending training-image count, then id.
+def match_objects(objectnames: list[str], classes: list[str], train_images: Counter) -> dict[int, int]:
+    """ADE20K object id (1-based position in ``objectnames``) -> class index, by name.
 
-    ``presence[split][object_id]`` is the number of images of ``split`` whose label map contains
-    the object (``split`` in ``training``, ``validation``)."""
-    both = [c for c in presence["training"] if presence["validation"][c] > 0]
-    return sorted(both, key=lambda c: (-presence["training"][c], c))
+    A pair (object, class) qualifies when the object's first name equals the class's first
+    synonym (case and repeated spaces ignored). Pairs are taken greedily, each object and each
+    class at most once, in order of: names of the object that are synonyms of the class (more
+    first), the share of the pair's names that agree (Jaccard), the object's training-image
+    count (``train_images``), then class index and object id. ``classes`` are ``"name,syn,..."``.
+    """
+    class_names = [_names(c) for c in classes]
+    by_first: dict[str, list[int]] = {}
+    for k, names in enumerate(class_names):
+        by_first.setdefault(names[0], []).append(k)
+    pairs = []
+    for obj, text in enumerate(objectnames, start=1):
+        names = _names(text)
+        for k in by_first.get(names[0], []) if names else []:
+            common = len(set(names) & set(class_names[k]))
+            union = len(set(names) | set(class_names[k]))
+            pairs.append((-common, -common / union, -train_images[obj], k, obj))
+    used_objects: set[int] = set()
+    out: dict[int, int] = {}
+    for *_, k, obj in sorted(pairs):
+        if obj not in used_objects and k not in out.values():
+            out[obj] = k
+            used_objects.add(obj)
+    return out
 
 
-def _classes_from_file(path: str, num_objects: int) -> list[int]:
+def _classes_from_file(path: str, num_objects: int) -> tuple[list[int], list[list[str]]]:
     from frozenseg.data.vocabulary import read_vocabulary_entries
 
-    ids = [i for i, _ in read_vocabulary_entries(require(path, "the --classes vocabulary file"))]
-    bad = [i for i in ids if not 1 <= i <= num_objects]
+    entries = read_vocabulary_entries(require(path, "the --classes vocabulary file"))
+    bad = [i for i, _ in entries if not 1 <= i <= num_objects]
     if bad:
         raise InputError(f"{path}: ids {bad[:5]} are not ADE20K object ids (1..{num_objects}).")
-    return ids
+    return [i for i, _ in entries], [n for _, n in entries]
+
+
+def _shipped_mapping(objectnames: list[str], presence: Counter) -> tuple[list[int | None], list[str]]:
+    """Per shipped class (trainId order): the matched ADE object id or None; and the classes."""
+    from frozenseg.data.released import released_metadata
+
+    classes = released_metadata(RELEASED_DATASET)["stuff_classes"]
+    to_class = match_objects(objectnames, classes, presence)
+    by_class: list[int | None] = [None] * len(classes)
+    for obj, k in to_class.items():
+        by_class[k] = obj
+    missing = [classes[k].split(",")[0] for k, o in enumerate(by_class) if o is None]
+    if missing:
+        more = len(missing) - _MAX_LISTED
+        logger.warning(
+            "%d of the %d classes match no object name of this release, so they get no pixels: %s%s. "
+            "Pass --classes with the ADE20K object id of each class to map them exactly.",
+            len(missing), len(classes), ", ".join(missing[:_MAX_LISTED]),
+            f" and {more} more" if more > 0 else "")
+    return by_class, classes
 
 
 def convert(root: str, classes_file: str | None = None) -> dict[str, int]:
@@ -129,26 +172,26 @@ def convert(root: str, classes_file: str | None = None) -> dict[str, int]:
     if not items:
         raise InputError(f"{base}/index_ade20k.pkl lists no images.")
 
-    presence: dict[str, Counter] = {"training": Counter(), "validation": Counter()}
+    presence: Counter = Counter()  # object id -> training images that contain it
     for img_path, split in items:
         seg_path = require(img_path[: -len(".jpg")] + "_seg.png", "an ADE20K object label map")
         classes = np.unique(decode_object_classes(np.asarray(Image.open(seg_path).convert("RGB"))))
         if classes.max() > len(objectnames):
             raise InputError(f"{seg_path}: object class {classes.max()} is beyond the "
                              f"{len(objectnames)} objectnames of the index.")
-        presence[split].update(int(c) for c in classes if c > 0)
+        if split == "training":
+            presence.update(int(c) for c in classes if c > 0)
 
     if classes_file:
-        selected = _classes_from_file(classes_file, len(objectnames))
+        ids, names = _classes_from_file(classes_file, len(objectnames))
+        objects: list[int | None] = list(ids)
     else:
-        selected = select_classes(presence)
-        if len(selected) != EXPECTED_CLASSES:
-            logger.warning("The selection rule gave %d classes (the benchmark has %d); pass --classes "
-                           "to use a fixed list.", len(selected), EXPECTED_CLASSES)
-    if not selected:
-        raise InputError("No object class occurs in both the training and the validation label maps.")
+        objects, class_strings = _shipped_mapping(objectnames, presence)
+        names = class_strings
     lut = np.full(len(objectnames) + 1, IGNORE, np.uint16)
-    lut[selected] = np.arange(len(selected), dtype=np.uint16)
+    for k, obj in enumerate(objects):
+        if obj is not None:
+            lut[obj] = k
 
     written: Counter = Counter()
     for img_path, split in items:
@@ -168,23 +211,27 @@ def convert(root: str, classes_file: str | None = None) -> dict[str, int]:
             obj.save(os.path.join(d, name + ext))
         written[split] += 1
 
-    names = [_synonyms(objectnames[c - 1]) for c in selected]
-    write_vocabulary_file(os.path.join(base, "ade20k_847_classes.txt"), names,
-                          header=f"ADE20K-full: {len(selected)} classes, written by "
+    vocab_file = os.path.join(base, "ade20k_847_classes.txt")
+    source = classes_file or f"the released list ({RELEASED_DATASET})"
+    write_vocabulary_file(vocab_file, names,
+                          header=f"ADE20K-full: {len(names)} classes from {source}, written by "
                                  "datasets/prepare_ade20k_full_sem_seg.py")
     write_json(os.path.join(base, "ade20k_847_classes.json"),
-               [{"trainId": k, "ade_object_id": c, "name": objectnames[c - 1],
-                 "train_images": presence["training"][c]} for k, c in enumerate(selected)])
+               [{"trainId": k, "ade_object_id": o, "name": objectnames[o - 1] if o else None,
+                 "train_images": presence[o] if o else 0} for k, o in enumerate(objects)])
     for split, n in sorted(written.items()):
         logger.info("Wrote %d %s images and label maps under %s", n, split, base)
-    logger.info("Wrote the %d-class vocabulary to %s", len(selected), os.path.join(base, "ade20k_847_classes.txt"))
+    logger.info("Label maps follow the %d classes of %s (written to %s)", len(names), source, vocab_file)
+    if classes_file:
+        logger.info("Evaluate with DATASETS.VOCABULARY_FILES \"openvocab_ade20k_full_sem_seg_val:%s\".", vocab_file)
     return dict(written)
 
 
 def main(argv=None) -> None:
     ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--classes", default=None,
-                    help="vocabulary file of ADE20K object ids, in trainId order (default: the selection rule)")
+                    help="vocabulary file of ADE20K object ids, in trainId order (default: the release's "
+                         "847 classes, matched to the objects by name)")
     args = ap.parse_args(argv)
     convert(args.root, args.classes)
 

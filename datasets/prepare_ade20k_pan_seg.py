@@ -5,9 +5,11 @@ Input: ``ADEChallengeData2016/annotations`` (semantic, 0 = other, 1..150) and
 ``annotations_instance`` (R = instance-benchmark class 1..100, G = instance index per image).
 The instance classes map to the 150 classes through ``ade20k_instance_catid_mapping.txt`` when
 present (columns: instance class, ADE-150 class, ...; one header line), otherwise through the
-built-in table ``frozenseg.data.builtin.ADE20K_INSTANCE_TO_150``.
+release's ADE20K instance split (instance class k is its k-th class, whose dataset id is the
+ADE-150 id).
 Output: ``ade20k_panoptic_{train,val}/*.png`` and ``ade20k_panoptic_{train,val}.json`` with
-categories 0..149 (the reduced label ids) and ``isthing`` for the 100 instance classes; stuff
+categories 0..149 (the reduced label ids, display names of the release) and ``isthing`` for the
+release's 100 thing classes; stuff
 segments are the semantic regions of the 50 stuff classes; thing-class pixels that belong to no
 instance are void. Also writes ``annotations_detectron2`` when it is missing.
 """
@@ -33,9 +35,9 @@ def instance_mapping(base: str) -> list[int]:
         rows = [line.split() for line in open(path).read().splitlines()[1:] if line.strip()]
         mapping = {int(r[0]): int(r[1]) - 1 for r in rows}
         return [mapping[k] for k in sorted(mapping)]
-    from frozenseg.data.builtin import ADE20K_INSTANCE_TO_150
+    from frozenseg.data.released import released_categories
 
-    return list(ADE20K_INSTANCE_TO_150)
+    return [c["id"] for c in released_categories("openvocab_ade20k_instance_val")]
 
 
 def image_files(img_dir: str) -> list[str]:
@@ -57,12 +59,10 @@ def instance_masks(ins: np.ndarray, inst_to_150: list[int], stem: str):
 
 
 def categories() -> list[dict]:
-    from frozenseg.data.builtin import ADE20K_INSTANCE_TO_150
-    from frozenseg.data.vocabulary import builtin_vocabulary_path, read_vocabulary_entries
+    """The 150 categories (ids 0..149) with the release's display names and thing flags."""
+    from frozenseg.data.released import released_categories
 
-    things = set(ADE20K_INSTANCE_TO_150)
-    return [{"id": i, "name": n[0], "isthing": int(i in things)}
-            for i, n in read_vocabulary_entries(builtin_vocabulary_path("ade20k_150.txt"))]
+    return released_categories("openvocab_ade20k_panoptic_val")
 
 
 def convert(root: str) -> dict[str, int]:

@@ -3,7 +3,7 @@
 
 Input, as downloaded: ``bdd100k/images/10k/{train,val}/*.jpg`` and
 ``bdd100k/labels/pan_seg/bitmasks/{train,val}/*.png``, BDD100K's RGBA bitmask format: R = category
-id (0 = unlabelled, 1..40 as in ``frozenseg/data/vocabularies/bdd_panoptic.txt``), G = attribute
+id (0 = unlabelled, 1..40: the release's ``bdd10k_40_panoptic_val`` classes), G = attribute
 bits (bit 0 ignore, bit 1 crowd, bit 2 occluded, bit 3 truncated), B * 256 + A = instance id.
 Output: ``bdd100k/labels/pan_seg/panoptic_{train,val}/*.png`` (segment id = R + 256 G + 65536 B)
 and ``panoptic_{train,val}.json`` with the 40 categories. Every thing instance (category, instance
@@ -29,12 +29,10 @@ IGNORE_BIT, CROWD_BIT = 1, 2
 
 
 def categories() -> list[dict]:
-    from frozenseg.data.builtin import THING_IDS
-    from frozenseg.data.vocabulary import builtin_vocabulary_path, read_vocabulary_entries
+    """The 40 categories (ids 1..40) with the release's names and thing flags (31..40)."""
+    from frozenseg.data.released import released_categories
 
-    is_thing = THING_IDS["bdd_panoptic.txt"]
-    return [{"id": i, "name": n[0], "isthing": int(is_thing(i))}
-            for i, n in read_vocabulary_entries(builtin_vocabulary_path("bdd_panoptic.txt"))]
+    return released_categories("bdd10k_40_panoptic_val")
 
 
 def bitmask_segments(bitmask: np.ndarray, thing_ids: set[int], num_categories: int, where: str):

@@ -3,7 +3,7 @@
 
 Input: ``coco/annotations/panoptic_{train,val}2017.json`` and ``coco/panoptic_{train,val}2017/``.
 Output: ``coco/panoptic_semseg_{train,val}2017/*.png``: per pixel the contiguous class id
-(0..132, the order of ``frozenseg/data/vocabularies/coco_panoptic.txt``, things first), 255 for
+(0..132, the release's order, things first), 255 for
 void and crowd pixels.
 """
 
@@ -23,9 +23,9 @@ logger = logging.getLogger("prepare")
 
 
 def convert(root: str, splits=("train", "val")) -> dict[str, int]:
-    from frozenseg.data.vocabulary import builtin_vocabulary_path, read_vocabulary_entries
+    from frozenseg.data.released import released_metadata
 
-    id_map = {i: k for k, (i, _) in enumerate(read_vocabulary_entries(builtin_vocabulary_path("coco_panoptic.txt")))}
+    id_map = released_metadata("openvocab_coco_2017_val_panoptic_with_sem_seg")["stuff_dataset_id_to_contiguous_id"]
     written = {}
     for split in splits:
         jf = require(os.path.join(root, "coco", "annotations", f"panoptic_{split}2017.json"),

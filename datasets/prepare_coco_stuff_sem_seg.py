@@ -3,7 +3,7 @@
 
 Input: ``coco/stuffthingmaps_trainval2017/{train,val}2017/*.png`` (COCO-Stuff pixel value =
 category id - 1, 255 = unlabelled). Output: ``coco/stuffthingmaps_detectron2/{train,val}2017/*.png``
-with the 171 classes in the order of ``frozenseg/data/vocabularies/coco_stuff_171.txt`` and 255.
+with the 171 classes in the release's order (``openvocab_coco_2017_train_stuff_sem_seg``) and 255.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ logger = logging.getLogger("prepare")
 
 
 def convert(root: str) -> dict[str, int]:
-    from frozenseg.data.vocabulary import builtin_vocabulary_path, read_vocabulary_entries
+    from frozenseg.data.released import released_metadata
 
     lut = np.full(256, 255, np.uint8)
-    for k, (i, _) in enumerate(read_vocabulary_entries(builtin_vocabulary_path("coco_stuff_171.txt"))):
+    for i, k in released_metadata("openvocab_coco_2017_train_stuff_sem_seg")["stuff_dataset_id_to_contiguous_id"].items():
         lut[i - 1] = k
     written = {}
     for split in ("train", "val"):

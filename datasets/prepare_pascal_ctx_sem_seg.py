@@ -6,11 +6,14 @@ Input: ``VOCdevkit/VOC2010/JPEGImages``, the Pascal Context full annotations
 ``VOCdevkit/VOC2010/labels.txt`` ("id: name") and the split lists
 ``VOCdevkit/VOC2010/ImageSets/SegmentationContext/{train,val}.txt``.
 Output: ``pascal_ctx_d2/images/{training,validation}/*.jpg``,
-``annotations_ctx459/...`` (uint16 TIFF, LabelMap - 1, unlabelled = 65535),
-``annotations_ctx59/...`` (PNG, the 59 benchmark classes in the order of
-``frozenseg/data/vocabularies/pascal_context_59.txt``, everything else 255) and
-``pascal_ctx_d2/pc459_classes.txt`` (the 459 names from labels.txt, vocabulary format; the
-classes shared with the 59-class benchmark also get that vocabulary's editorial synonyms).
+``annotations_ctx459/...`` (uint16 TIFF, LabelMap - 1, unlabelled = 65535) and
+``annotations_ctx59/...`` (PNG, the 59 benchmark classes, everything else 255).
+
+Class order: the 459 classes keep the order of ``labels.txt``, which is the order of the
+release's 459-class list; the release renamed a few classes, so a ``labels.txt`` name that is
+not among the synonyms of the release's class at the same position is only logged. The 59
+benchmark classes are found in ``labels.txt`` by their benchmark names
+(``frozenseg.data.released.PASCAL_CONTEXT_59_LABEL_NAMES``, spaces ignored) and numbered in the release's 59-class order.
 """
 
 from __future__ import annotations
@@ -26,31 +29,26 @@ from _prepare_common import SPLIT_DIRS, InputError, make_split_dirs, read_ids, r
 
 logger = logging.getLogger("prepare")
 
-
-def _synonyms59() -> list[list[str]]:
-    """Names with synonyms of the 59 benchmark classes (``pascal_context_59.txt``)."""
-    from frozenseg.data.vocabulary import builtin_vocabulary_path, read_vocabulary_entries
-
-    return [n for _, n in read_vocabulary_entries(builtin_vocabulary_path("pascal_context_59.txt"))]
+def _key(name: str) -> str:
+    return name.replace(" ", "").lower()
 
 
-def names459(labels: dict[int, str], synonyms59: list[list[str]]) -> list[list[str]]:
-    """Vocabulary entries of the 459 classes: each ``labels.txt`` name (commas as spaces), followed
-    by the editorial synonyms of the 59-class vocabulary for the classes both lists share
-    (matched with spaces ignored, so ``pottedplant`` gets ``potted plant``)."""
-    by_key = {n[0].replace(" ", ""): n for n in synonyms59}
-    out = []
-    for i in range(1, 460):
-        name = " ".join(labels[i].replace(",", " ").split())
-        extra = by_key.get(name.replace(" ", ""), [])
-        out.append([name] + [n for n in extra if n != name])
-    return out
+def _log_renamed(labels: dict[int, str]) -> None:
+    """Log the ``labels.txt`` names that are not synonyms of the release's class at the same
+    position (the release's renamings, or a labels.txt of another order)."""
+    from frozenseg.data.released import released_metadata
+    from frozenseg.data.vocabulary import split_synonyms
+
+    shipped = released_metadata("openvocab_pascal_ctx459_sem_seg_val")["stuff_classes"]
+    differ = [f"{i}: {labels[i]!r} -> {shipped[i - 1]!r}" for i in sorted(labels)
+              if _key(labels[i]) not in {_key(s) for s in split_synonyms(shipped[i - 1])}]
+    if differ:
+        logger.info("%d labels.txt names differ from the release's class at the same position: %s",
+                    len(differ), "; ".join(differ[:10]) + (" ..." if len(differ) > 10 else ""))
 
 
 def convert(root: str) -> dict[str, int]:
     from scipy.io import loadmat
-
-    from frozenseg.data.vocabulary import write_vocabulary_file
 
     voc = require(os.path.join(root, "VOCdevkit", "VOC2010"), "the Pascal VOC 2010 release")
     labels = {}
@@ -60,16 +58,16 @@ def convert(root: str) -> dict[str, int]:
             labels[int(i)] = name.strip()
     if sorted(labels) != list(range(1, 460)):
         raise InputError(f"{voc}/labels.txt must list ids 1..459, found {len(labels)} entries.")
-    by_name = {n.replace(" ", ""): i for i, n in labels.items()}
+    _log_renamed(labels)
+    by_name = {_key(n): i for i, n in labels.items()}
     lut59 = np.full(460, 255, np.uint8)
-    synonyms59 = _synonyms59()
-    for k, (n, *_) in enumerate(synonyms59):
-        key = n.replace(" ", "")
-        if key not in by_name:
-            raise InputError(f"Class {n!r} of Pascal Context 59 is not in labels.txt.")
-        lut59[by_name[key]] = k
+    from frozenseg.data.released import PASCAL_CONTEXT_59_LABEL_NAMES
+
+    for k, n in enumerate(PASCAL_CONTEXT_59_LABEL_NAMES):
+        if _key(n) not in by_name:
+            raise InputError(f"Class {n!r} of Pascal Context 59 is not in {voc}/labels.txt.")
+        lut59[by_name[_key(n)]] = k
     out = os.path.join(root, "pascal_ctx_d2")
-    write_vocabulary_file(os.path.join(out, "pc459_classes.txt"), names459(labels, synonyms59), ids=range(459))
     written = {}
     for split, d2 in SPLIT_DIRS:
         ids = read_ids(os.path.join(voc, "ImageSets", "SegmentationContext", f"{split}.txt"),

@@ -192,24 +192,13 @@ def dataset_vocabulary_with_things(dataset_name: str, cfg=None) -> tuple[list[st
             f"--dataset-vocabulary {dataset_name!r} is not a registered dataset; registered: "
             f"{', '.join(sorted(DatasetCatalog.list())[:12])}, ..."
         )
+    from frozenseg.engine.defaults import thing_class_indices
+
     names = dataset_vocabulary(dataset_name, cfg)
-    meta = MetadataCatalog.get(dataset_name)
-    kind = meta.get("dataset_kind")
-    if kind in ("instances", "lvis"):
+    if MetadataCatalog.get(dataset_name).get("dataset_kind") in ("instances", "lvis"):
         return names, None
-    stuff_map = meta.get("stuff_dataset_id_to_contiguous_id") or {}
-    thing_map = meta.get("thing_dataset_id_to_contiguous_id")
-    if thing_map is not None and stuff_map:
-        return names, sorted(stuff_map[i] for i in thing_map if i in stuff_map)
-    vocab_file = os.path.basename(str(meta.get("builtin_vocabulary_file", "") or ""))
-    try:
-        from frozenseg.data.builtin import THING_IDS
-    except ImportError:  # pragma: no cover
-        THING_IDS = {}
-    if vocab_file in THING_IDS and stuff_map:
-        is_thing = THING_IDS[vocab_file]
-        return names, sorted(k for i, k in stuff_map.items() if is_thing(i))
-    return names, infer_thing_classes(names)
+    things = thing_class_indices(dataset_name)  # the release's thing flags, where it has them
+    return names, things if things is not None else infer_thing_classes(names)
 
 
 def default_vocabulary(include_lvis: bool = True) -> Vocabulary:

@@ -39,6 +39,7 @@ import numpy as np
 from panopticapi.utils import id2rgb
 from PIL import Image, ImageDraw
 
+from .released import PASCAL_CONTEXT_59_LABEL_NAMES, released_categories
 from .vocabulary import builtin_vocabulary_path, read_vocabulary_entries
 
 __all__ = [
@@ -219,11 +220,10 @@ def make_shapes(root: str, seed: int, num_train: int, num_val: int, size: int = 
 
 def make_coco(root: str, seed: int, num_train: int, num_val: int, size: int = 96) -> str:
     """COCO 2017 panoptic + instances layout (raw; no semantic maps)."""
-    entries = _read_vocab("coco_panoptic.txt")
-    cats = [{"id": i, "name": n[0], "isthing": int(i <= 90), "supercategory": "synthetic"}
-            for i, n in entries]
-    things = [i for i, _ in entries if i <= 90]
-    stuff = [i for i, _ in entries if i > 90]
+    cats = [dict(c, supercategory="synthetic")
+            for c in released_categories("openvocab_coco_2017_val_panoptic_with_sem_seg")]
+    things = [c["id"] for c in cats if c["isthing"]]
+    stuff = [c["id"] for c in cats if not c["isthing"]]
     rng = np.random.default_rng(seed)
     out = os.path.join(root, "coco")
     for split, n in (("train", num_train), ("val", num_val)):
@@ -239,10 +239,11 @@ def make_coco(root: str, seed: int, num_train: int, num_val: int, size: int = 96
 
 def make_ade(root: str, seed: int, num_train: int, num_val: int, size: int = 96) -> str:
     """ADEChallengeData2016 as downloaded, plus ``annotations_instance``."""
-    from .builtin import ADE20K_INSTANCE_TO_150
-
-    thing150 = set(ADE20K_INSTANCE_TO_150)
-    to_inst = {c: k + 1 for k, c in enumerate(ADE20K_INSTANCE_TO_150)}
+    # raw instance class k (1..100) is the k-th class of the release's ADE20K instance split,
+    # whose dataset ids are the 0-based ADE-150 ids
+    instance_to_150 = [c["id"] for c in released_categories("openvocab_ade20k_instance_val")]
+    thing150 = set(instance_to_150)
+    to_inst = {c: k + 1 for k, c in enumerate(instance_to_150)}
     stuff = [c for c in range(150) if c not in thing150]
     rng = np.random.default_rng(seed)
     out = os.path.join(root, "ADEChallengeData2016")
@@ -272,19 +273,21 @@ def make_ade(root: str, seed: int, num_train: int, num_val: int, size: int = 96)
 
 #: The synthetic ADE20K-full release: object names (object id = position + 1; the ids in between
 #: are fillers ``object <id>``) and, per image, ``(file name, scene, height, width, object ids in
-#: vertical bands)`` with 0 = unlabelled. Classes in both splits: wall, building, person, sky,
-#: tree, car, road (training-image counts 3, 2, 2, 1, 1, 1, 1); "unicycle" occurs only in
-#: training, "gondola" only in validation, "zeppelin" nowhere. Road has id 300 (R channel used).
+#: vertical bands)`` with 0 = unlabelled. The names are WordNet names as in the real index: wall,
+#: building, sky, person, tree, car and road match the released 847 classes of the same display
+#: name (trainIds 0, 1, 2, 11, 3, 14, 4); "pot" and "pot, flowerpot" share a first name with two
+#: released classes ("pot" 188, "pot,flowerpot" 130); "zeppelin" matches none. Road has id 300
+#: (R channel used).
 ADE_FULL_NAMES = {1: "wall", 2: "building, edifice", 3: "sky",
                   4: "person, individual, someone, somebody, mortal, soul", 5: "tree",
-                  6: "car, auto, automobile, machine, motorcar", 7: "unicycle, monocycle",
-                  8: "gondola", 9: "zeppelin", 300: "road, route"}
+                  6: "car, auto, automobile, machine, motorcar", 7: "pot", 8: "pot, flowerpot",
+                  9: "zeppelin", 300: "road, route"}
 ADE_FULL_DESIGN = (
     ("training", "ADE_train_00000001", "urban/street", 48, 64, (1, 2, 3, 7)),
     ("training", "ADE_train_00000002", "home/kitchen", 40, 56, (1, 4, 5, 300)),
     ("training", "ADE_frame_00000001", "urban/street", 600, 720, (1, 2, 6, 4)),
     ("validation", "ADE_val_00000001", "urban/street", 56, 48, (1, 2, 3, 4, 8)),
-    ("validation", "ADE_val_00000002", "urban/highway", 48, 64, (6, 5, 0, 300, 1)),
+    ("validation", "ADE_val_00000002", "urban/highway", 48, 64, (6, 5, 0, 300, 9)),
 )
 
 
@@ -325,16 +328,14 @@ def make_ade_full(root: str, seed: int, num_train: int = 0, num_val: int = 0) ->
     return out
 
 
-CITYSCAPES_IDS = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
-
-
 def make_cityscapes(root: str, seed: int, num_train: int, num_val: int, size: int = 64) -> str:
     """Cityscapes layout: images, gtFine ``labelIds`` / ``instanceIds`` (as downloaded; the
     Cityscapes evaluators read them), ``labelTrainIds`` and ``cityscapes_panoptic_{split}`` + json
     (what cityscapesScripts' createTrainIdLabelImgs / createPanopticImgs write)."""
-    entries = _read_vocab("cityscapes.txt")
-    cats = [{"id": i, "name": n[0], "isthing": int(i >= 24), "color": [0, 0, 0]} for i, n in entries]
-    train_id = {c: k for k, c in enumerate(CITYSCAPES_IDS)}
+    cats = [dict(c, color=[0, 0, 0]) for c in released_categories("openvocab_cityscapes_fine_panoptic_val")]
+    train_id = {c["id"]: k for k, c in enumerate(cats)}
+    stuff = [c["id"] for c in cats if not c["isthing"]]
+    things = [c["id"] for c in cats if c["isthing"]]
     rng = np.random.default_rng(seed)
     out = os.path.join(root, "cityscapes")
     for split, n in (("train", num_train), ("val", num_val)):
@@ -346,7 +347,7 @@ def make_cityscapes(root: str, seed: int, num_train: int, num_val: int, size: in
             os.makedirs(d, exist_ok=True)
         images, anns = [], []
         for k in range(n):
-            image, segs = make_scene(rng, size, size * 2, CITYSCAPES_IDS[:11], CITYSCAPES_IDS[11:])
+            image, segs = make_scene(rng, size, size * 2, stuff, things)
             base = f"{city}_{k:06d}_000019"
             Image.fromarray(image).save(os.path.join(img_dir, base + "_leftImg8bit.png"))
             sem = np.full(image.shape[:2], 255, np.uint8)
@@ -425,22 +426,21 @@ def make_pcontext(root: str, seed: int, num_train: int, num_val: int, size: int 
     """
     from scipy.io import savemat
 
-    here = _read_vocab("pascal_context_59.txt")
-    names59 = [n[0].replace(" ", "") if n[0] in ("potted plant", "tv monitor") else n[0]
-               for _, n in here]
-    names = list(names59) + [f"extra class {k}" for k in range(459 - len(names59))]
-    order = np.random.default_rng(0).permutation(459)  # the 59 are scattered among the 459
-    labels = [None] * 459
-    for k, j in enumerate(order):
-        labels[j] = names[k]
+    # labels.txt: the release's 459 display names in its order, except where the release renamed
+    # a 59-benchmark class that labels.txt names differently (lamp -> light, wood piece -> wood)
+    names = [c["name"] for c in released_categories("openvocab_pascal_ctx459_sem_seg_val")]
+    names[names.index("lamp")], names[names.index("wood piece")] = "light", "wood"
+    bench = {n.replace(" ", "") for n in PASCAL_CONTEXT_59_LABEL_NAMES}
+    order = [i for i, n in enumerate(names) if n.replace(" ", "") in bench]
+    order += [i for i in range(459) if i not in set(order)][:20]
     # draw from the 59 benchmark classes and 20 others, so both label sets get pixels
-    pool = sorted(int(order[k]) + 1 for k in range(79))
+    pool = sorted(i + 1 for i in order)
     rng = np.random.default_rng(seed)
     out = os.path.join(root, "VOCdevkit", "VOC2010")
     for sub in ("JPEGImages", "trainval", "ImageSets/SegmentationContext"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     with open(os.path.join(out, "labels.txt"), "w") as f:
-        f.write("".join(f"{i + 1}: {n}\n" for i, n in enumerate(labels)))
+        f.write("".join(f"{i + 1}: {n}\n" for i, n in enumerate(names)))
     for split, n in (("train", num_train), ("val", num_val)):
         ids = []
         for k in range(n):
@@ -488,10 +488,7 @@ def make_semantic(root: str, seed: int, num_train: int, num_val: int, size: int 
 
 def make_mapillary(root: str, seed: int, num_train: int, num_val: int, size: int = 64) -> str:
     """Mapillary Vistas v1.2 panoptic layout (json category ids 1..65, labels 0..64, 65 void)."""
-    entries = _read_vocab("mapillary_vistas.txt")
-    from .builtin import MAPILLARY_THING_IDS
-
-    cats = [{"id": i + 1, "name": n[0], "isthing": int(i in MAPILLARY_THING_IDS)} for i, n in entries]
+    cats = released_categories("openvocab_mapillary_vistas_panoptic_val")
     things = [c["id"] for c in cats if c["isthing"]]
     stuff = [c["id"] for c in cats if not c["isthing"]]
     rng = np.random.default_rng(seed)

@@ -8,14 +8,20 @@ The format is the one the open-vocabulary segmentation community already uses (e
 * after the colon, comma-separated names; the first is the class name, the others synonyms.
   Every synonym is used as a prompt for the text classifier, and a test class counts as "seen"
   when any of its synonyms is also a synonym of a training class;
-* blank lines and lines starting with ``#`` are ignored; surrounding spaces are stripped.
+* blank lines and lines starting with ``#`` are ignored; spaces around each name are stripped.
 
-The files shipped in ``frozenseg/data/vocabularies/`` are written from each dataset's own
-category definitions (ids and names); the synonyms are this project's editorial choice.
+Inside the model a class is one string, ``"name,synonym,..."``, split by the release's own rule
+(:func:`split_synonyms`: ``", "`` counts as ``","``, other spaces are kept).
 
-A user can point any dataset at their own file of the same format (``DATASETS.VOCABULARY_FILES``
+The benchmark vocabularies are not files: they are the released system's own class strings,
+shipped verbatim in ``vocabularies/released_metadata.json`` (:mod:`frozenseg.data.released`).
+The ``.txt`` files in ``frozenseg/data/vocabularies/`` are the synthetic shapes set's vocabulary
+and the opt-in LVIS synonym vocabulary (provenance: ``vocabularies/README.md``).
+
+A user can point any dataset at their own file of this format (``DATASETS.VOCABULARY_FILES``
 or :func:`frozenseg.data.builtin.set_vocabulary_file`); its number of classes must match the
-dataset's.
+dataset's. ``tools/export_vocabulary.py`` writes any dataset's vocabulary as such a file, to
+start from.
 """
 
 from __future__ import annotations
@@ -87,8 +93,14 @@ def parse_vocabulary(text: str, source: str = "<string>") -> list[tuple[int, lis
 
 
 def read_vocabulary_entries(path: str) -> list[tuple[int, list[str]]]:
-    """Read a vocabulary file into ``[(category_id, [name, synonym, ...]), ...]``."""
-    path = os.path.expanduser(os.path.expandvars(str(path)))
+    """Read a vocabulary file into ``[(category_id, [name, synonym, ...]), ...]``.
+
+    A relative ``path`` that does not exist from the working directory is looked up from the
+    repository (or installed package) root, so ``frozenseg/data/vocabularies/<file>`` works
+    from anywhere."""
+    from ..utils.paths import resolve_path
+
+    path = str(resolve_path(str(path)))
     if not os.path.isfile(path):
         raise VocabularyError(f"Vocabulary file {path!r} does not exist.")
     with open(path, encoding="utf-8") as f:
@@ -101,8 +113,15 @@ def read_vocabulary_file(path: str) -> list[str]:
 
 
 def split_synonyms(entry: str) -> list[str]:
-    """``"name,syn1,syn2"`` -> ``["name", "syn1", "syn2"]`` (stripped, empty parts dropped)."""
-    return [s.strip() for s in entry.split(",") if s.strip()]
+    """The synonyms of a class string, by the released system's rule:
+    ``entry.replace(", ", ",").split(",")``.
+
+    ``"dog, puppy"`` -> ``["dog", "puppy"]``. Other whitespace is kept verbatim, as in the release
+    (its ADE20K instance class ``"window "`` is the synonym ``"window "``: it is not "seen" as
+    COCO's ``"window"`` and its prompts read ``"a photo of a window ."``). Empty parts are kept
+    too; :func:`parse_class_names` rejects them.
+    """
+    return entry.replace(", ", ",").split(",")
 
 
 def write_vocabulary_file(
@@ -113,7 +132,7 @@ def write_vocabulary_file(
 ) -> str:
     """Write ``classes`` (each ``"name,syn"`` or ``[name, syn, ...]``) as a vocabulary file.
 
-    ``ids`` default to 0, 1, 2, ...; ``header`` lines are written as ``#`` comments. The result
+    The file format strips the spaces around each name. ``ids`` default to 0, 1, 2, ...; ``header`` lines are written as ``#`` comments. The result
     is re-read and validated; returns ``path``.
     """
     ids = list(range(len(classes))) if ids is None else [int(i) for i in ids]
@@ -123,7 +142,7 @@ def write_vocabulary_file(
     if header:
         lines += [f"# {h}".rstrip() for h in header.splitlines()]
     for cat_id, c in zip(ids, classes):
-        names = split_synonyms(c) if isinstance(c, str) else [str(n).strip() for n in c]
+        names = [str(n).strip() for n in (split_synonyms(c) if isinstance(c, str) else c)]
         if not names or any(not n or "," in n or "\n" in n for n in names):
             raise VocabularyError(f"Class {cat_id}: invalid names {c!r}.")
         lines.append(f"{cat_id}:{','.join(names)}")
@@ -162,14 +181,14 @@ def builtin_vocabulary_path(filename: str) -> str:
 
 
 def parse_class_names(class_names: Sequence[str]) -> list[list[str]]:
-    """Split each class name into its synonyms.
+    """Split each class name into its synonyms (:func:`split_synonyms`, the release's rule).
 
     Args:
         class_names: K strings of comma-separated synonyms (``"dog, puppy"`` == ``"dog,puppy"``).
     Returns:
-        K lists of synonyms, whitespace stripped, in order.
+        K lists of synonyms, in order, verbatim (spaces other than after a comma are kept).
     Raises:
-        ValueError: empty vocabulary, or a class (or one of its synonyms) that is empty.
+        ValueError: empty vocabulary, or a class (or one of its synonyms) that is empty or blank.
     """
     if isinstance(class_names, str):
         raise ValueError(
@@ -181,8 +200,8 @@ def parse_class_names(class_names: Sequence[str]) -> list[list[str]]:
     for i, name in enumerate(class_names):
         if not isinstance(name, str):
             raise ValueError(f"Class name #{i} is {type(name).__name__}, expected a string: {name!r}.")
-        synonyms = [s.strip() for s in name.split(",")]
-        if not name.strip() or any(not s for s in synonyms):
+        synonyms = split_synonyms(name)
+        if any(not s.strip() for s in synonyms):
             raise ValueError(
                 f"Class name #{i} ({name!r}) is empty or has an empty synonym; each class must be "
                 f"a comma-separated list of non-empty names (e.g. 'dog,puppy')."
@@ -194,8 +213,8 @@ def parse_class_names(class_names: Sequence[str]) -> list[list[str]]:
 def seen_class_mask(class_names: Sequence[str], train_class_names: Sequence[str] | None) -> list[bool]:
     """Per class: True when one of its synonyms is also a synonym of a training class.
 
-    The release's rule (spec §7.2): exact (case-sensitive) comparison of whitespace-stripped
-    synonyms. Without a training vocabulary every class is unseen.
+    The release's rule (spec §7.2): exact, case-sensitive comparison of the synonyms as
+    :func:`split_synonyms` gives them. Without a training vocabulary every class is unseen.
     """
     train = {s for syns in parse_class_names(list(train_class_names)) for s in syns} if train_class_names else set()
     return [any(s in train for s in syns) for syns in parse_class_names(list(class_names))]

@@ -23,7 +23,14 @@ def prepare_module(name: str):
 
 
 def write_lvis(root: str) -> None:
-    """A tiny LVIS v1 json (COCO url naming, categories with synonyms) over the COCO images."""
+    """Tiny LVIS v1 jsons over the COCO images (COCO url naming; the 1203 LVIS categories; the
+    annotations are COCO's, whose ids 1..90 are valid LVIS ids) and the test-dev/challenge image
+    lists over copies of the val images in ``coco/test2017``."""
+    import shutil
+
+    from frozenseg.data.released import released_categories
+
+    cats = [dict(c, synonyms=[c["name"]], frequency="r") for c in released_categories("openvocab_lvis_v1_val")]
     os.makedirs(os.path.join(root, "lvis"), exist_ok=True)
     for split in ("train", "val"):
         with open(os.path.join(root, "coco", "annotations", f"instances_{split}2017.json")) as f:
@@ -31,11 +38,16 @@ def write_lvis(root: str) -> None:
         imgs = [{"id": im["id"], "height": im["height"], "width": im["width"],
                  "coco_url": f"http://images.cocodataset.org/{split}2017/{im['file_name']}",
                  "not_exhaustive_category_ids": [], "neg_category_ids": [3]} for im in coco["images"]]
-        cats = [{"id": c["id"], "name": c["name"].replace(" ", "_"), "synonyms": [c["name"].replace(" ", "_"), f"{c['name']}_thing"],
-                 "frequency": "r"} for c in coco["categories"]]
         anns = [{k: v for k, v in a.items() if k != "iscrowd"} for a in coco["annotations"]]
         with open(os.path.join(root, "lvis", f"lvis_v1_{split}.json"), "w") as f:
             json.dump({"images": imgs, "annotations": anns, "categories": cats}, f)
+    os.makedirs(os.path.join(root, "coco", "test2017"), exist_ok=True)
+    for im in coco["images"]:
+        shutil.copy(os.path.join(root, "coco", "val2017", im["file_name"]), os.path.join(root, "coco", "test2017"))
+    for part in ("dev", "challenge"):
+        with open(os.path.join(root, "lvis", f"lvis_v1_image_info_test_{part}.json"), "w") as f:
+            json.dump({"images": [{k: im[k] for k in ("id", "height", "width", "file_name")} for im in coco["images"]],
+                       "categories": cats}, f)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from frozenseg.data import (
     write_vocabulary_file,
 )
 from frozenseg.data.builtin import BUILTIN_DATASETS
-from frozenseg.data.vocabulary import VOCABULARY_DIR, parse_vocabulary, read_vocabulary_entries
+from frozenseg.data.vocabulary import parse_vocabulary
 
 
 def test_dataset_catalog_protocol():
@@ -74,31 +74,6 @@ def test_every_released_and_required_name_is_registered():
                 for m in re.finditer(r"(TRAIN|TEST):\s*\(([^)]*)\)", text):
                     for n in re.findall(r'"([^"]+)"', m.group(2)):
                         assert n in names, (f, n)
-
-
-@pytest.mark.parametrize("fname,count", [
-    ("coco_panoptic.txt", 133), ("ade20k_150.txt", 150), ("cityscapes.txt", 19), ("bdd_sem.txt", 19),
-    ("bdd_panoptic.txt", 40), ("mapillary_vistas.txt", 65), ("pascal_voc_20.txt", 20),
-    ("pascal_voc_21.txt", 21), ("pascal_context_59.txt", 59), ("coco_stuff_171.txt", 171),
-    ("synthetic_shapes.txt", 8)])
-def test_builtin_vocabulary_files(fname, count):
-    entries = read_vocabulary_entries(os.path.join(VOCABULARY_DIR, fname))
-    assert len(entries) == count
-    assert all(names[0] and all(n == n.strip() for n in names) for _, names in entries)
-
-
-def test_coco_panoptic_vocabulary_ids_and_order():
-    entries = read_vocabulary_entries(os.path.join(VOCABULARY_DIR, "coco_panoptic.txt"))
-    ids = [i for i, _ in entries]
-    assert ids[0] == 1 and ids[79] == 90 and ids[80] == 92 and ids[-1] == 200
-    assert ids == sorted(ids)
-    assert entries[0][1][:2] == ["person", "child"]
-    meta = MetadataCatalog.get("openvocab_coco_2017_val_panoptic_with_sem_seg")
-    assert len(meta.thing_classes) == 80 and len(meta.stuff_classes) == 133
-    assert meta.thing_dataset_id_to_contiguous_id[90] == 79
-    assert meta.stuff_dataset_id_to_contiguous_id[200] == 132
-    assert len(MetadataCatalog.get("openvocab_ade20k_panoptic_val").thing_classes) == 100
-    assert len(dataset_vocabulary("openvocab_coco_2017_val")) == 80
 
 
 def test_vocabulary_roundtrip(tmp_path):

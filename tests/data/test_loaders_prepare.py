@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 from frozenseg.data import DatasetCatalog, DatasetNotFoundError, MetadataCatalog, dataset_vocabulary
 from frozenseg.data.builtin import BUILTIN_DATASETS, register_all_builtin
 from frozenseg.data.dataset_mappers import read_label_map, read_panoptic_ids
+from frozenseg.data.released import PASCAL_CONTEXT_59_LABEL_NAMES
 
 from importlib import import_module as prepare_module
 
@@ -46,15 +48,17 @@ def test_every_registered_loader(synth_root, name):
     else:
         assert len(vocab) == len(meta.thing_classes)
         assert all(0 <= a["category_id"] < len(meta.thing_classes) for a in d["annotations"])
-        assert sum(len(x["annotations"]) for x in dicts) > 0
+        annotated = "_test_" not in name  # LVIS test-dev/challenge: image lists only
+        assert (sum(len(x["annotations"]) for x in dicts) > 0) == annotated
 
 
-def test_lvis_vocabulary_from_json(synth_root):
-    vocab = dataset_vocabulary("openvocab_lvis_v1_val")
-    assert len(vocab) == len(MetadataCatalog.get("openvocab_lvis_v1_val").thing_classes)
-    assert "_" not in vocab[0] and vocab[0].endswith("thing")
+def test_lvis_loads_with_the_release_ids(synth_root):
     d = DatasetCatalog.get("openvocab_lvis_v1_val")[0]
     assert d["file_name"].endswith(".jpg") and "neg_category_ids" in d
+    with open(os.path.join(synth_root, "coco", "annotations", "instances_val2017.json")) as f:
+        coco = json.load(f)
+    first = [a["category_id"] for a in coco["annotations"] if a["image_id"] == d["image_id"]]
+    assert [a["category_id"] for a in d["annotations"]] == [i - 1 for i in first]  # LVIS id - 1
 
 
 def test_missing_folder_error(synth_root, tmp_path):
@@ -65,7 +69,8 @@ def test_missing_folder_error(synth_root, tmp_path):
         msg = str(e.value)
         assert str(tmp_path) in msg and "prepare_ade20k_pan_seg.py" in msg and msg.count(". ") == 0
         with pytest.raises(DatasetNotFoundError, match="prepare_pascal_ctx_sem_seg"):
-            dataset_vocabulary("openvocab_pascal_ctx459_sem_seg_val")
+            DatasetCatalog.get("openvocab_pascal_ctx459_sem_seg_val")
+        assert len(dataset_vocabulary("openvocab_pascal_ctx459_sem_seg_val")) == 459  # shipped
     finally:
         register_all_builtin(synth_root)
 
@@ -105,10 +110,14 @@ def test_pascal_prepare_outputs(synth_root):
     assert len(MetadataCatalog.get("openvocab_pascal_ctx459_sem_seg_val").stuff_classes) == 459
     c459 = read_label_map(DatasetCatalog.get("openvocab_pascal_ctx459_sem_seg_val")[0]["sem_seg_file_name"]).numpy()
     c59 = read_label_map(DatasetCatalog.get("openvocab_pascal_ctx59_sem_seg_val")[0]["sem_seg_file_name"]).numpy()
-    names459 = MetadataCatalog.get("openvocab_pascal_ctx459_sem_seg_val").stuff_classes
-    names59 = MetadataCatalog.get("openvocab_pascal_ctx59_sem_seg_val").stuff_classes
-    for v in np.unique(c59[c59 != 255]):  # a 59-class pixel is the same class in the 459 map
-        assert {names459[i].replace(" ", "") for i in np.unique(c459[c59 == v])} == {names59[v].replace(" ", "")}
+    # a 59-class pixel is, in the 459 map, the labels.txt class of the 59-class benchmark name
+    labels = open(os.path.join(synth_root, "VOCdevkit", "VOC2010", "labels.txt")).read().splitlines()
+    index459 = {line.split(": ", 1)[1].replace(" ", ""): int(line.split(":")[0]) - 1 for line in labels}
+    values59 = np.unique(c59[c59 != 255])
+    assert values59.size >= 3
+    for v in values59:
+        assert np.unique(c459[c59 == v]).tolist() == [index459[PASCAL_CONTEXT_59_LABEL_NAMES[v].replace(" ", "")]]
+    assert (c59 == 255).any() and (c459[c59 == 255] != 65535).any()  # classes outside the 59
 
 
 def test_coco_stuff_prepare(tmp_path):
@@ -125,7 +134,7 @@ def test_coco_stuff_prepare(tmp_path):
 @pytest.mark.parametrize("script", ["prepare_ade20k_sem_seg", "prepare_ade20k_pan_seg", "prepare_ade20k_ins_seg",
                                     "prepare_coco_semantic_annos_from_panoptic_annos", "prepare_pascal_voc_sem_seg",
                                     "prepare_pascal_ctx_sem_seg", "prepare_coco_stuff_sem_seg",
-                                    "prepare_ade20k_full_sem_seg", "prepare_bdd_panoptic"])
+                                    "prepare_ade20k_full_sem_seg", "prepare_bdd_panoptic", "prepare_lvis_vocabulary"])
 def test_prepare_scripts_validate_input(tmp_path, script):
     from _prepare_common import InputError
 
@@ -158,14 +167,55 @@ def test_prepare_command_line(tmp_path, script, missing):
     assert r.stderr.strip() == f"Expected {missing.format(root=tmp_path)}, which does not exist."
 
 
-def test_pc459_vocabulary_reuses_the_59_class_synonyms(synth_root):
-    names459 = prepare_module("prepare_pascal_ctx_sem_seg").names459
-    labels = {i: f"extra class {i}" for i in range(1, 460)}
-    labels[7], labels[8] = "pottedplant", "bird"
-    entries = names459(labels, [["potted plant", "houseplant"], ["bird", "birds"]])
-    assert entries[6] == ["pottedplant", "potted plant", "houseplant"]
-    assert entries[7] == ["bird", "birds"] and entries[0] == ["extra class 1"]
-    # the prepared synthetic dataset: every 59-class name is a synonym of a 459-class entry
-    vocab459 = [set(v.split(",")) for v in dataset_vocabulary("openvocab_pascal_ctx459_sem_seg_val")]
-    for v59 in dataset_vocabulary("openvocab_pascal_ctx59_sem_seg_val"):
-        assert any(set(v59.split(",")) <= v for v in vocab459), v59
+def test_pascal_context_59_order_and_renamings(synth_root):
+    """The 59 labels.txt names line up with the release's 59 classes: each is a synonym of the
+    release's class at the same position (spaces ignored), except the five the release renamed."""
+    from frozenseg.data.vocabulary import split_synonyms
+
+    renamed = {"computer": "computer case", "light": "lamp,lamps,bulb,bulbs", "road": "street,streets",
+               "table": "diningtable,diningtables,table,tables,desk,desks,side table,side tables,coffee table",
+               "wood": "wood piece"}
+    for name, cls in zip(PASCAL_CONTEXT_59_LABEL_NAMES, dataset_vocabulary("openvocab_pascal_ctx59_sem_seg_val"),
+                         strict=True):
+        synonyms = {s.replace(" ", "") for s in split_synonyms(cls)}
+        assert (name.replace(" ", "") in synonyms and name != "table") or renamed[name] == cls, (name, cls)
+
+
+def test_lvis_synonym_vocabulary_script(tmp_path):
+    mod = prepare_module("prepare_lvis_vocabulary")
+    assert mod.clean_synonyms(["bat_(animal)", "bat__(animal)", "a,b", " "]) == ["bat (animal)", "a b"]
+    cats = [{"id": 2, "name": "bull", "synonyms": ["horned_cow"]}, {"id": 1, "name": "aerosol_can",
+            "synonyms": ["aerosol_can", "spray_can"]}, {"id": 3, "name": "alarm_clock"}]
+    (tmp_path / "lvis").mkdir()
+    (tmp_path / "lvis" / "lvis_v1_val.json").write_text(json.dumps({"categories": cats}))
+    mod.main(["--root", str(tmp_path)])
+    text = (tmp_path / "lvis" / "lvis_v1_synonyms.txt").read_text().splitlines()
+    assert text[1:] == ["1:aerosol can,spray can", "2:horned cow", "3:alarm clock"]
+    (tmp_path / "lvis" / "lvis_v1_val.json").write_text(json.dumps({"images": []}))
+    from _prepare_common import InputError
+
+    with pytest.raises(InputError, match="has no 'categories'"):
+        mod.convert(str(tmp_path))
+
+
+def test_pc459_label_maps_follow_the_shipped_order(synth_root, caplog):
+    """Item 5: the 459-class maps are LabelMap - 1, i.e. labels.txt order, which is the shipped
+    list's order; labels.txt names that the release renamed are logged, not fatal."""
+    import logging
+
+    from scipy.io import loadmat
+
+    voc = os.path.join(synth_root, "VOCdevkit", "VOC2010")
+    labels = {int(i): n.strip() for i, n in (line.split(":", 1) for line in open(os.path.join(voc, "labels.txt")))}
+    with caplog.at_level(logging.INFO, logger="prepare"):
+        prepare_module("prepare_pascal_ctx_sem_seg")._log_renamed(labels)
+    assert caplog.messages == ["2 labels.txt names differ from the release's class at the same position: "
+                               "232: 'light' -> 'lamp,lamps'; 458: 'wood' -> 'wood piece'"]
+    d = DatasetCatalog.get("openvocab_pascal_ctx459_sem_seg_val")[0]
+    stem = os.path.splitext(os.path.basename(d["file_name"]))[0]
+    raw = loadmat(os.path.join(voc, "trainval", stem + ".mat"))["LabelMap"].astype(np.int64)
+    lab = read_label_map(d["sem_seg_file_name"]).numpy()
+    assert np.array_equal(lab, np.where(raw == 0, 65535, raw - 1))
+    shipped = dataset_vocabulary("openvocab_pascal_ctx459_sem_seg_val")
+    for v in np.unique(lab[lab != 65535]):  # the labels.txt class is the shipped class v
+        assert labels[v + 1] in ("light", "wood") or labels[v + 1] == shipped[v].split(",")[0]

@@ -95,11 +95,14 @@ def test_vild_templates_exact():
 
 def test_parse_class_names():
     assert parse_class_names(["dog, puppy"]) == parse_class_names(["dog,puppy"]) == [["dog", "puppy"]]
-    assert parse_class_names(["  traffic light ,  stop sign ", "cat"]) == [
-        ["traffic light", "stop sign"],
+    # the release's rule, name.replace(", ", ",").split(","): other spaces are kept verbatim
+    # (the released ADE20K instance class "window " is the synonym "window ")
+    assert parse_class_names(["  traffic light ,  stop sign ", "cat", "window "]) == [
+        ["  traffic light ", " stop sign "],
         ["cat"],
+        ["window "],
     ]
-    for bad in ([""], ["dog", "  "], ["dog,,puppy"], ["dog,"]):
+    for bad in ([""], ["dog", "  "], ["dog,,puppy"], ["dog,"], ["dog, ,puppy"]):
         with pytest.raises(ValueError, match="empty"):
             parse_class_names(bad)
     with pytest.raises(ValueError, match="vocabulary is empty"):
