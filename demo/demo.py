@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None, predictor: FrozenSegPredictor | None = N
             return 2
     else:
         predictor.set_task(args.task, args.confidence_threshold)
-        predictor.set_vocabulary(vocab.class_names, vocab.thing_classes)
+        predictor.set_vocabulary(vocab)
     logger.info("Task %s, confidence threshold %.2f", predictor.task, predictor.confidence_threshold)
 
     if args.input:

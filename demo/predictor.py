@@ -70,11 +70,13 @@ class VocabularyArgumentError(ValueError):
 
 @dataclass
 class Vocabulary:
-    """Class names (``"name,synonym,..."``), which of them are things, and where they came from."""
+    """Class names (``"name,synonym,..."``), which of them are things, where they came from, and
+    the dataset's own class colours (RGB, one per class) when it has them."""
 
     class_names: list[str]
     thing_classes: list[int] | None = None
     source: str = ""
+    colors: list[tuple[int, int, int]] | None = None
 
     def __len__(self) -> int:
         return len(self.class_names)
@@ -268,8 +270,14 @@ def load_vocabulary(
         names = normalize_class_names(read_vocabulary_file(vocabulary_file), source=vocabulary_file)
         return Vocabulary(names, infer_thing_classes(names), vocabulary_file)
     if dataset_vocabulary is not None:
+        from frozenseg.data import MetadataCatalog
+
         names, things = dataset_vocabulary_with_things(dataset_vocabulary, cfg)
-        return Vocabulary(list(names), things, f"dataset {dataset_vocabulary}")
+        meta = MetadataCatalog.get(dataset_vocabulary)
+        key = "thing_colors" if meta.get("dataset_kind") in ("instances", "lvis") else "stuff_colors"
+        colors = meta.get(key)  # the benchmark's colours (the release's), one per class
+        colors = [tuple(int(v) for v in c) for c in colors] if colors and len(colors) == len(names) else None
+        return Vocabulary(list(names), things, f"dataset {dataset_vocabulary}", colors)
     return default_vocabulary()
 
 
@@ -336,7 +344,8 @@ class FrozenSegPredictor:
 
     Args:
         cfg: a FrozenSeg config (``frozenseg.get_cfg()`` + merges); it is cloned and frozen.
-        vocabulary: a :class:`Vocabulary`, a list of class names, or None for the default.
+        vocabulary: a :class:`Vocabulary` (used verbatim: a dataset's class strings stay exactly
+            as registered), a list of class names (normalised), or None for the default.
         thing_classes: indices of thing classes (overrides the vocabulary's).
         task: ``"panoptic"``, ``"semantic"`` or ``"instance"``.
         confidence_threshold: drop instances / segments scoring below it (default per task:
@@ -378,8 +387,7 @@ class FrozenSegPredictor:
         elif not isinstance(vocabulary, Vocabulary):
             names = normalize_class_names(list(vocabulary))
             vocabulary = Vocabulary(names, infer_thing_classes(names), "list")
-        things = thing_classes if thing_classes is not None else vocabulary.thing_classes
-        self.set_vocabulary(vocabulary.class_names, things)
+        self.set_vocabulary(vocabulary, thing_classes)
 
     @classmethod
     def from_config_file(cls, config_file: str, opts: Sequence[str] = (), **kwargs) -> "FrozenSegPredictor":
@@ -433,10 +441,22 @@ class FrozenSegPredictor:
         thr = self._explicit_threshold
         self.confidence_threshold = float(DEFAULT_CONFIDENCE[task] if thr is None else thr)
 
-    def set_vocabulary(self, class_names: Sequence[str], thing_classes: Sequence[int] | None = None) -> None:
-        """Set the vocabulary and compute its text embeddings now (once)."""
-        names = normalize_class_names(list(class_names), warn=False)  # validated by the caller
+    def set_vocabulary(self, vocabulary: Vocabulary | Sequence[str],
+                       thing_classes: Sequence[int] | None = None) -> None:
+        """Set the vocabulary and compute its text embeddings now (once).
+
+        A :class:`Vocabulary` (from :func:`load_vocabulary`, already validated) is used verbatim,
+        with its thing classes and colours; a list of class names is normalised first
+        (:func:`normalize_class_names`). ``thing_classes`` overrides the vocabulary's.
+        """
+        if isinstance(vocabulary, Vocabulary):
+            names, colors = list(vocabulary.class_names), vocabulary.colors
+            if thing_classes is None:
+                thing_classes = vocabulary.thing_classes
+        else:
+            names, colors = normalize_class_names(list(vocabulary), warn=False), None
         self.class_names = names
+        self.class_colors = colors
         self.thing_classes = None if thing_classes is None else sorted(int(i) for i in thing_classes)
         self._thing_set = None if self.thing_classes is None else set(self.thing_classes)
         self.model.set_vocabulary(names, self.thing_classes)
@@ -556,6 +576,10 @@ class FrozenSegPredictor:
         return Prediction(self.task, image, ids, none, segments, self.class_names, 0.0, raw=out)
 
     # -- visualisation and files ----------------------------------------------------------------
+    def _class_color(self, cls: int) -> tuple[int, int, int]:
+        """The vocabulary's own colour of class ``cls`` (a benchmark's), else a generated one."""
+        return self.class_colors[cls] if self.class_colors else class_color(cls)
+
     def visualize(self, prediction: Prediction, legend: bool | None = None) -> np.ndarray:
         """The labelled colour overlay (RGB uint8). Semantic results get a legend panel on the
         right unless ``legend`` is False."""
@@ -567,16 +591,17 @@ class FrozenSegPredictor:
             if p.task != "semantic" and s["isthing"]:
                 n = instance_index.get(cls, 0)
                 instance_index[cls] = n + 1
-                color = instance_color(cls, n)
+                color = instance_color(cls, n, self._class_color(cls))
             else:
-                color = class_color(cls)
+                color = self._class_color(cls)
             label = s["class"] if s["score"] is None or p.task == "semantic" else f"{s['class']} {s['score']:.0%}"
             vis_segments.append(VisSegment(s["id"], label, color))
         canvas = self.visualizer.draw_segments(p.image, p.ids, vis_segments)
         if p.task == "semantic" and legend is not False:
             total = float(p.ids.size)
             entries = [
-                (f"{s['class']} {100.0 * s['area'] / total:.1f}%", class_color(s["category_id"])) for s in p.segments
+                (f"{s['class']} {100.0 * s['area'] / total:.1f}%", self._class_color(s["category_id"]))
+                for s in p.segments
             ]
             canvas = self.visualizer.draw_legend(canvas, entries, title="classes (% of image)")
         return canvas

@@ -36,9 +36,11 @@ def class_color(index: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def instance_color(class_index: int, instance_index: int) -> tuple[int, int, int]:
-    """The class colour, shifted in hue and brightness per instance (instance 0 keeps it)."""
-    r, g, b = class_color(class_index)
+def instance_color(class_index: int, instance_index: int,
+                   base: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
+    """The class colour (``base``, default :func:`class_color`), shifted in hue and brightness
+    per instance (instance 0 keeps it)."""
+    r, g, b = class_color(class_index) if base is None else base
     if instance_index == 0:
         return r, g, b
     h, s, v = colorsys.rgb_to_hsv(r / 255, g / 255, b / 255)

@@ -204,3 +204,31 @@ def test_demo_video_and_usage_errors(predictor, tmp_path, monkeypatch):
                           str(tmp_path)], predictor=predictor) == 2
     assert demo_cli.main(["--config-file", TINY, "--input", str(video), "--vocabulary", "a;;b",
                           "--output", str(tmp_path)], predictor=predictor) == 2
+
+
+def test_dataset_vocabulary_is_used_verbatim_with_the_benchmark_colours(predictor):
+    """A benchmark vocabulary reaches the model exactly as registered (the release's strings:
+    repeated display names in A-847, "window " with its space) and draws in the release's colours."""
+    from frozenseg.data import MetadataCatalog
+
+    v = predictor_mod.load_vocabulary(dataset_vocabulary="openvocab_ade20k_instance_val")
+    assert v.class_names[1] == "window " and v.thing_classes is None
+    assert v.colors is not None and len(v.colors) == 100  # generated: the release gives none here
+    v = predictor_mod.load_vocabulary(dataset_vocabulary="openvocab_ade20k_panoptic_val")
+    meta = MetadataCatalog.get("openvocab_ade20k_panoptic_val")
+    assert v.colors[0] == (120, 120, 120) and v.colors == [tuple(c) for c in meta.stuff_colors]
+    assert v.thing_classes == sorted(meta.thing_dataset_id_to_contiguous_id.values())
+    a847 = predictor_mod.load_vocabulary(dataset_vocabulary="openvocab_ade20k_full_sem_seg_val")
+    try:
+        predictor.set_vocabulary(a847)  # "pot,flowerpot" and "pot": no duplicate-class error
+        assert predictor.class_names == MetadataCatalog.get("openvocab_ade20k_full_sem_seg_val").stuff_classes
+        predictor.set_vocabulary(v)
+        predictor.set_task("semantic")
+        pred = predictor(_scene())
+        overlay = predictor.visualize(pred, legend=False)
+        for s in pred.segments:  # a class's pixels blend the image with the release's colour
+            assert predictor._class_color(s["category_id"]) == v.colors[s["category_id"]]
+        assert overlay.shape[:2] == pred.ids.shape
+    finally:
+        predictor.set_task("panoptic")
+        predictor.set_vocabulary(["cat"])
