@@ -1,4 +1,8 @@
-"""Shared test fixtures: paths to the repository and to the released reference material."""
+"""Shared test fixtures: paths to the repository and to the released reference material.
+
+The reference material (released configs and state-dict layouts) lives in ``tests/reference``, a
+copy of the project reference (``reference/released_configs``, ``reference/official_state_dict``),
+so every test runs from a plain clone."""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FROZENSEG_SHARED_DIR", REPO_ROOT.parent / "shared"))
-RELEASED_CONFIGS = SHARED / "reference" / "released_configs"
-OFFICIAL_STATE_DICTS = SHARED / "reference" / "official_state_dict"
+REFERENCE = REPO_ROOT / "tests" / "reference"
+RELEASED_CONFIGS = REFERENCE / "released_configs"
+OFFICIAL_STATE_DICTS = REFERENCE / "official_state_dict"
 
 # Tests never download: open_clip / huggingface must stay offline.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,7 +38,6 @@ def one_torch_thread():
 
 
 def require_shared(path: Path) -> Path:
-    """Skip the calling test when the shared reference material is not next to the repository."""
-    if not path.exists():
-        pytest.skip(f"reference material not found at {path}")
+    """A file of the reference material in ``tests/reference`` (fails, never skips, when absent)."""
+    assert path.exists(), f"reference material {path} is missing from the repository"
     return path

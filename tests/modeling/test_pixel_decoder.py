@@ -13,20 +13,14 @@ from frozenseg.layers import ShapeSpec
 from frozenseg.modeling.pixel_decoder import FrozenSegPixelDecoder, MSDeformAttn
 from frozenseg.utils.registry import PIXEL_DECODER_REGISTRY
 
+from ..conftest import OFFICIAL_STATE_DICTS
+
 _REPO = Path(__file__).resolve().parents[2]
 _PREFIX = "sem_seg_head.pixel_decoder."
 _RELEASED = {
     "convnext_large_d_320__sam_vit_b.json": (192, 384, 768, 1536),
     "rn50x64__sam_vit_b.json": (512, 1024, 2048, 4096),
 }
-
-
-def _state_dict_dir() -> Path | None:
-    for base in (_REPO / "shared", _REPO.parent / "shared"):
-        d = base / "reference" / "official_state_dict"
-        if d.is_dir():
-            return d
-    return None
 
 
 def _shapes(channels) -> dict[str, ShapeSpec]:
@@ -75,10 +69,7 @@ def test_tiny_decoder_output_shapes():
 
 @pytest.mark.parametrize("filename", sorted(_RELEASED))
 def test_released_layout_on_meta_device(filename):
-    folder = _state_dict_dir()
-    if folder is None or not (folder / filename).is_file():
-        pytest.skip("shared/reference/official_state_dict is not available")
-    released = json.loads((folder / filename).read_text())
+    released = json.loads((OFFICIAL_STATE_DICTS / filename).read_text())
     expected = {k[len(_PREFIX):]: tuple(v[0]) for k, v in released.items() if k.startswith(_PREFIX)}
     assert expected, "no pixel-decoder keys in the reference"
     with torch.device("meta"):

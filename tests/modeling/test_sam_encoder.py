@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +12,9 @@ from torch.nn import functional as F
 from frozenseg.config.config import get_cfg
 from frozenseg.modeling.sam import SAM_PIXEL_MEAN, SAM_PIXEL_STD, SAMImageEncoder
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-RELEASED_JSON = SHARED / "reference/official_state_dict/convnext_large_d_320__sam_vit_b.json"
+from ..conftest import OFFICIAL_STATE_DICTS
+
+RELEASED_JSON = OFFICIAL_STATE_DICTS / "convnext_large_d_320__sam_vit_b.json"
 
 
 def _shapes(sd):
@@ -45,7 +45,6 @@ def test_vit_b_keys_match_segment_anything(vit_b_meta):
     assert vit_b_meta.image_encoder.pos_embed.shape == (1, 64, 64, 768)
 
 
-@pytest.mark.skipif(not RELEASED_JSON.is_file(), reason="shared reference key list absent")
 def test_vit_b_keys_match_released_checkpoint(vit_b_meta):
     released = json.loads(RELEASED_JSON.read_text())
     expected = {

@@ -15,10 +15,11 @@ from frozenseg.modeling.transformer_decoder import (
     unblock_fully_masked_rows,
 )
 
+from ..conftest import OFFICIAL_STATE_DICTS, RELEASED_CONFIGS
+
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
-CONFIGS = SHARED / "reference" / "released_configs" / "coco" / "frozenseg"
-STATE_DICTS = SHARED / "reference" / "official_state_dict"
+CONFIGS = RELEASED_CONFIGS / "coco" / "frozenseg"
+STATE_DICTS = OFFICIAL_STATE_DICTS
 
 NUM_TEMPLATES = [2, 1, 3]  # K = 3 classes, K' = 6 synonym rows
 EMBED_DIM = 16
@@ -121,8 +122,6 @@ def test_pre_norm_runs():
     ],
 )
 def test_released_state_dict_layout(yaml_name, json_name):
-    if not (CONFIGS / yaml_name).is_file() or not (STATE_DICTS / json_name).is_file():
-        pytest.skip("../shared reference files are absent")
     cfg = get_cfg()
     cfg.merge_from_file(str(CONFIGS / yaml_name))
     with torch.device("meta"):
