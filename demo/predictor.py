@@ -270,13 +270,12 @@ def load_vocabulary(
         names = normalize_class_names(read_vocabulary_file(vocabulary_file), source=vocabulary_file)
         return Vocabulary(names, infer_thing_classes(names), vocabulary_file)
     if dataset_vocabulary is not None:
-        from frozenseg.data import MetadataCatalog
+        from frozenseg.data.builtin import dataset_class_colors
 
         names, things = dataset_vocabulary_with_things(dataset_vocabulary, cfg)
-        meta = MetadataCatalog.get(dataset_vocabulary)
-        key = "thing_colors" if meta.get("dataset_kind") in ("instances", "lvis") else "stuff_colors"
-        colors = meta.get(key)  # the benchmark's colours (the release's), one per class
-        colors = [tuple(int(v) for v in c) for c in colors] if colors and len(colors) == len(names) else None
+        colors = dataset_class_colors(dataset_vocabulary)  # the benchmark's own colours
+        if colors is not None and len(colors) != len(names):  # an override of another size
+            colors = None
         return Vocabulary(list(names), things, f"dataset {dataset_vocabulary}", colors)
     return default_vocabulary()
 

@@ -52,6 +52,7 @@ __all__ = [
     "apply_vocabulary_overrides",
     "parse_vocabulary_text",
     "export_dataset_vocabulary",
+    "dataset_class_colors",
 ]
 
 logger = logging.getLogger(__name__)
@@ -373,6 +374,17 @@ def _classes(meta: Metadata) -> list[str] | None:
     if meta.get("dataset_kind") in ("instances", "lvis"):
         return meta.get("thing_classes")
     return meta.get("stuff_classes") or meta.get("thing_classes")
+
+
+def dataset_class_colors(dataset_name: str) -> list[tuple[int, int, int]] | None:
+    """RGB colours (the benchmark's own, the release's where it gives them), one per class of
+    :func:`dataset_vocabulary` when no override is set; None when the metadata has none that fit."""
+    meta = MetadataCatalog.get(dataset_name)
+    key = "thing_colors" if meta.get("dataset_kind") in ("instances", "lvis") else "stuff_colors"
+    colors = meta.get(key)
+    if not colors or len(colors) != len(_classes(meta) or ()):
+        return None
+    return [tuple(int(v) for v in c) for c in colors]
 
 
 def _num_classes(dataset_name: str) -> int:

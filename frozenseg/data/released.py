@@ -20,6 +20,8 @@ import os
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from .vocabulary import split_synonyms
+
 __all__ = [
     "RELEASED_METADATA_FILE",
     "RELEASE_TRAIN_DATASET",
@@ -132,5 +134,5 @@ def released_categories(name: str) -> list[dict[str, Any]]:
     """COCO-style ``categories`` of released dataset ``name`` in contiguous order: ``id`` (the
     dataset id), ``name`` (the display name: the first synonym, stripped) and ``isthing`` (0/1)
     -- what prepare scripts write into the jsons they make."""
-    return [{"id": c.dataset_id, "name": c.name.replace(", ", ",").split(",")[0].strip(),
-             "isthing": int(c.isthing)} for c in released_classes(name)]
+    return [{"id": c.dataset_id, "name": split_synonyms(c.name)[0].strip(), "isthing": int(c.isthing)}
+            for c in released_classes(name)]
