@@ -56,7 +56,11 @@ def convert(root: str, json_file: str | None = None, output: str | None = None) 
 
     json_file = require(json_file or os.path.join(root, "lvis", "lvis_v1_val.json"), "an LVIS v1 json")
     with open(json_file, encoding="utf-8") as f:
-        data = json.load(f)
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{json_file} is not valid JSON ({e.msg}, line {e.lineno}); "
+                             "pass an LVIS v1 annotation json.") from None
     if not isinstance(data, dict) or not data.get("categories"):
         raise InputError(f"{json_file} has no 'categories' (expected an LVIS v1 annotation json).")
     entries = categories_vocabulary(data["categories"])

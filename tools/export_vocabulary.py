@@ -39,6 +39,9 @@ def main(argv=None) -> int:
     except KeyError as e:
         sys.stderr.write(f"{e.args[0]}\n")
         return 2
+    except OSError as e:
+        sys.stderr.write(f"Cannot write {args.output}: {e.strerror}; choose a writable --output path.\n")
+        return 2
     return 0
 
 

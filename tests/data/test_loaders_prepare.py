@@ -196,6 +196,9 @@ def test_lvis_synonym_vocabulary_script(tmp_path):
 
     with pytest.raises(InputError, match="has no 'categories'"):
         mod.convert(str(tmp_path))
+    (tmp_path / "lvis" / "lvis_v1_val.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"lvis_v1_val\.json is not valid JSON \(.*line 1\)"):
+        mod.convert(str(tmp_path))
 
 
 def test_pc459_label_maps_follow_the_shipped_order(synth_root, caplog):

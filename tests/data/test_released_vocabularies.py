@@ -253,3 +253,7 @@ def test_export_vocabulary_tool(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(repo, "tools", "export_vocabulary.py"), "ade_typo"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "did you mean openvocab_ade20k_" in r.stderr
+    r = subprocess.run([sys.executable, os.path.join(repo, "tools", "export_vocabulary.py"),
+                        "openvocab_ade20k_sem_seg_val", "--output", str(tmp_path)],  # a folder
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "choose a writable --output path" in r.stderr
