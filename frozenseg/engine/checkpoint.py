@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from fvcore.common.checkpoint import Checkpointer
 
+from ..utils.file_io import atomic_write
+
 __all__ = ["FrozenSegCheckpointer", "checkpoint_has_frozen_weights", "GradScalerCheckpointable"]
 
 logger = logging.getLogger(__name__)
@@ -42,17 +44,13 @@ class FrozenSegCheckpointer(Checkpointer):
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         data.update(kwargs)
-        os.makedirs(self.save_dir, exist_ok=True)
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
-        tmp = save_file + ".tmp"
         self.logger.info("Saving checkpoint to %s", save_file)
-        torch.save(data, tmp)
-        os.replace(tmp, save_file)
-        tmp_tag = os.path.join(self.save_dir, "last_checkpoint.tmp")
-        with open(tmp_tag, "w") as f:
+        with atomic_write(save_file) as f:
+            torch.save(data, f)
+        with atomic_write(os.path.join(self.save_dir, "last_checkpoint"), "w") as f:
             f.write(basename)
-        os.replace(tmp_tag, os.path.join(self.save_dir, "last_checkpoint"))
 
     def load(self, path: str, checkpointables: list[str] | None = None) -> dict[str, Any]:
         """fvcore's ``load`` with a clear error for a missing file."""

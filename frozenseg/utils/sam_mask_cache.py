@@ -53,12 +53,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from .file_io import atomic_write
 
 __all__ = [
     "FORMAT_VERSION",
@@ -222,17 +223,8 @@ def write_sam_masks(path: str, record: SamMaskRecord) -> str:
         raise ValueError(f"mask_logits must be (M, h, w); got shape {arrays['mask_logits'].shape}.")
     if not np.isfinite(arrays["mask_logits"]).all():
         raise ValueError("mask_logits contain non-finite values (float16 overflow?).")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)  # atomic: readers see no file or the complete file
-        tmp = None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path) as f:  # readers see no file or the complete file
+        np.savez_compressed(f, **arrays)
     return path
 
 
@@ -321,12 +313,9 @@ def is_valid_cache_file(path: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 def write_cache_info(cache_dir: str, info: Mapping[str, Any]) -> str:
     """Write ``cache_info.json`` (atomically) into a dataset's cache directory."""
-    os.makedirs(cache_dir, exist_ok=True)
     path = os.path.join(cache_dir, CACHE_INFO_FILE)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_write(path, "w") as f:
         json.dump(dict(info), f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
     return path
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from typing import Optional, Protocol, Sequence
 
 import torch
@@ -41,6 +40,7 @@ from torch.nn import functional as F
 
 from ...config.config import configurable
 from ...data.vocabulary import parse_class_names
+from ...utils.file_io import atomic_write
 
 __all__ = [
     "VILD_PROMPT_TEMPLATES",
@@ -321,15 +321,9 @@ class TextClassifierBuilder:
         if self._disk_write_failed:
             return
         path, key = self._cache_path(identity, synonym)
-        directory = os.path.dirname(path)
-        tmp = None
         try:
-            os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
-            with os.fdopen(fd, "wb") as f:
+            with atomic_write(path) as f:  # readers see the old or the new file, never a torn one
                 torch.save({"key": key, "embedding": embedding.detach().cpu().float().clone()}, f)
-            os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file
-            tmp = None
         except OSError as e:
             self._disk_write_failed = True
             logger.warning(
@@ -337,9 +331,3 @@ class TextClassifierBuilder:
                 "writing it (set MODEL.FROZEN_SEG.TEXT_CACHE_DIR to a writable directory or '').",
                 self.cache_dir, e,
             )
-        finally:
-            if tmp is not None and os.path.exists(tmp):
-                try:
-                    os.remove(tmp)
-                except OSError:
-                    pass
