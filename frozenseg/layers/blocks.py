@@ -35,12 +35,17 @@ def with_pos_embed(tensor: torch.Tensor, pos: torch.Tensor | None) -> torch.Tens
     return tensor if pos is None else tensor + pos
 
 
+#: Groups of Detectron2's "GN" norm (Wu & He, 2018's default, used by Mask2Former and the
+#: released FrozenSeg); ``channels`` must be a multiple of it.
+GN_NUM_GROUPS = 32
+
+
 def get_norm(norm: str, channels: int) -> nn.Module | None:
-    """Build a normalisation layer by name: "GN" (GroupNorm, 32 groups) or "" (none)."""
+    """Build a normalisation layer by name: "GN" (GroupNorm, ``GN_NUM_GROUPS`` groups) or "" (none)."""
     if norm == "":
         return None
     if norm == "GN":
-        return nn.GroupNorm(32, channels)
+        return nn.GroupNorm(GN_NUM_GROUPS, channels)
     raise ValueError(f"Unknown norm {norm!r}; valid choices are 'GN' and ''.")
 
 

@@ -28,8 +28,9 @@ from ..postprocessing import (
     mask_proposals_for_recall,
     panoptic_inference,
     sam_proposal_ensemble,
-    sem_seg_postprocess,
+    resize_masks_to_output,
     semantic_inference,
+    semantic_only_inference,
 )
 from ..sam import SAMImageEncoder
 
@@ -49,6 +50,24 @@ class Vocabulary:
     class_names: list[str]
     is_thing: torch.Tensor
     seen: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Classifier:
+    """A text classifier: ``rows`` (K' + 1, D) L2-normalised synonym embeddings followed by the
+    void row; ``num_templates[k]`` synonyms per class (``sum == K'``)."""
+
+    rows: torch.Tensor
+    num_templates: list[int]
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Sizes (height, width) in pixels of one image: unpadded input, padded batch, output."""
+
+    image_size: tuple[int, int]
+    padded_size: tuple[int, int]
+    output_size: tuple[int, int]
 
 
 @META_ARCH_REGISTRY.register()
@@ -205,12 +224,12 @@ class FrozenSeg(nn.Module):
         seen = torch.tensor(seen_class_mask(names, self.train_class_names), dtype=torch.bool)
         self.vocabulary = Vocabulary(names, is_thing, seen)
 
-    def _text_classifier(self, class_names: list[str]) -> tuple[torch.Tensor, list[int]]:
-        """(K' + 1, D) classifier rows (synonyms, then the normalised void row) and synonyms/class."""
+    def _text_classifier(self, class_names: list[str]) -> _Classifier:
+        """The vocabulary's text classifier with the normalised void row appended."""
         rows, num_templates = self.text_classifier_builder.build(class_names)
         rows = rows.to(device=self.device, dtype=self.void_embedding.weight.dtype)
         void = F.normalize(self.void_embedding.weight, dim=-1)
-        return torch.cat([rows, void], dim=0), num_templates
+        return _Classifier(torch.cat([rows, void], dim=0), num_templates)
 
     # ------------------------------------------------------------------------------------------
     # Forward
@@ -263,17 +282,15 @@ class FrozenSeg(nn.Module):
                     "No vocabulary set: call model.set_vocabulary(class_names) before inference."
                 )
             class_names = self.vocabulary.class_names
-        text_classifier, num_templates = self._text_classifier(class_names)
-        outputs = self.sem_seg_head(features, sam_embed, text_classifier, num_templates)
+        classifier = self._text_classifier(class_names)
+        outputs = self.sem_seg_head(features, sam_embed, classifier.rows, classifier.num_templates)
 
         if self.training:
             targets = self._prepare_targets(batched_inputs, clip_images)
             losses = self.criterion(outputs, targets)
             weights = self.criterion.weight_dict
             return {k: v * weights[k] for k, v in losses.items() if k in weights}
-        return self._inference(
-            batched_inputs, clip_images, features, outputs, text_classifier, num_templates
-        )
+        return self._inference(batched_inputs, clip_images, features, outputs, classifier)
 
     def _prepare_targets(self, batched_inputs: list[dict], images: ImageList) -> list[dict]:
         """Per image ``labels`` (N,) and ``masks`` (N, H_pad, W_pad) padded with zeros."""
@@ -289,21 +306,19 @@ class FrozenSeg(nn.Module):
             targets.append({"labels": inst.gt_classes.to(self.device), "masks": padded})
         return targets
 
-    def _clip_classify(
-        self, dense: torch.Tensor, mask_logits: torch.Tensor, text_classifier: torch.Tensor, num_templates
-    ) -> torch.Tensor:
+    def _clip_classify(self, dense: torch.Tensor, mask_logits: torch.Tensor, classifier: _Classifier) -> torch.Tensor:
         """CLIP ("out-of-vocabulary") logits (B, M, K+1) of mask logits (B, M, h, w)."""
         pooled = self.backbone.visual_prediction_forward(dense, mask_logits)
         scale = self.backbone.clip_model.logit_scale.exp().clamp(max=100.0)
-        return get_classification_logits(pooled, text_classifier, scale, num_templates)
+        return get_classification_logits(pooled, classifier.rows, scale, classifier.num_templates)
 
-    def _inference(self, batched_inputs, images: ImageList, features, outputs, text_classifier, num_templates):
+    def _inference(self, batched_inputs, images: ImageList, features, outputs, classifier: _Classifier):
         vocab = self.vocabulary
         mask_cls = outputs["pred_logits"]
         mask_pred = outputs["pred_masks"]
         dense = features["clip_vis_dense"]
         masks_at_dense = F.interpolate(mask_pred, size=dense.shape[-2:], mode="bilinear", align_corners=False)
-        out_vocab_logits = self._clip_classify(dense, masks_at_dense, text_classifier, num_templates)
+        out_vocab_logits = self._clip_classify(dense, masks_at_dense, classifier)
         valid = (masks_at_dense > 0).flatten(2).any(-1) if self.ensemble_on_valid_mask else None
         seen = vocab.seen.to(self.device)
         log_probs = geometric_ensemble(
@@ -315,51 +330,63 @@ class FrozenSeg(nn.Module):
             valid_mask=valid,
             nan_safe=True,  # equals the release wherever it is finite; never NaN on underflow
         )
-        mask_pred = F.interpolate(
-            mask_pred, size=images.tensor.shape[-2:], mode="bilinear", align_corners=False
-        )
+        padded_size = tuple(images.tensor.shape[-2:])
         results = []
         for i, x in enumerate(batched_inputs):
-            image_size = images.image_sizes[i]
-            out_h = int(x.get("height", image_size[0]))
-            out_w = int(x.get("width", image_size[1]))
+            image_size = tuple(images.image_sizes[i])
+            geometry = _Geometry(
+                image_size=image_size,
+                padded_size=padded_size,
+                output_size=(int(x.get("height", image_size[0])), int(x.get("width", image_size[1]))),
+            )
             results.append(
-                self._inference_single(
-                    x, log_probs[i], mask_pred[i], image_size, (out_h, out_w), dense[i : i + 1],
-                    text_classifier, num_templates, images.tensor.shape[-2:],
-                )
+                self._inference_single(x, log_probs[i], mask_pred[i], geometry, dense[i : i + 1], classifier)
             )
         return results
 
     def _inference_single(
-        self, x, cls_log_probs, mask_pred, image_size, out_size, dense, text_classifier, num_templates, padded_size
+        self,
+        x: dict,
+        cls_log_probs: torch.Tensor,
+        mask_pred: torch.Tensor,
+        geometry: _Geometry,
+        dense: torch.Tensor,
+        classifier: _Classifier,
     ) -> dict:
-        """Post-process one image: ``cls_log_probs`` (Q, K+1), ``mask_pred`` (Q, H_pad, W_pad)."""
+        """Post-process one image: ``cls_log_probs`` (Q, K+1), ``mask_pred`` (Q, h4, w4) logits at
+        stride 4 of the padded input, ``dense`` (1, C, h, w) CLIP features.
+
+        The masks are resized once: to the output size when panoptic, instance, recall or the SAM
+        ensemble needs them there (semantic output then uses them too), else the semantic map is
+        computed at the padded size and resized (the release's order, ``semantic_only_inference``).
+        """
         vocab = self.vocabulary
         result: dict = {}
-        h, w = image_size
-        needs_masks_at_output = self.panoptic_on or self.instance_on or self.recall_on
         sam_masks = x.get("sam_masks") if self.use_sam_masks else None
         if self.use_sam_masks and sam_masks is None:
             raise ValueError(
                 'TEST.USE_SAM_MASKS is on but the input has no "sam_masks"; build the cache with '
                 "tools/save_sam_masks.py and point TEST.SAM_MASKS_DIR to it."
             )
-        if needs_masks_at_output:
-            masks = F.interpolate(
-                mask_pred[None, :, :h, :w], size=out_size, mode="bilinear", align_corners=False
-            )[0]
+        masks = None
+        if self.panoptic_on or self.instance_on or self.recall_on or (self.semantic_on and sam_masks is not None):
+            masks = resize_masks_to_output(
+                mask_pred, geometry.padded_size, geometry.image_size, geometry.output_size
+            )
         if self.semantic_on:
             if sam_masks is not None:
                 result["sem_seg"] = self._semantic_with_sam(
-                    cls_log_probs, mask_pred, sam_masks, image_size, out_size, dense,
-                    text_classifier, num_templates, padded_size,
+                    cls_log_probs, masks, sam_masks, geometry, dense, classifier
                 )
-            elif needs_masks_at_output:
+            elif masks is not None:
                 result["sem_seg"] = semantic_inference(cls_log_probs, masks)
             else:
-                sem = semantic_inference(cls_log_probs, mask_pred)
-                result["sem_seg"] = sem_seg_postprocess(sem, image_size, out_size[0], out_size[1])
+                padded = F.interpolate(
+                    mask_pred[None], size=geometry.padded_size, mode="bilinear", align_corners=False
+                )[0]
+                result["sem_seg"] = semantic_only_inference(
+                    cls_log_probs, padded, geometry.image_size, geometry.output_size
+                )
         if self.panoptic_on:
             result["panoptic_seg"] = panoptic_inference(
                 cls_log_probs, masks, vocab.is_thing.to(self.device),
@@ -374,24 +401,30 @@ class FrozenSeg(nn.Module):
             extra = None
             if sam_masks is not None and sam_masks.shape[0] > 0:
                 extra = F.interpolate(
-                    sam_masks[None].float().to(self.device), size=out_size, mode="bilinear", align_corners=False
+                    sam_masks[None].float().to(self.device), size=geometry.output_size,
+                    mode="bilinear", align_corners=False,
                 )[0]
             result["proposals"] = mask_proposals_for_recall(masks, extra)
         return result
 
     def _semantic_with_sam(
-        self, cls_log_probs, mask_pred, sam_masks, image_size, out_size, dense, text_classifier, num_templates, padded_size
+        self,
+        cls_log_probs: torch.Tensor,
+        masks: torch.Tensor,
+        sam_masks: torch.Tensor,
+        geometry: _Geometry,
+        dense: torch.Tensor,
+        classifier: _Classifier,
     ) -> torch.Tensor:
         """Semantic map with the SAM proposal ensemble (spec §7.5): (K, out_h, out_w).
 
-        ``sam_masks`` are (M, h, w) proposal logits over the (unpadded) input image; M may be 0
-        (SAM kept no mask), leaving only the query terms.
+        ``masks`` are the (Q, out_h, out_w) query mask logits at the output size; ``sam_masks``
+        are (M, h, w) proposal logits over the (unpadded) input image; M may be 0 (SAM kept no
+        mask), leaving only the query terms.
         """
-        h, w = image_size
+        h, w = geometry.image_size
         query_probs = cls_log_probs.softmax(-1)[:, :-1]
-        query_masks = F.interpolate(
-            mask_pred[None, :, :h, :w], size=out_size, mode="bilinear", align_corners=False
-        )[0].sigmoid()
+        query_masks = masks.sigmoid()
         proposals = sam_masks.float().to(self.device)
         if proposals.shape[0] == 0:
             proposal_probs = query_probs.new_zeros((0, query_probs.shape[-1]))
@@ -400,12 +433,12 @@ class FrozenSeg(nn.Module):
             if proposals.shape[-2:] != (h, w):
                 proposals = F.interpolate(proposals[None], size=(h, w), mode="bilinear", align_corners=False)[0]
             # padding is outside every proposal: any negative logit binarises to "off"
-            padded = proposals.new_full((proposals.shape[0], *padded_size), -100.0)
+            padded = proposals.new_full((proposals.shape[0], *geometry.padded_size), -100.0)
             padded[:, :h, :w] = proposals
-            proposal_logits = self._clip_classify(dense, padded[None], text_classifier, num_templates)[0]
+            proposal_logits = self._clip_classify(dense, padded[None], classifier)[0]
             proposal_probs = proposal_logits[:, :-1].softmax(-1)
             proposal_masks = F.interpolate(
-                proposals[None], size=out_size, mode="bilinear", align_corners=False
+                proposals[None], size=geometry.output_size, mode="bilinear", align_corners=False
             )[0].sigmoid()
         return sam_proposal_ensemble(
             query_probs, query_masks, proposal_probs, proposal_masks,

@@ -307,7 +307,7 @@ class FrozenSegPixelDecoder(nn.Module):
 
         # coarse to fine (res5, res4, res3), as in Mask2Former
         self.input_proj = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(c, conv_dim, kernel_size=1), nn.GroupNorm(32, conv_dim))
+            nn.Sequential(nn.Conv2d(c, conv_dim, kernel_size=1), get_norm("GN", conv_dim))
             for c in transformer_in_channels[::-1]
         )
         for proj in self.input_proj:
@@ -364,7 +364,7 @@ class FrozenSegPixelDecoder(nn.Module):
         self.sam_channels = sam_channels
         self.fpn3 = nn.Sequential(
             nn.Conv2d(sam_channels, conv_dim, kernel_size=3, stride=2, padding=1, bias=True),
-            nn.GroupNorm(32, conv_dim),
+            get_norm("GN", conv_dim),
             nn.ReLU(),
         )
         self.sam_pe_layer = PositionEmbeddingSine(conv_dim // 2, normalize=True)

@@ -34,6 +34,10 @@ from ...layers import (
 from ...utils.registry import TRANSFORMER_DECODER_REGISTRY
 from ..open_vocab import get_classification_logits, mask_pooling
 
+#: CLIP's initial softmax temperature (Radford et al., 2021), the starting value of the decoder's
+#: learned ``logit_scale = log(1 / T)``; a loaded checkpoint overwrites it.
+CLIP_INIT_TEMPERATURE = 0.07
+
 __all__ = [
     "SelfAttentionLayer",
     "CrossAttentionLayer",
@@ -305,7 +309,7 @@ class FrozenSegTransformerDecoder(nn.Module):
             nn.LayerNorm(mask_dim), nn.Linear(mask_dim, mask_dim)
         )
         self.class_embed = MLP(hidden_dim, hidden_dim, embed_dim, 3)
-        self.logit_scale = nn.Parameter(torch.ones([]) * math.log(1 / 0.07))
+        self.logit_scale = nn.Parameter(torch.ones([]) * math.log(1 / CLIP_INIT_TEMPERATURE))
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, mask_classification: bool = True) -> dict:
