@@ -277,8 +277,8 @@ def test_model_ensemble_equals_hand_computation(tiny_model, tmp_path, monkeypatc
                            [0.10, 0.10, 0.20, 0.60]])  # unseen max 0.60: used
     original = type(model)._clip_classify
 
-    def fake_clip_classify(self, dense, mask_logits, text_classifier, num_templates):
-        out = original(self, dense, mask_logits, text_classifier, num_templates)
+    def fake_clip_classify(self, dense, mask_logits, classifier):
+        out = original(self, dense, mask_logits, classifier)
         if mask_logits.shape[1] == 3:  # the proposals (the model has 10 queries)
             return torch.cat([p_prop.log(), torch.zeros(3, 1)], dim=-1)[None]
         return out
