@@ -228,6 +228,10 @@ _C.TEST.AUG.ENABLED = False  # test-time augmentation for semantic segmentation
 _C.TEST.AUG.MIN_SIZES = (400, 500, 600, 700, 800, 900, 1000, 1100, 1200)  # TTA shortest edges
 _C.TEST.AUG.MAX_SIZE = 4000  # TTA longest-edge cap
 _C.TEST.AUG.FLIP = True  # TTA horizontal flip
+# Classes the semantic mIoU averages over: "gt" (those with ground-truth pixels; current
+# Detectron2, the FrozenSeg release) or "gt_or_pred" (also predicted-but-absent ones, as IoU 0;
+# Detectron2 0.6, the OVSeg release's published numbers). See frozenseg/evaluation/sem_seg_evaluation.py.
+_C.TEST.SEM_SEG_MIOU_DENOMINATOR = "gt"
 # SAM proposal ensemble (spec §7.5): cached SAM "everything" masks per image.
 _C.TEST.USE_SAM_MASKS = False  # ensemble cached SAM proposals into the semantic output
 _C.TEST.SAM_MASK_PRED_ALPHA = 0.2  # weight alpha_s of the SAM proposals

@@ -107,8 +107,8 @@ def build_evaluator(cfg, dataset_name: str | None, output_dir: str | None = None
     """Build the evaluator(s) for ``dataset_name`` (a :class:`DatasetEvaluators` when several).
 
     Args:
-        cfg: the config (reads ``MODEL.MASK_FORMER.TEST.*_ON``, ``OUTPUT_DIR`` and the training
-            vocabulary for the seen split).
+        cfg: the config (reads ``MODEL.MASK_FORMER.TEST.*_ON``, ``TEST.SEM_SEG_MIOU_DENOMINATOR``,
+            ``OUTPUT_DIR`` and the training vocabulary for the seen split).
         dataset_name: registered test dataset name (metadata looked up in ``MetadataCatalog``).
         output_dir: where evaluators write their files (default ``cfg.OUTPUT_DIR/inference``).
         metadata: explicit metadata object (tests, or datasets outside the catalog).
@@ -128,7 +128,10 @@ def build_evaluator(cfg, dataset_name: str | None, output_dir: str | None = None
     common = dict(metadata=metadata)
 
     def sem_seg():
-        return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir, seen_classes=seen, **common)
+        return SemSegEvaluator(
+            dataset_name, distributed=True, output_dir=output_dir, seen_classes=seen,
+            miou_denominator=cfg.TEST.SEM_SEG_MIOU_DENOMINATOR, **common,
+        )
 
     def recall():
         return RecallEvaluator(dataset_name, distributed=True, output_dir=output_dir, seen_classes=seen, **common)

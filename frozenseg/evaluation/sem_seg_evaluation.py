@@ -6,8 +6,18 @@ with ``np.bincount``; ``conf[pred, gt]`` counts pixels predicted ``pred`` with g
 gets NaN IoU/accuracy and is left out of every mean (even when it is predicted; its false
 positives still lower the IoU of the ground-truth classes they cover). All values are ×100.
 
+``miou_denominator`` chooses how many classes the mIoU averages over:
+
+- ``"gt"`` (default; current Detectron2, the FrozenSeg release): classes with ground-truth
+  pixels.
+- ``"gt_or_pred"`` (Detectron2 0.6, the evaluator the OVSeg release used, spec OVSEG §6 /
+  quirk 7): classes with ground-truth *or predicted* pixels; a class that is predicted but
+  absent from the ground truth counts as IoU 0 in the mean (its per-class IoU stays NaN). This
+  gives lower numbers, most visibly on A-847 and PC-459.
+
 With a seen-class mask (``seen_classes``), ``mIoU_seen`` / ``mIoU_unseen`` are the means over
-the valid seen / unseen classes and ``hIoU`` is their harmonic mean.
+the valid seen / unseen classes and ``hIoU`` is their harmonic mean (always over classes with
+ground truth).
 """
 
 from __future__ import annotations
@@ -32,7 +42,10 @@ from .utils import (
     semantic_ground_truth,
 )
 
-__all__ = ["SemSegEvaluator", "semantic_metrics_from_confusion", "harmonic_mean"]
+__all__ = ["SemSegEvaluator", "semantic_metrics_from_confusion", "harmonic_mean", "MIOU_DENOMINATORS"]
+
+#: Accepted values of ``miou_denominator`` (``TEST.SEM_SEG_MIOU_DENOMINATOR``); see the module docstring.
+MIOU_DENOMINATORS = ("gt", "gt_or_pred")
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +63,20 @@ def semantic_metrics_from_confusion(
     conf_matrix: np.ndarray,
     class_names: Sequence[str] | None = None,
     seen_mask: np.ndarray | None = None,
+    miou_denominator: str = "gt",
 ) -> "OrderedDict[str, float]":
     """Compute Detectron2's semantic metrics from a ``(K+1, K+1)`` ``conf[pred, gt]`` matrix.
 
     The last row/column hold ignored pixels and are excluded. Returns an ordered dict with
     ``mIoU, fwIoU, IoU-<class>..., mACC, pACC, ACC-<class>...`` (×100), followed by
-    ``mIoU_seen, mIoU_unseen, hIoU`` when ``seen_mask`` is given.
+    ``mIoU_seen, mIoU_unseen, hIoU`` when ``seen_mask`` is given. ``miou_denominator`` is one of
+    :data:`MIOU_DENOMINATORS` (module docstring).
     """
+    if miou_denominator not in MIOU_DENOMINATORS:
+        raise ValueError(
+            f"miou_denominator {miou_denominator!r} is not one of {MIOU_DENOMINATORS} "
+            "(TEST.SEM_SEG_MIOU_DENOMINATOR)."
+        )
     k = conf_matrix.shape[0] - 1
     names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
     if len(names) != k:
@@ -76,7 +96,8 @@ def semantic_metrics_from_confusion(
     if total_gt > 0:
         class_weights = pos_gt / total_gt
         macc = float(np.sum(acc[acc_valid]) / np.sum(acc_valid))
-        miou = float(np.sum(iou[iou_valid]) / np.sum(iou_valid))
+        counted = iou_valid if miou_denominator == "gt" else (pos_gt + pos_pred) > 0
+        miou = float(np.sum(iou[iou_valid]) / np.sum(counted))
         fiou = float(np.sum(iou[iou_valid] * class_weights[iou_valid]))
         pacc = float(np.sum(tp) / total_gt)
     else:
@@ -116,6 +137,7 @@ class SemSegEvaluator(DatasetEvaluator):
             Any other ground-truth value outside ``[0, K)`` is ignored too, with a warning.
         seen_classes: boolean mask / class indices / class names of the seen classes (default
             ``metadata.seen_classes``); enables ``mIoU_seen``, ``mIoU_unseen`` and ``hIoU``.
+        miou_denominator: ``"gt"`` or ``"gt_or_pred"`` (module docstring).
         metadata: explicit metadata object (overrides the catalog look-up).
 
     Ground truth per image: ``input["sem_seg_file_name"]`` (PNG/TIFF label map), else a
@@ -134,6 +156,7 @@ class SemSegEvaluator(DatasetEvaluator):
         ignore_label: int | None = None,
         seen_classes: Any = None,
         metadata: Any = None,
+        miou_denominator: str = "gt",
     ):
         self._dataset_name, self._metadata = resolve_metadata(dataset_name, metadata)
         self._distributed = distributed
@@ -153,6 +176,12 @@ class SemSegEvaluator(DatasetEvaluator):
         if seen_classes is None:
             seen_classes = getattr(self._metadata, "seen_classes", None)
         self._seen_mask = normalize_seen_classes(seen_classes, self._num_classes, self._class_names)
+        if miou_denominator not in MIOU_DENOMINATORS:
+            raise ValueError(
+                f"miou_denominator {miou_denominator!r} is not one of {MIOU_DENOMINATORS} "
+                "(TEST.SEM_SEG_MIOU_DENOMINATOR)."
+            )
+        self._miou_denominator = miou_denominator
         self._file_to_gt: dict[str, str] | None = None
         self._warned_out_of_range = False
         self.reset()
@@ -224,7 +253,9 @@ class SemSegEvaluator(DatasetEvaluator):
         if num_images == 0:
             logger.warning("SemSegEvaluator.evaluate() called without any processed image.")
 
-        res = semantic_metrics_from_confusion(conf_matrix, self._class_names, self._seen_mask)
+        res = semantic_metrics_from_confusion(
+            conf_matrix, self._class_names, self._seen_mask, self._miou_denominator
+        )
         results = OrderedDict({"sem_seg": res})
         if self._output_dir:
             os.makedirs(self._output_dir, exist_ok=True)

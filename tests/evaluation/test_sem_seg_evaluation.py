@@ -158,3 +158,59 @@ def test_uint16_tiff_ground_truth_with_65535_ignore(tmp_path, caplog):
     assert res["mIoU"] == pytest.approx((75.0 + 200 / 3) / 2)
     assert res["pACC"] == pytest.approx(500 / 6)
     assert "outside" not in caplog.text  # 65535 is the ignore label, not an out-of-range label
+
+
+def test_miou_denominator_gt_versus_detectron2_0_6_on_a_hand_made_confusion_matrix():
+    """conf[pred, gt] over 3 classes + ignore. Class 2 ("car") is predicted on 2 pixels but has
+    no ground truth: Detectron2 0.6 (OVSeg's evaluator) counts it in the mIoU denominator as IoU 0;
+    the GT-only convention leaves it out. Per-class IoU and every other metric are the same."""
+    from frozenseg.evaluation.sem_seg_evaluation import semantic_metrics_from_confusion
+
+    conf = np.array(
+        [
+            [6, 1, 0, 0],  # predicted road: 6 right, 1 on sky
+            [0, 5, 0, 3],  # predicted sky: 5 right (3 on ignored pixels, excluded)
+            [2, 0, 0, 0],  # predicted car on 2 road pixels; no car in the ground truth
+            [0, 0, 0, 0],
+        ]
+    )
+    iou_road = 6 / (8 + 7 - 6)  # gt 8, pred 7
+    iou_sky = 5 / (6 + 5 - 5)  # gt 6, pred 5
+    names = ["road", "sky", "car"]
+    gt_only = semantic_metrics_from_confusion(conf, names, miou_denominator="gt")
+    d2_06 = semantic_metrics_from_confusion(conf, names, miou_denominator="gt_or_pred")
+    assert gt_only["mIoU"] == pytest.approx(100 * (iou_road + iou_sky) / 2)
+    assert d2_06["mIoU"] == pytest.approx(100 * (iou_road + iou_sky) / 3)
+    for res in (gt_only, d2_06):
+        assert res["IoU-road"] == pytest.approx(100 * iou_road)
+        assert math.isnan(res["IoU-car"])
+        assert res["pACC"] == pytest.approx(100 * 11 / 14)
+    assert {k: v for k, v in gt_only.items() if k != "mIoU" and not math.isnan(v)} == {
+        k: v for k, v in d2_06.items() if k != "mIoU" and not math.isnan(v)
+    }
+    # a class that is neither in the ground truth nor predicted counts in neither convention
+    conf_no_car = conf.copy()
+    conf_no_car[2, 0], conf_no_car[0, 0] = 0, 8
+    a = semantic_metrics_from_confusion(conf_no_car, names, miou_denominator="gt")["mIoU"]
+    b = semantic_metrics_from_confusion(conf_no_car, names, miou_denominator="gt_or_pred")["mIoU"]
+    assert a == pytest.approx(b)
+    with pytest.raises(ValueError, match="gt_or_pred"):
+        semantic_metrics_from_confusion(conf, names, miou_denominator="all")
+
+
+def test_evaluator_and_config_select_the_miou_denominator(tmp_path):
+    from frozenseg.config import get_cfg
+    from frozenseg.evaluation import build_evaluator
+
+    pred = GT.copy()
+    pred[0, 0] = 2  # one pixel of the GT-absent class "car"
+    iou0, iou1 = 7 / 8, 1.0
+    cfg = get_cfg()
+    assert cfg.TEST.SEM_SEG_MIOU_DENOMINATOR == "gt"
+    res = _run(build_evaluator(cfg, "x", str(tmp_path), metadata=_meta(evaluator_type="sem_seg")), [(GT, pred)], 3)
+    assert res["mIoU"] == pytest.approx(100 * (iou0 + iou1) / 2)
+    cfg.TEST.SEM_SEG_MIOU_DENOMINATOR = "gt_or_pred"
+    res = _run(build_evaluator(cfg, "x", str(tmp_path), metadata=_meta(evaluator_type="sem_seg")), [(GT, pred)], 3)
+    assert res["mIoU"] == pytest.approx(100 * (iou0 + iou1) / 3)
+    with pytest.raises(ValueError, match="TEST.SEM_SEG_MIOU_DENOMINATOR"):
+        SemSegEvaluator(_meta(), distributed=False, miou_denominator="present")
