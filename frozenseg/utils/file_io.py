@@ -10,13 +10,21 @@ from typing import IO, Iterator
 __all__ = ["atomic_write"]
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
     """Open a temporary file next to ``path``; a clean exit renames it onto ``path``.
 
     The rename is atomic on POSIX, so a reader (or a resumed run) sees either no file, the old
     file or the complete new one, never a torn one. On an exception the temporary file is removed
-    and ``path`` is left as it was. The parent directory is created when missing.
+    and ``path`` is left as it was. The parent directory is created when missing; the file gets
+    the permissions ``open()`` would give it (0666 minus the umask).
 
     Args:
         path: destination file.
@@ -30,6 +38,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give what open() would give
         with os.fdopen(fd, mode, encoding=(encoding or "utf-8") if mode == "w" else None) as f:
             yield f
         os.replace(tmp, path)
