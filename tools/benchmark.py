@@ -18,18 +18,14 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import resource
 import statistics
-import sys
 import time
 from collections import defaultdict
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import frozenseg  # noqa: E402
+import frozenseg
 
 logger = logging.getLogger("frozenseg.benchmark")
 

@@ -18,9 +18,7 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-
-from frozenseg.data.builtin import export_dataset_vocabulary  # noqa: E402
+from frozenseg.data.builtin import export_dataset_vocabulary
 
 
 def main(argv=None) -> int:

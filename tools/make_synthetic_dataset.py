@@ -15,9 +15,7 @@ import logging
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-
-from frozenseg.data.synthetic import MAKERS  # noqa: E402
+from frozenseg.data.synthetic import MAKERS, make_layouts
 
 
 def main(argv=None) -> int:
@@ -29,9 +27,8 @@ def main(argv=None) -> int:
     ap.add_argument("--num-val", type=int, default=4)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    layouts = sorted(MAKERS) if "all" in args.layouts else args.layouts
-    for k, name in enumerate(layouts):
-        MAKERS[name](args.root, args.seed + k, args.num_train, args.num_val)
+    make_layouts(args.root, None if "all" in args.layouts else args.layouts, seed=args.seed,
+                 num_train=args.num_train, num_val=args.num_val)
     return 0
 
 

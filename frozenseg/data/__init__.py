@@ -46,16 +46,14 @@ __all__ = [
     "build_detection_test_loader",
     "get_detection_dataset_dicts",
     "TrainingStream",
-    "ensure_synthetic_datasets",
 ]
 
-# imported on first use: the loaders pull in torch, the generator writes files
+# imported on first use: the loaders pull in torch
 _LAZY = {
     "build_detection_train_loader": "build",
     "build_detection_test_loader": "build",
     "get_detection_dataset_dicts": "build",
     "TrainingStream": "build",
-    "ensure_synthetic_datasets": "synthetic",
 }
 
 

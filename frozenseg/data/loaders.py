@@ -69,6 +69,7 @@ def _index_files(root: str, exts: tuple[str, ...] | None = None) -> dict[str, st
 def load_sem_seg(
     gt_root: str,
     image_root: str,
+    *,
     gt_ext: str = "png",
     image_ext: str = "jpg",
     dataset_name: str = "",
@@ -123,12 +124,12 @@ def load_coco_panoptic_json(
     image_dir: str,
     gt_dir: str,
     meta,
+    *,
     sem_seg_dir: str | None = None,
     dataset_name: str = "",
     prepare: str = "",
     sem_seg_key: Callable[[dict], str] | None = None,
     image_suffix: str = "",
-    id_remap: Callable[[list[dict]], dict[int, int]] | None = None,
 ) -> list[dict]:
     """Read a COCO-panoptic-format json and its PNGs.
 
@@ -136,8 +137,6 @@ def load_coco_panoptic_json(
     and ``meta.stuff_dataset_id_to_contiguous_id``. Images are found by file stem anywhere under
     ``image_dir`` (``image_suffix``, e.g. ``_leftImg8bit``, is removed first). ``sem_seg_key(ann)``
     gives the stem of the semantic label map in ``sem_seg_dir`` (default: the PNG's stem).
-    ``id_remap(categories)`` gives, from the json's ``categories``, the map of its category ids
-    to the ids of ``meta`` applied first (Mapillary).
     """
     for p in (json_file, image_dir, gt_dir) + ((sem_seg_dir,) if sem_seg_dir else ()):
         check_exists(p, dataset_name, prepare)
@@ -153,7 +152,6 @@ def load_coco_panoptic_json(
     )
     thing_map = meta.thing_dataset_id_to_contiguous_id
     stuff_map = meta.stuff_dataset_id_to_contiguous_id
-    remap = id_remap(data.get("categories", [])) if id_remap is not None else None
     dicts = []
     for ann in data["annotations"]:
         img = images.get(ann["image_id"], {})
@@ -169,7 +167,7 @@ def load_coco_panoptic_json(
             )
         segs = []
         for s in ann["segments_info"]:
-            cid = s["category_id"] if remap is None else remap[s["category_id"]]
+            cid = s["category_id"]
             if cid in thing_map:
                 contiguous, isthing = thing_map[cid], True
             elif cid in stuff_map:

@@ -1,12 +1,14 @@
 """Small synthetic datasets in the real raw layouts, written deterministically from a seed.
 
-Layouts (``MAKERS``; each ``make_<layout>(root, seed, num_train, num_val)`` writes under ``root``):
+Layouts (``MAKERS``; each ``make_<layout>(root, seed, num_train, num_val)`` writes under ``root``;
+:func:`make_layouts` writes several):
 
 * ``shapes``: ``synthetic_shapes/{train,val}/`` - coloured geometric objects (things: circle,
   square, triangle, star) on textured backgrounds (stuff: sky, grass, sand, water), with COCO
   panoptic PNGs + json, semantic PNGs and a COCO instances json. Registered as
   ``synthetic_shapes_{train,val}_panoptic`` / ``_sem_seg``; small enough for CPU training.
-  :func:`ensure_synthetic_datasets` generates it on first use.
+  ``frozenseg.engine.ensure_synthetic_datasets`` generates it on first use
+  (:data:`SHAPES_NUM_TRAIN` / :data:`SHAPES_NUM_VAL` images, seed 0).
 * ``coco``: ``coco/`` with COCO 2017 panoptic (json + PNGs), instances json and images
   (semantic maps come from ``datasets/prepare_coco_semantic_annos_from_panoptic_annos.py``).
 * ``ade``: ``ADEChallengeData2016/`` as downloaded (images, ``annotations`` with 0 = other and
@@ -33,7 +35,8 @@ import json
 import logging
 import math
 import os
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 from panopticapi.utils import id2rgb
@@ -46,8 +49,9 @@ __all__ = [
     "MAKERS",
     "SHAPES_NUM_TRAIN",
     "SHAPES_NUM_VAL",
-    "ensure_synthetic_datasets",
+    "SceneContent",
     "make_scene",
+    "make_layouts",
     "make_shapes",
     "make_coco",
     "make_ade",
@@ -91,10 +95,29 @@ def _shape_mask(kind: str, h: int, w: int, cx: float, cy: float, r: float, angle
     return np.array(img, dtype=bool)
 
 
-def make_scene(rng: np.random.Generator, h: int, w: int, stuff_ids, thing_ids,
-               max_things: int = 4, shape_of=None, stuff_color=None):
-    """Compose one image. Returns ``(image uint8 HxWx3, segments)``; segments are dicts with
-    ``mask`` (bool HxW, disjoint), ``category_id`` and ``isthing``, in painting order."""
+@dataclass(frozen=True)
+class SceneContent:
+    """What the scenes of a dataset are made of.
+
+    ``stuff_ids`` are drawn as 1 to 3 horizontal bands (wavy edges), then 1 to ``max_things``
+    objects of ``thing_ids`` are painted over them. ``shape_of(category_id)`` names the shape of a
+    thing ("circle", "square", "triangle", "star"; default: a random one) and
+    ``stuff_color(category_id)`` the RGB base colour of a stuff band (default: a random one).
+    """
+
+    stuff_ids: Sequence[int]
+    thing_ids: Sequence[int]
+    max_things: int = 4
+    shape_of: Callable[[int], str] | None = None
+    stuff_color: Callable[[int], tuple[int, int, int]] | None = None
+
+
+def make_scene(rng: np.random.Generator, h: int, w: int, content: SceneContent):
+    """Compose one ``h`` x ``w`` image of ``content``, drawing from ``rng``. Returns ``(image
+    uint8 (H, W, 3), segments)``; segments are dicts with ``mask`` (bool (H, W), disjoint),
+    ``category_id`` and ``isthing``, in painting order."""
+    stuff_ids, thing_ids = content.stuff_ids, content.thing_ids
+    shape_of, stuff_color = content.shape_of, content.stuff_color
     image = np.zeros((h, w, 3), np.float32)
     segments = []
     n_bands = int(rng.integers(1, min(3, len(stuff_ids)) + 1)) if stuff_ids else 0
@@ -115,7 +138,7 @@ def make_scene(rng: np.random.Generator, h: int, w: int, stuff_ids, thing_ids,
             image[band] = np.clip(base + tex[band], 0, 255)
             owner[band] = len(segments)
             segments.append({"mask": band, "category_id": c, "isthing": False})
-    for _ in range(int(rng.integers(1, max_things + 1)) if thing_ids else 0):
+    for _ in range(int(rng.integers(1, content.max_things + 1)) if thing_ids else 0):
         c = int(rng.choice(thing_ids))
         kind = shape_of(c) if shape_of else SHAPES[int(rng.integers(len(SHAPES)))]
         r = rng.uniform(0.08, 0.22) * min(h, w)
@@ -149,9 +172,26 @@ def _rle(m: np.ndarray) -> dict:
     return rle
 
 
-def _write_coco_style(out_dir_images, pan_dir, pan_json, inst_json, sem_dir, categories, scenes,
-                      image_ext=".jpg", label_of=None, ignore=255):
-    """Write images, panoptic PNGs/json, optional instances json and semantic maps."""
+@dataclass(frozen=True)
+class _CocoStyleLayout:
+    """Where :func:`_write_coco_style` writes: the images (``image_ext``), the panoptic PNGs and
+    json, and optionally an instances json and semantic label maps."""
+
+    images: str
+    panoptic: str
+    panoptic_json: str
+    instances_json: str | None = None
+    sem_seg: str | None = None
+    image_ext: str = ".jpg"
+
+
+def _write_coco_style(layout: _CocoStyleLayout, categories: list[dict], scenes, *,
+                      label_of: Callable[[int], int] | None = None, ignore: int = 255) -> None:
+    """Write ``scenes`` (``(name, image, segments)`` of :func:`make_scene`) in ``layout``: images,
+    panoptic PNGs/json, the instances json of the thing ``categories`` and semantic maps (class
+    ``label_of(category_id)``, ``ignore`` elsewhere) where the layout has them."""
+    out_dir_images, pan_dir, sem_dir = layout.images, layout.panoptic, layout.sem_seg
+    image_ext = layout.image_ext
     os.makedirs(out_dir_images, exist_ok=True)
     os.makedirs(pan_dir, exist_ok=True)
     if sem_dir:
@@ -181,12 +221,12 @@ def _write_coco_style(out_dir_images, pan_dir, pan_json, inst_json, sem_dir, cat
             Image.fromarray(sem).save(os.path.join(sem_dir, name + ".png"))
         images.append({"id": img_id, "file_name": name + image_ext, "height": h, "width": w})
         pan_anns.append({"image_id": img_id, "file_name": name + ".png", "segments_info": infos})
-    os.makedirs(os.path.dirname(pan_json), exist_ok=True)
-    with open(pan_json, "w") as f:
+    os.makedirs(os.path.dirname(layout.panoptic_json), exist_ok=True)
+    with open(layout.panoptic_json, "w") as f:
         json.dump({"images": images, "annotations": pan_anns, "categories": categories}, f)
-    if inst_json:
+    if layout.instances_json:
         things = [c for c in categories if c.get("isthing")]
-        with open(inst_json, "w") as f:
+        with open(layout.instances_json, "w") as f:
             json.dump({"images": images, "annotations": inst_anns, "categories": things}, f)
 
 
@@ -198,6 +238,8 @@ def make_shapes(root: str, seed: int, num_train: int, num_val: int, size: int = 
     """The shapes dataset: ``synthetic_shapes/{train,val}``."""
     entries = _read_vocab("synthetic_shapes.txt")
     cats = [{"id": i, "name": n[0], "isthing": int(i <= 4)} for i, n in entries]
+    content = SceneContent((5, 6, 7, 8), (1, 2, 3, 4), shape_of=lambda c: SHAPES[c - 1],
+                           stuff_color=lambda c: STUFF_TEXTURES[c])
     rng = np.random.default_rng(seed)
     out = os.path.join(root, "synthetic_shapes")
     for split, n in (("train", num_train), ("val", num_val)):
@@ -205,15 +247,13 @@ def make_shapes(root: str, seed: int, num_train: int, num_val: int, size: int = 
         for k in range(n):
             h = int(rng.integers(size * 3 // 4, size + 1))
             w = int(rng.integers(size * 3 // 4, size * 5 // 4 + 1))
-            image, segs = make_scene(rng, h, w, [5, 6, 7, 8], [1, 2, 3, 4], 4,
-                                     shape_of=lambda c: SHAPES[c - 1],
-                                     stuff_color=lambda c: STUFF_TEXTURES[c])
-            scenes.append((f"{split}_{k:05d}", image, segs))
+            scenes.append((f"{split}_{k:05d}",) + make_scene(rng, h, w, content))
         d = os.path.join(out, split)
-        _write_coco_style(os.path.join(d, "images"), os.path.join(d, "panoptic"),
-                          os.path.join(d, "panoptic.json"), os.path.join(d, "instances.json"),
-                          os.path.join(d, "panoptic_semseg"), cats, scenes, image_ext=".png",
-                          label_of=lambda c: c - 1)
+        layout = _CocoStyleLayout(
+            images=os.path.join(d, "images"), panoptic=os.path.join(d, "panoptic"),
+            panoptic_json=os.path.join(d, "panoptic.json"), instances_json=os.path.join(d, "instances.json"),
+            sem_seg=os.path.join(d, "panoptic_semseg"), image_ext=".png")
+        _write_coco_style(layout, cats, scenes, label_of=lambda c: c - 1)
     logger.info("Wrote the shapes dataset (%d train, %d val) to %s", num_train, num_val, out)
     return out
 
@@ -222,17 +262,18 @@ def make_coco(root: str, seed: int, num_train: int, num_val: int, size: int = 96
     """COCO 2017 panoptic + instances layout (raw; no semantic maps)."""
     cats = [dict(c, supercategory="synthetic")
             for c in released_categories("openvocab_coco_2017_val_panoptic_with_sem_seg")]
-    things = [c["id"] for c in cats if c["isthing"]]
-    stuff = [c["id"] for c in cats if not c["isthing"]]
+    content = SceneContent(tuple(c["id"] for c in cats if not c["isthing"]),
+                           tuple(c["id"] for c in cats if c["isthing"]))
     rng = np.random.default_rng(seed)
     out = os.path.join(root, "coco")
     for split, n in (("train", num_train), ("val", num_val)):
-        scenes = [(f"{k + 1:012d}",) + make_scene(rng, size, size + 16 * (k % 3), stuff, things)
+        scenes = [(f"{k + 1:012d}",) + make_scene(rng, size, size + 16 * (k % 3), content)
                   for k in range(n)]
-        _write_coco_style(os.path.join(out, f"{split}2017"), os.path.join(out, f"panoptic_{split}2017"),
-                          os.path.join(out, "annotations", f"panoptic_{split}2017.json"),
-                          os.path.join(out, "annotations", f"instances_{split}2017.json"),
-                          None, cats, scenes)
+        layout = _CocoStyleLayout(
+            images=os.path.join(out, f"{split}2017"), panoptic=os.path.join(out, f"panoptic_{split}2017"),
+            panoptic_json=os.path.join(out, "annotations", f"panoptic_{split}2017.json"),
+            instances_json=os.path.join(out, "annotations", f"instances_{split}2017.json"))
+        _write_coco_style(layout, cats, scenes)
     logger.info("Wrote a synthetic COCO panoptic/instances dataset to %s", out)
     return out
 
@@ -244,14 +285,14 @@ def make_ade(root: str, seed: int, num_train: int, num_val: int, size: int = 96)
     instance_to_150 = [c["id"] for c in released_categories("openvocab_ade20k_instance_val")]
     thing150 = set(instance_to_150)
     to_inst = {c: k + 1 for k, c in enumerate(instance_to_150)}
-    stuff = [c for c in range(150) if c not in thing150]
+    content = SceneContent(tuple(c for c in range(150) if c not in thing150), tuple(sorted(thing150)))
     rng = np.random.default_rng(seed)
     out = os.path.join(root, "ADEChallengeData2016")
     for split, ade, n in (("train", "training", num_train), ("val", "validation", num_val)):
         for sub in ("images", "annotations", "annotations_instance"):
             os.makedirs(os.path.join(out, sub, ade), exist_ok=True)
         for k in range(n):
-            image, segs = make_scene(rng, size, size + 8 * (k % 4), stuff, sorted(thing150))
+            image, segs = make_scene(rng, size, size + 8 * (k % 4), content)
             name = f"ADE_{split}_{k + 1:08d}"
             sem = np.zeros(image.shape[:2], np.uint8)  # 0 = "other" (unlabelled)
             inst = np.zeros(image.shape[:2] + (3,), np.uint8)
@@ -334,8 +375,8 @@ def make_cityscapes(root: str, seed: int, num_train: int, num_val: int, size: in
     (what cityscapesScripts' createTrainIdLabelImgs / createPanopticImgs write)."""
     cats = [dict(c, color=[0, 0, 0]) for c in released_categories("openvocab_cityscapes_fine_panoptic_val")]
     train_id = {c["id"]: k for k, c in enumerate(cats)}
-    stuff = [c["id"] for c in cats if not c["isthing"]]
-    things = [c["id"] for c in cats if c["isthing"]]
+    content = SceneContent(tuple(c["id"] for c in cats if not c["isthing"]),
+                           tuple(c["id"] for c in cats if c["isthing"]))
     rng = np.random.default_rng(seed)
     out = os.path.join(root, "cityscapes")
     for split, n in (("train", num_train), ("val", num_val)):
@@ -347,7 +388,7 @@ def make_cityscapes(root: str, seed: int, num_train: int, num_val: int, size: in
             os.makedirs(d, exist_ok=True)
         images, anns = [], []
         for k in range(n):
-            image, segs = make_scene(rng, size, size * 2, stuff, things)
+            image, segs = make_scene(rng, size, size * 2, content)
             base = f"{city}_{k:06d}_000019"
             Image.fromarray(image).save(os.path.join(img_dir, base + "_leftImg8bit.png"))
             sem = np.full(image.shape[:2], 255, np.uint8)
@@ -392,6 +433,7 @@ def _voc_palette() -> list[int]:
 
 def make_voc(root: str, seed: int, num_train: int, num_val: int, size: int = 64) -> str:
     """Pascal VOC 2012 as downloaded (JPEGImages, palette SegmentationClass, split lists)."""
+    content = SceneContent((0,), tuple(range(1, 21)), max_things=3)
     rng = np.random.default_rng(seed)
     out = os.path.join(root, "VOCdevkit", "VOC2012")
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
@@ -399,7 +441,7 @@ def make_voc(root: str, seed: int, num_train: int, num_val: int, size: int = 64)
     for split, n in (("train", num_train), ("val", num_val)):
         names = []
         for k in range(n):
-            image, segs = make_scene(rng, size, size + 8, [0], list(range(1, 21)), 3)
+            image, segs = make_scene(rng, size, size + 8, content)
             lab = np.zeros(image.shape[:2], np.uint8)
             for s in segs:
                 lab[s["mask"]] = s["category_id"]
@@ -434,7 +476,8 @@ def make_pcontext(root: str, seed: int, num_train: int, num_val: int, size: int 
     order = [i for i, n in enumerate(names) if n.replace(" ", "") in bench]
     order += [i for i in range(459) if i not in set(order)][:20]
     # draw from the 59 benchmark classes and 20 others, so both label sets get pixels
-    pool = sorted(i + 1 for i in order)
+    pool = tuple(sorted(i + 1 for i in order))
+    content = SceneContent(pool, pool, max_things=3)
     rng = np.random.default_rng(seed)
     out = os.path.join(root, "VOCdevkit", "VOC2010")
     for sub in ("JPEGImages", "trainval", "ImageSets/SegmentationContext"):
@@ -444,7 +487,7 @@ def make_pcontext(root: str, seed: int, num_train: int, num_val: int, size: int 
     for split, n in (("train", num_train), ("val", num_val)):
         ids = []
         for k in range(n):
-            image, segs = make_scene(rng, size, size + 8, pool, pool, 3)
+            image, segs = make_scene(rng, size, size + 8, content)
             lab = np.zeros(image.shape[:2], np.uint16)  # 0 = unlabelled
             for s in segs:
                 lab[s["mask"]] = s["category_id"]
@@ -458,30 +501,46 @@ def make_pcontext(root: str, seed: int, num_train: int, num_val: int, size: int 
     return out
 
 
+@dataclass(frozen=True)
+class _SemanticLayout:
+    """A semantic-only layout of :func:`make_semantic`: image and label-map folders (templates of
+    ``{root}``, ``{split}`` = train/val and ``{ade}`` = training/validation), the number of
+    classes, the ignore label and the file-name prefix (``<prefix>NNNNN.jpg`` / ``.png``)."""
+
+    images: str
+    labels: str
+    num_classes: int
+    ignore: int
+    prefix: str = "img"
+
+
+_SEMANTIC_LAYOUTS = (
+    _SemanticLayout("{root}/bdd100k/images/10k/{split}", "{root}/bdd100k/labels/sem_seg/masks/{split}", 19, 255),
+    _SemanticLayout("{root}/coco/{split}2017", "{root}/coco/stuffthingmaps_detectron2/{split}2017", 171, 255,
+                    prefix="stuff"),
+    _SemanticLayout("{root}/mapillary_vistas/{ade}/images", "{root}/mapillary_vistas/{ade}/labels", 65, 65),
+)
+
+
 def make_semantic(root: str, seed: int, num_train: int, num_val: int, size: int = 48) -> list[str]:
     """Ready-to-load semantic-only layouts (BDD 10k, COCO-Stuff maps, Mapillary labels)."""
     rng = np.random.default_rng(seed)
     written = []
-
-    def write(img_dir, gt_dir, n, n_classes, img_ext, gt_ext, ignore, dtype=np.uint8, prefix="img"):
-        os.makedirs(img_dir, exist_ok=True)
-        os.makedirs(gt_dir, exist_ok=True)
-        for k in range(n):
-            image, segs = make_scene(rng, size, size + 8, list(range(n_classes)), [], 0)
-            lab = np.full(image.shape[:2], ignore, dtype)
-            for s in segs:
-                lab[s["mask"]] = s["category_id"]
-            Image.fromarray(image).save(os.path.join(img_dir, f"{prefix}{k:05d}.{img_ext}"))
-            Image.fromarray(lab).save(os.path.join(gt_dir, f"{prefix}{k:05d}.{gt_ext}"))
-        written.append(gt_dir)
-
     for split, ade, n in (("train", "training", num_train), ("val", "validation", num_val)):
-        write(f"{root}/bdd100k/images/10k/{split}", f"{root}/bdd100k/labels/sem_seg/masks/{split}",
-              n, 19, "jpg", "png", 255)
-        write(f"{root}/coco/{split}2017", f"{root}/coco/stuffthingmaps_detectron2/{split}2017", n,
-              171, "jpg", "png", 255, prefix="stuff")
-        write(f"{root}/mapillary_vistas/{ade}/images", f"{root}/mapillary_vistas/{ade}/labels", n,
-              65, "jpg", "png", 65)
+        for layout in _SEMANTIC_LAYOUTS:
+            img_dir = layout.images.format(root=root, split=split, ade=ade)
+            gt_dir = layout.labels.format(root=root, split=split, ade=ade)
+            os.makedirs(img_dir, exist_ok=True)
+            os.makedirs(gt_dir, exist_ok=True)
+            content = SceneContent(tuple(range(layout.num_classes)), (), max_things=0)
+            for k in range(n):
+                image, segs = make_scene(rng, size, size + 8, content)
+                lab = np.full(image.shape[:2], layout.ignore, np.uint8)
+                for s in segs:
+                    lab[s["mask"]] = s["category_id"]
+                Image.fromarray(image).save(os.path.join(img_dir, f"{layout.prefix}{k:05d}.jpg"))
+                Image.fromarray(lab).save(os.path.join(gt_dir, f"{layout.prefix}{k:05d}.png"))
+            written.append(gt_dir)
     logger.info("Wrote semantic-only synthetic layouts under %s", root)
     return written
 
@@ -489,18 +548,18 @@ def make_semantic(root: str, seed: int, num_train: int, num_val: int, size: int 
 def make_mapillary(root: str, seed: int, num_train: int, num_val: int, size: int = 64) -> str:
     """Mapillary Vistas v1.2 panoptic layout (json category ids 1..65, labels 0..64, 65 void)."""
     cats = released_categories("openvocab_mapillary_vistas_panoptic_val")
-    things = [c["id"] for c in cats if c["isthing"]]
-    stuff = [c["id"] for c in cats if not c["isthing"]]
+    content = SceneContent(tuple(c["id"] for c in cats if not c["isthing"]),
+                           tuple(c["id"] for c in cats if c["isthing"]))
     rng = np.random.default_rng(seed)
     out = os.path.join(root, "mapillary_vistas")
     for ade, n in (("training", num_train), ("validation", num_val)):
-        scenes = [(f"mv_{ade}_{k:04d}",) + make_scene(rng, size, size + 16, stuff, things)
+        scenes = [(f"mv_{ade}_{k:04d}",) + make_scene(rng, size, size + 16, content)
                   for k in range(n)]
         d = os.path.join(out, ade)
-        _write_coco_style(os.path.join(d, "images"), os.path.join(d, "panoptic"),
-                          os.path.join(d, "panoptic", "panoptic_2018.json"), None,
-                          os.path.join(d, "labels"), cats, scenes, label_of=lambda c: c - 1,
-                          ignore=65)
+        layout = _CocoStyleLayout(
+            images=os.path.join(d, "images"), panoptic=os.path.join(d, "panoptic"),
+            panoptic_json=os.path.join(d, "panoptic", "panoptic_2018.json"), sem_seg=os.path.join(d, "labels"))
+        _write_coco_style(layout, cats, scenes, label_of=lambda c: c - 1, ignore=65)
     logger.info("Wrote a synthetic Mapillary Vistas panoptic dataset to %s", out)
     return out
 
@@ -510,6 +569,7 @@ def make_bdd(root: str, seed: int, num_train: int, num_val: int, size: int = 64)
     G = attribute bits, B * 256 + A = instance id; ``datasets/prepare_bdd_panoptic.py`` converts
     them). Each image's first thing instance carries the crowd bit; stuff regions carry instance
     ids too, as in the release."""
+    content = SceneContent(tuple(range(1, 31)), tuple(range(31, 41)))
     rng = np.random.default_rng(seed)
     out = os.path.join(root, "bdd100k")
     for split, n in (("train", num_train), ("val", num_val)):
@@ -518,7 +578,7 @@ def make_bdd(root: str, seed: int, num_train: int, num_val: int, size: int = 64)
         os.makedirs(img_dir, exist_ok=True)
         os.makedirs(mask_dir, exist_ok=True)
         for k in range(n):
-            image, segs = make_scene(rng, size, size + 16, list(range(1, 31)), list(range(31, 41)))
+            image, segs = make_scene(rng, size, size + 16, content)
             bitmask = np.zeros(image.shape[:2] + (4,), np.uint8)
             first_thing = next((j for j, s in enumerate(segs) if s["isthing"]), None)
             for j, s in enumerate(segs, start=1):
@@ -537,44 +597,12 @@ MAKERS = {"shapes": make_shapes, "coco": make_coco, "ade": make_ade, "ade_full":
           "semantic": make_semantic, "mapillary": make_mapillary, "bdd": make_bdd}
 
 
-# ---------------------------------------------------------------------------------------------
-# The shapes dataset generated on first use
-# ---------------------------------------------------------------------------------------------
-def ensure_synthetic_datasets(cfg) -> list[str]:
-    """Generate the synthetic "shapes" dataset when a ``synthetic_shapes_*`` dataset of the config
-    is registered but its files are absent. Returns the folders written.
-
-    Only rank 0 writes (seed 0, :data:`SHAPES_NUM_TRAIN` / :data:`SHAPES_NUM_VAL` images);
-    other processes wait for it. In multi-machine jobs the dataset root must be shared or the
-    data generated beforehand.
-    """
-    from ..utils import comm
-    from .catalog import MetadataCatalog
-
-    names = [n for n in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST) if n.startswith("synthetic_shapes_")]
-    missing = []
-    for name in names:
-        meta = MetadataCatalog.get(name)
-        probe = meta.get("panoptic_json") or meta.get("sem_seg_root") or meta.get("image_root")
-        if probe and not os.path.exists(probe):
-            missing.append(probe)
-    written: list[str] = []
-    if missing and comm.is_main_process():
-        root = _shapes_root(MetadataCatalog.get(names[0]))
-        logger.info(
-            "The synthetic shapes dataset is missing (%s): generating it under %s "
-            "(%d train / %d val images, seed 0) ...", missing[0], root, SHAPES_NUM_TRAIN, SHAPES_NUM_VAL,
-        )
-        written.append(make_shapes(root, 0, SHAPES_NUM_TRAIN, SHAPES_NUM_VAL))
-    if missing:
-        comm.synchronize()
-    return written
-
-
-def _shapes_root(meta) -> str:
-    """The datasets root of a registered synthetic_shapes dataset (parent of synthetic_shapes/)."""
-    p = Path(meta.get("image_root"))
-    for parent in p.parents:
-        if parent.name == "synthetic_shapes":
-            return str(parent.parent)
-    raise ValueError(f"Cannot find the datasets root of {meta.name} from {p}.")
+def make_layouts(root: str, layouts: Sequence[str] | None = None, *, seed: int = 0, num_train: int = 8,
+                 num_val: int = 4) -> None:
+    """Write ``layouts`` (names of :data:`MAKERS`; default: all of them, sorted) under ``root``,
+    the k-th with seed ``seed + k``, each with ``num_train`` / ``num_val`` images per split."""
+    unknown = sorted(set(layouts or ()) - set(MAKERS))
+    if unknown:
+        raise ValueError(f"Unknown synthetic layouts {unknown}; choose among {sorted(MAKERS)}.")
+    for k, name in enumerate(sorted(MAKERS) if layouts is None else layouts):
+        MAKERS[name](root, seed + k, num_train, num_val)

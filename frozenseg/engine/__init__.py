@@ -13,7 +13,6 @@ Typical use (what ``train_net.py`` does)::
         return trainer.train()
 """
 
-from ..data.synthetic import ensure_synthetic_datasets
 from ..utils import comm
 from ..utils.rng import seed_all_rng
 from . import checkpoint, defaults, env, events, hooks, lr_scheduler, optimizer, train_loop, tta
@@ -29,12 +28,11 @@ from .optimizer import *  # noqa: F401,F403
 from .train_loop import *  # noqa: F401,F403
 from .tta import *  # noqa: F401,F403
 
-# The public names of the submodules, plus the process-group helpers (``comm``), the seeding of
-# every RNG and the synthetic dataset generated on first use (they live in frozenseg.utils / data).
+# The public names of the submodules, plus the process-group helpers (``comm``) and the seeding of
+# every RNG (they live in frozenseg.utils).
 __all__ = [
     "comm",
     "seed_all_rng",
-    "ensure_synthetic_datasets",
     *(name for module in (checkpoint, defaults, env, events, hooks, _launch_module, lr_scheduler,
                           optimizer, train_loop, tta) for name in module.__all__),
 ]

@@ -1,25 +1,19 @@
 """Synthetic datasets for the data tests: written once per session under a temporary root,
-prepared with the real prepare scripts, and registered there; the default registration is
-restored afterwards."""
+prepared with the real converters of the prepare scripts, and registered there; the default
+registration is restored afterwards."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-for p in (os.path.join(REPO, "datasets"), os.path.join(REPO, "tools")):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+from frozenseg.data.prepare import ade20k, ade20k_full, bdd, coco, pascal
 
-
-def prepare_module(name: str):
-    """Import ``datasets/<name>.py``."""
-    return importlib.import_module(name)
+#: The conversions the synthetic raw layouts go through, in the order the scripts are run
+PREPARE = (ade20k.convert_sem_seg, ade20k.convert_pan_seg, ade20k.convert_ins_seg, ade20k_full.convert,
+           bdd.convert, coco.convert_panoptic_to_sem_seg, pascal.convert_voc_sem_seg, pascal.convert_ctx_sem_seg)
 
 
 def write_lvis(root: str) -> None:
@@ -52,17 +46,13 @@ def write_lvis(root: str) -> None:
 
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory):
-    import make_synthetic_dataset as msd
-
     from frozenseg.data import register_all_builtin
+    from frozenseg.data.synthetic import make_layouts
 
     root = str(tmp_path_factory.mktemp("datasets"))
-    msd.main(["all", "--root", root, "--num-train", "3", "--num-val", "2", "--seed", "0"])
-    for name in ("prepare_ade20k_sem_seg", "prepare_ade20k_pan_seg", "prepare_ade20k_ins_seg",
-                 "prepare_ade20k_full_sem_seg", "prepare_bdd_panoptic",
-                 "prepare_coco_semantic_annos_from_panoptic_annos", "prepare_pascal_voc_sem_seg",
-                 "prepare_pascal_ctx_sem_seg"):
-        prepare_module(name).convert(root)
+    make_layouts(root, seed=0, num_train=3, num_val=2)
+    for convert in PREPARE:
+        convert(root)
     write_lvis(root)
     register_all_builtin(root)
     yield root

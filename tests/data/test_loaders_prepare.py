@@ -1,9 +1,11 @@
-"""Every registered loader on its synthetic layout; every prepare script on synthetic raw data."""
+"""Every registered loader on its synthetic layout; every dataset converter (frozenseg.data.prepare)
+on synthetic raw data, and the prepare scripts' command line."""
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +14,9 @@ from PIL import Image
 from frozenseg.data import DatasetCatalog, DatasetNotFoundError, MetadataCatalog, dataset_vocabulary
 from frozenseg.data.builtin import BUILTIN_DATASETS, register_all_builtin
 from frozenseg.data.dataset_mappers import read_label_map, read_panoptic_ids
+from frozenseg.data.prepare import ade20k, ade20k_full, bdd, coco, lvis, pascal
+from frozenseg.data.prepare.common import InputError
 from frozenseg.data.released import PASCAL_CONTEXT_59_LABEL_NAMES
-
-from importlib import import_module as prepare_module
 
 ALL = [s.name for s in BUILTIN_DATASETS]
 
@@ -126,30 +128,27 @@ def test_coco_stuff_prepare(tmp_path):
         (src / f"{split}2017").mkdir(parents=True)
         lab = np.array([[0, 89, 91], [181, 255, 12], [11, 0, 0]], np.uint8)  # person, toothbrush, banner, wood, void, stop sign, unused id 12
         Image.fromarray(lab).save(src / f"{split}2017" / "x.png")
-    prepare_module("prepare_coco_stuff_sem_seg").convert(str(tmp_path))
+    coco.convert_stuff_sem_seg(str(tmp_path))
     out = np.array(Image.open(tmp_path / "coco" / "stuffthingmaps_detectron2" / "val2017" / "x.png"))
     assert out.tolist() == [[0, 79, 80], [170, 255, 11], [255, 0, 0]]
 
 
-@pytest.mark.parametrize("script", ["prepare_ade20k_sem_seg", "prepare_ade20k_pan_seg", "prepare_ade20k_ins_seg",
-                                    "prepare_coco_semantic_annos_from_panoptic_annos", "prepare_pascal_voc_sem_seg",
-                                    "prepare_pascal_ctx_sem_seg", "prepare_coco_stuff_sem_seg",
-                                    "prepare_ade20k_full_sem_seg", "prepare_bdd_panoptic", "prepare_lvis_vocabulary"])
-def test_prepare_scripts_validate_input(tmp_path, script):
-    from _prepare_common import InputError
-
+@pytest.mark.parametrize("convert", [ade20k.convert_sem_seg, ade20k.convert_pan_seg, ade20k.convert_ins_seg,
+                                     coco.convert_panoptic_to_sem_seg, pascal.convert_voc_sem_seg,
+                                     pascal.convert_ctx_sem_seg, coco.convert_stuff_sem_seg,
+                                     ade20k_full.convert, bdd.convert, lvis.convert],
+                         ids=lambda f: f"{f.__module__.rsplit('.', 1)[1]}.{f.__name__}")
+def test_prepare_scripts_validate_input(tmp_path, convert):
     with pytest.raises(InputError, match="Expected .* at .*, which does not exist"):
-        prepare_module(script).convert(str(tmp_path))
+        convert(str(tmp_path))
 
 
 def test_prepare_rejects_bad_labels(tmp_path):
-    from _prepare_common import InputError
-
     d = tmp_path / "ADEChallengeData2016" / "annotations" / "training"
     d.mkdir(parents=True)
     Image.fromarray(np.full((4, 4), 200, np.uint8)).save(d / "a.png")
     with pytest.raises(InputError, match="not an ADE20K-150 label map"):
-        prepare_module("prepare_ade20k_sem_seg").convert(str(tmp_path))
+        ade20k.convert_sem_seg(str(tmp_path))
 
 
 @pytest.mark.parametrize("script,missing", [
@@ -162,9 +161,25 @@ def test_prepare_command_line(tmp_path, script, missing):
 
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     r = subprocess.run([sys.executable, os.path.join(repo, "datasets", script + ".py"), "--root", str(tmp_path)],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 1
     assert r.stderr.strip() == f"Expected {missing.format(root=tmp_path)}, which does not exist."
+
+
+PREPARE_SCRIPTS = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "datasets").glob("prepare_*.py"))
+
+
+@pytest.mark.parametrize("script", PREPARE_SCRIPTS)
+def test_prepare_script_help_outside_the_checkout(tmp_path, script):
+    """Every datasets/prepare_*.py imports its converter from the installed package, from any
+    working directory, and takes --root."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[2] / "datasets" / script), "--help"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"usage: {script} [-h] [--root ROOT]")
 
 
 def test_pascal_context_59_order_and_renamings(synth_root):
@@ -182,7 +197,7 @@ def test_pascal_context_59_order_and_renamings(synth_root):
 
 
 def test_lvis_synonym_vocabulary_script(tmp_path):
-    mod = prepare_module("prepare_lvis_vocabulary")
+    mod = lvis
     assert mod.clean_synonyms(["bat_(animal)", "bat__(animal)", "a,b", " "]) == ["bat (animal)", "a b"]
     cats = [{"id": 2, "name": "bull", "synonyms": ["horned_cow"]}, {"id": 1, "name": "aerosol_can",
             "synonyms": ["aerosol_can", "spray_can"]}, {"id": 3, "name": "alarm_clock"}]
@@ -192,8 +207,6 @@ def test_lvis_synonym_vocabulary_script(tmp_path):
     text = (tmp_path / "lvis" / "lvis_v1_synonyms.txt").read_text().splitlines()
     assert text[1:] == ["1:aerosol can,spray can", "2:horned cow", "3:alarm clock"]
     (tmp_path / "lvis" / "lvis_v1_val.json").write_text(json.dumps({"images": []}))
-    from _prepare_common import InputError
-
     with pytest.raises(InputError, match="has no 'categories'"):
         mod.convert(str(tmp_path))
     (tmp_path / "lvis" / "lvis_v1_val.json").write_text("{not json")
@@ -210,8 +223,8 @@ def test_pc459_label_maps_follow_the_shipped_order(synth_root, caplog):
 
     voc = os.path.join(synth_root, "VOCdevkit", "VOC2010")
     labels = {int(i): n.strip() for i, n in (line.split(":", 1) for line in open(os.path.join(voc, "labels.txt")))}
-    with caplog.at_level(logging.INFO, logger="prepare"):
-        prepare_module("prepare_pascal_ctx_sem_seg")._log_renamed(labels)
+    with caplog.at_level(logging.INFO, logger="frozenseg.data.prepare"):
+        pascal._log_renamed(labels)
     assert caplog.messages == ["2 labels.txt names differ from the release's class at the same position: "
                                "232: 'light' -> 'lamp,lamps'; 458: 'wood' -> 'wood piece'"]
     d = DatasetCatalog.get("openvocab_pascal_ctx459_sem_seg_val")[0]

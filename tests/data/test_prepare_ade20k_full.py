@@ -1,6 +1,7 @@
-"""datasets/prepare_ade20k_full_sem_seg.py on the synthetic ADE20K 2021_17_01 release (fixed
-design in ``frozenseg.data.synthetic.ADE_FULL_DESIGN``): the label maps follow the shipped
-847-class list (objects matched by name), resizing, ``--classes`` and the loader on the result."""
+"""frozenseg.data.prepare.ade20k_full (datasets/prepare_ade20k_full_sem_seg.py) on the synthetic
+ADE20K 2021_17_01 release (fixed design in ``frozenseg.data.synthetic.ADE_FULL_DESIGN``): the
+label maps follow the shipped 847-class list (objects matched by name), resizing, ``--classes``
+and the loader on the result."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import json
 import os
 import pickle
 from collections import Counter
-from importlib import import_module as prepare_module
 
 import numpy as np
 import pytest
@@ -17,6 +17,8 @@ from PIL import Image
 from frozenseg.config import get_cfg
 from frozenseg.data import DatasetCatalog, VocabularyError, builtin, dataset_vocabulary, register_all_builtin
 from frozenseg.data.dataset_mappers import read_label_map
+from frozenseg.data.prepare import ade20k_full
+from frozenseg.data.prepare.common import InputError
 from frozenseg.data.released import released_metadata
 from frozenseg.data.synthetic import ADE_FULL_DESIGN, ade_full_bands, make_ade_full
 
@@ -47,7 +49,7 @@ def test_written_vocabulary_is_the_shipped_list_and_provenance(synth_root):
 
 
 def test_match_objects_disambiguates_shared_first_names():
-    match = prepare_module("prepare_ade20k_full_sem_seg").match_objects
+    match = ade20k_full.match_objects
     classes = ["pot,flowerpot", "bag,bags,gift bag", "pot", "bag,handbag,purse", "wall,walls"]
     names = ["pot", "bag, handbag, pocketbook, purse", "Pot,  Flowerpot", "bag", "wall", "zeppelin",
              "pot"]
@@ -86,13 +88,13 @@ def test_loader_reads_prepared_dataset(synth_root):
 
 
 def test_benchmark_size_rule():
-    size = prepare_module("prepare_ade20k_full_sem_seg").benchmark_size
+    size = ade20k_full.benchmark_size
     assert size(512, 900) == (512, 900) and size(400, 300) == (400, 300)
     assert size(600, 720) == (512, 614) and size(1000, 700) == (731, 512)
 
 
 def test_decode_object_classes():
-    decode = prepare_module("prepare_ade20k_full_sem_seg").decode_object_classes
+    decode = ade20k_full.decode_object_classes
     seg = np.array([[[0, 0, 7], [0, 5, 0], [10, 44, 3], [29, 255, 0]]], np.uint8)
     assert decode(seg).tolist() == [[0, 5, 300, 2 * 256 + 255]]
 
@@ -109,7 +111,7 @@ def test_classes_file_overrides_the_shipped_list(tmp_path):
     ids = [3, 9, 1] + list(range(10, 854))
     classes = tmp_path / "mine.txt"
     classes.write_text("3:sky,heaven\n9:zeppelin\n1:wall\n" + "".join(f"{i}:object {i}\n" for i in ids[3:]))
-    prepare_module("prepare_ade20k_full_sem_seg").main(["--root", str(tmp_path), "--classes", str(classes)])
+    ade20k_full.main(["--root", str(tmp_path), "--classes", str(classes)])
     written = base / "ade20k_847_classes.txt"
     assert written.read_text().splitlines()[1:4] == ["0:sky,heaven", "1:zeppelin", "2:wall"]
     lab = np.array(Image.open(base / "annotations_detectron2" / "validation" / "ADE_val_00000002.tif"))
@@ -131,9 +133,7 @@ def test_classes_file_overrides_the_shipped_list(tmp_path):
 
 
 def test_bad_inputs(tmp_path):
-    from _prepare_common import InputError
-
-    mod = prepare_module("prepare_ade20k_full_sem_seg")
+    mod = ade20k_full
     make_ade_full(str(tmp_path), seed=2)
     bad = tmp_path / "bad.txt"
     bad.write_text("0:wall\n")

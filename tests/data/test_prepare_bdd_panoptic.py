@@ -1,10 +1,9 @@
-"""datasets/prepare_bdd_panoptic.py: exact conversion of a hand-made BDD100K bitmask, and the
-registered loader on the converted synthetic release."""
+"""frozenseg.data.prepare.bdd (datasets/prepare_bdd_panoptic.py): exact conversion of a hand-made
+BDD100K bitmask, and the registered loader on the converted synthetic release."""
 
 from __future__ import annotations
 
 import json
-from importlib import import_module as prepare_module
 
 import numpy as np
 import pytest
@@ -12,6 +11,8 @@ from PIL import Image
 
 from frozenseg.data import DatasetCatalog
 from frozenseg.data.dataset_mappers import read_panoptic_ids
+from frozenseg.data.prepare import bdd
+from frozenseg.data.prepare.common import InputError
 
 
 def _bitmask():
@@ -25,7 +26,7 @@ def _bitmask():
 
 
 def test_bitmask_segments_exact():
-    mod = prepare_module("prepare_bdd_panoptic")
+    mod = bdd
     thing_ids = {c["id"] for c in mod.categories() if c["isthing"]}
     assert thing_ids == set(range(31, 41))
     pan, infos = mod.bitmask_segments(_bitmask(), thing_ids, 40, "x.png")
@@ -37,9 +38,7 @@ def test_bitmask_segments_exact():
 
 
 def test_bad_bitmasks():
-    from _prepare_common import InputError
-
-    mod = prepare_module("prepare_bdd_panoptic")
+    mod = bdd
     with pytest.raises(InputError, match="x.png is not an RGBA bitmask"):
         mod.bitmask_segments(_bitmask()[..., :3], {35}, 40, "x.png")
     b = _bitmask()

@@ -1,5 +1,5 @@
-"""Helpers shared by the ``prepare_*.py`` scripts (argument parsing, checks, reading and writing,
-reporting)."""
+"""What the dataset converters share: the command line (``--root``, logging, input errors that end
+in one sentence and exit status 1), input checks, and writing COCO-style json."""
 
 from __future__ import annotations
 
@@ -8,31 +8,43 @@ import json
 import logging
 import os
 import sys
+from typing import Callable
 
 import numpy as np
 
-logger = logging.getLogger("prepare")
+__all__ = [
+    "SPLIT_DIRS",
+    "InputError",
+    "parser",
+    "parse_root",
+    "require",
+    "read_ids",
+    "make_split_dirs",
+    "write_json",
+    "segment_info",
+    "write_panoptic_json",
+    "run",
+    "run_script",
+]
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:  # make `frozenseg` importable when run from a checkout
-    sys.path.insert(0, _REPO)
-
+logger = logging.getLogger(__name__)
 
 #: (split, Detectron2-layout folder) of the train and val splits
 SPLIT_DIRS = (("train", "training"), ("val", "validation"))
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=description)
+def parser(doc: str) -> argparse.ArgumentParser:
+    """An argument parser with ``--root``, described by the first line of the docstring ``doc``."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--root", default=os.getenv("DETECTRON2_DATASETS", "datasets"),
                     help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
     return ap
 
 
 def parse_root(doc: str, argv=None) -> str:
-    """``--root`` from ``argv``, for a script whose only option it is; ``doc`` is the script's
-    docstring, whose first line describes it in ``--help``."""
-    return parser(doc.splitlines()[0]).parse_args(argv).root
+    """``--root`` from ``argv``, for a command whose only option it is; ``doc`` is the docstring
+    whose first line describes it in ``--help``."""
+    return parser(doc).parse_args(argv).root
 
 
 def setup_logging() -> None:
@@ -87,17 +99,18 @@ def write_panoptic_json(path: str, images: list[dict], annotations: list[dict], 
     return len(images)
 
 
-def run_script(convert, doc: str, argv=None) -> None:
-    """The command line of a script whose only option is ``--root``: ``convert(root)`` under
-    :func:`run` (``doc`` is the script's docstring)."""
-    run(lambda: convert(parse_root(doc, argv)))
-
-
-def run(main) -> None:
-    """Run ``main()``; input errors end with a one-line message and exit status 1."""
+def run(command: Callable[[list[str] | None], object], argv=None) -> None:
+    """Run ``command(argv)`` as a command line: log to standard error, and end an input error
+    with its one-line message and exit status 1."""
     setup_logging()
     try:
-        main()
+        command(argv)
     except InputError as e:
         logger.error("%s", e)
         sys.exit(1)
+
+
+def run_script(convert: Callable[[str], object], argv=None) -> None:
+    """The command line of a converter whose only option is ``--root``: ``convert(root)`` under
+    :func:`run`; the first line of ``convert``'s docstring describes it in ``--help``."""
+    run(lambda args: convert(parse_root(convert.__doc__, args)), argv)
