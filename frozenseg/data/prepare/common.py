@@ -12,6 +12,8 @@ from typing import Callable
 
 import numpy as np
 
+from ...utils.file_io import atomic_write
+
 __all__ = [
     "SPLIT_DIRS",
     "InputError",
@@ -78,7 +80,8 @@ def make_split_dirs(out: str, names, split_dir: str) -> dict[str, str]:
 
 
 def write_json(path: str, data) -> None:
-    with open(path, "w") as fh:
+    """Write ``data`` as JSON to ``path`` atomically (an interrupted run leaves no torn file)."""
+    with atomic_write(path, "w") as fh:
         json.dump(data, fh)
 
 
