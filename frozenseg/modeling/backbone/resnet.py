@@ -45,8 +45,17 @@ def resnet_norm(norm: str, channels: int) -> nn.Module:
     raise ValueError(f"Unknown MODEL.RESNETS.NORM {norm!r}; valid choices are {', '.join(_NORMS)}.")
 
 
-def _conv(in_channels: int, out_channels: int, kernel: int, *, norm: str, relu: bool, stride: int = 1,
-          dilation: int = 1, groups: int = 1) -> Conv2d:
+def _conv(
+    in_channels: int,
+    out_channels: int,
+    kernel: int,
+    *,
+    norm: str,
+    relu: bool,
+    stride: int = 1,
+    dilation: int = 1,
+    groups: int = 1,
+) -> Conv2d:
     """Bias-free ``kernel`` x ``kernel`` conv ("same" padding times dilation) with a ``norm`` child
     and an optional ReLU, MSRA-initialised."""
     conv = Conv2d(
