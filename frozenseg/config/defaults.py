@@ -3,7 +3,7 @@
 Key names follow Detectron2 (``MODEL.*``, ``INPUT.*``, ``DATASETS.*``, ``SOLVER.*``, ``TEST.*``) and
 Mask2Former (``MODEL.SEM_SEG_HEAD.*``, ``MODEL.MASK_FORMER.*``) so that the released FrozenSeg YAML
 files load unchanged. Keys that the released files set but this project does not read (for
-example ``MODEL.RESNETS.*``) are kept so that those files still merge. FrozenSeg's own keys live
+example ``MODEL.LOAD_PROPOSALS``) are kept so that those files still merge. FrozenSeg's own keys live
 under ``MODEL.FROZEN_SEG``, ``MODEL.SAM_*`` and ``TEST.*``; every key has a comment.
 """
 
@@ -27,22 +27,23 @@ _C.MODEL.KEYPOINT_ON = False  # Detectron2 key, unused
 
 _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.NAME = "CLIP"  # name in BACKBONE_REGISTRY
-_C.MODEL.BACKBONE.FREEZE_AT = 0  # Detectron2 key, unused (the CLIP backbone is always frozen)
+_C.MODEL.BACKBONE.FREEZE_AT = 0  # ResNet stages frozen (1: stem, 2: + res2, ...); CLIP: always frozen
 
-# Detectron2 ResNet keys: set by the released base config, not read by FrozenSeg.
+# Detectron2 ResNet keys: set by the released base configs; FrozenSeg does not read them, OVSeg's
+# build_resnet_deeplab_backbone (R101c) does (its RES4_DILATION is in the OVSeg section below).
 _C.MODEL.RESNETS = CN()
-_C.MODEL.RESNETS.DEPTH = 50  # unused
-_C.MODEL.RESNETS.OUT_FEATURES = ["res4"]  # unused
-_C.MODEL.RESNETS.NUM_GROUPS = 1  # unused
-_C.MODEL.RESNETS.NORM = "FrozenBN"  # unused
-_C.MODEL.RESNETS.WIDTH_PER_GROUP = 64  # unused
-_C.MODEL.RESNETS.STRIDE_IN_1X1 = True  # unused
-_C.MODEL.RESNETS.RES5_DILATION = 1  # unused
-_C.MODEL.RESNETS.RES2_OUT_CHANNELS = 256  # unused
-_C.MODEL.RESNETS.STEM_OUT_CHANNELS = 64  # unused
-_C.MODEL.RESNETS.STEM_TYPE = "basic"  # unused
-_C.MODEL.RESNETS.RES5_MULTI_GRID = [1, 1, 1]  # unused
-_C.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, False, False, False]  # unused
+_C.MODEL.RESNETS.DEPTH = 50  # 50, 101 or 152 bottleneck layers
+_C.MODEL.RESNETS.OUT_FEATURES = ["res4"]  # returned features (subset of stem, res2..res5)
+_C.MODEL.RESNETS.NUM_GROUPS = 1  # groups of the 3x3 convs (1: ResNet)
+_C.MODEL.RESNETS.NORM = "FrozenBN"  # FrozenBN, BN, SyncBN or GN
+_C.MODEL.RESNETS.WIDTH_PER_GROUP = 64  # bottleneck width per group in res2 (doubled per stage)
+_C.MODEL.RESNETS.STRIDE_IN_1X1 = True  # stride in the first 1x1 conv (False: in the 3x3 conv)
+_C.MODEL.RESNETS.RES5_DILATION = 1  # 1, 2 or 4; a dilated res5 keeps stride 16
+_C.MODEL.RESNETS.RES2_OUT_CHANNELS = 256  # channels of res2 (doubled per stage)
+_C.MODEL.RESNETS.STEM_OUT_CHANNELS = 64  # channels after the stem
+_C.MODEL.RESNETS.STEM_TYPE = "basic"  # "basic" (7x7 conv) or "deeplab" (three 3x3 convs)
+_C.MODEL.RESNETS.RES5_MULTI_GRID = [1, 1, 1]  # per-res5-block factors of RES5_DILATION
+_C.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, False, False, False]  # must stay False (unsupported)
 _C.MODEL.RESNETS.DEFORM_MODULATED = False  # unused
 _C.MODEL.RESNETS.DEFORM_NUM_GROUPS = 1  # unused
 
@@ -246,3 +247,32 @@ _C.CUDNN_BENCHMARK = False  # cudnn autotuning
 _C.VIS_PERIOD = 0  # Detectron2 key, unused
 _C.GLOBAL = CN()
 _C.GLOBAL.HACK = 1.0  # Detectron2 key, unused
+
+# ---------------------------------------------------------------------------------------------
+# OVSeg (spec docs OVSEG.md §5.2): proposal backbones
+# ---------------------------------------------------------------------------------------------
+# DeepLab ResNet (build_resnet_deeplab_backbone); the other MODEL.RESNETS keys are above. The
+# released R101c config sets DEPTH 101, STEM_TYPE "deeplab", STEM_OUT_CHANNELS 128,
+# STRIDE_IN_1X1 False, OUT_FEATURES res2..res5, RES5_MULTI_GRID [1, 2, 4], and relies on
+# Detectron2's FREEZE_AT 2 (this project's default is 0: an OVSeg R101c config must set it).
+_C.MODEL.RESNETS.RES4_DILATION = 1  # 1 or 2 (2 needs RES5_DILATION 4); a dilated res4 keeps stride 8
+
+# Swin Transformer (D2SwinTransformer), MaskFormer's key names; defaults are Swin-T, the released
+# Swin-B config sets EMBED_DIM 128, DEPTHS [2, 2, 18, 2], NUM_HEADS [4, 8, 16, 32], WINDOW_SIZE 12,
+# PRETRAIN_IMG_SIZE 384.
+_C.MODEL.SWIN = CN()
+_C.MODEL.SWIN.PRETRAIN_IMG_SIZE = 224  # image side of pretraining (sizes the APE table only)
+_C.MODEL.SWIN.PATCH_SIZE = 4  # patch-embedding conv side (pixels): stride of res2
+_C.MODEL.SWIN.EMBED_DIM = 96  # channels of stage 0 (res2); doubled per stage
+_C.MODEL.SWIN.DEPTHS = [2, 2, 6, 2]  # blocks per stage
+_C.MODEL.SWIN.NUM_HEADS = [3, 6, 12, 24]  # attention heads per stage
+_C.MODEL.SWIN.WINDOW_SIZE = 7  # attention window side (tokens); maps are zero-padded to multiples
+_C.MODEL.SWIN.MLP_RATIO = 4.0  # MLP hidden width / block width
+_C.MODEL.SWIN.QKV_BIAS = True  # bias in the qkv projections
+_C.MODEL.SWIN.QK_SCALE = None  # attention logit scale (None: head_dim ** -0.5)
+_C.MODEL.SWIN.DROP_RATE = 0.0  # dropout after patch embedding, in MLPs and after attention
+_C.MODEL.SWIN.ATTN_DROP_RATE = 0.0  # dropout on attention weights
+_C.MODEL.SWIN.DROP_PATH_RATE = 0.3  # stochastic depth of the last block (linear from 0)
+_C.MODEL.SWIN.APE = False  # absolute position embedding
+_C.MODEL.SWIN.PATCH_NORM = True  # LayerNorm after the patch embedding
+_C.MODEL.SWIN.OUT_FEATURES = ["res2", "res3", "res4", "res5"]  # returned stage outputs

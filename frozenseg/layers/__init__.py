@@ -1,8 +1,9 @@
 """Small building blocks shared by the model components."""
 
+from .batch_norm import FrozenBatchNorm2d
 from .blocks import MLP, Conv2d, ShapeSpec, get_activation_fn, get_norm, with_pos_embed
 from .position_encoding import PositionEmbeddingSine
-from .weight_init import c2_xavier_fill
+from .weight_init import c2_msra_fill, c2_xavier_fill
 
 __all__ = [
     "MLP",
@@ -12,5 +13,7 @@ __all__ = [
     "get_norm",
     "with_pos_embed",
     "PositionEmbeddingSine",
+    "c2_msra_fill",
     "c2_xavier_fill",
+    "FrozenBatchNorm2d",
 ]

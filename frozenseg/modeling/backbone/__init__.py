@@ -1,4 +1,5 @@
-"""Frozen CLIP backbone (registered as "CLIP" in BACKBONE_REGISTRY) and the text classifier."""
+"""Backbones registered in BACKBONE_REGISTRY (frozen CLIP "CLIP"; OVSeg's "D2SwinTransformer" and
+"build_resnet_deeplab_backbone") and the text classifier."""
 
 from .clip import (
     CLIPBackbone,
@@ -10,6 +11,8 @@ from .clip import (
     UnknownCLIPPretrainedTagError,
     UnsupportedCLIPModelError,
 )
+from .resnet import DeepLabResNet
+from .swin import D2SwinTransformer
 from .text_classifier import VILD_PROMPT_TEMPLATES, TextClassifierBuilder, parse_class_names
 
 __all__ = [
@@ -21,6 +24,8 @@ __all__ = [
     "UnknownCLIPModelError",
     "UnknownCLIPPretrainedTagError",
     "UnsupportedCLIPModelError",
+    "D2SwinTransformer",
+    "DeepLabResNet",
     "VILD_PROMPT_TEMPLATES",
     "TextClassifierBuilder",
     "parse_class_names",
