@@ -32,8 +32,9 @@ logger = logging.getLogger(__name__)
 #: Release CLIP names (``MODEL.CLIP_ADAPTER.CLIP_MODEL_NAME``) -> open_clip architectures.
 OVSEG_CLIP_MODELS: dict[str, str] = {"ViT-L/14": "ViT-L-14-quickgelu", "ViT-B/16": "ViT-B-16-quickgelu"}
 
-# Entries of OpenAI's TorchScript files that are not parameters.
-_NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size")
+# Entries of TorchScript files that are not parameters: OpenAI's size constants, and the causal
+# mask that a scripted open_clip model keeps (a non-persistent buffer in open_clip).
+_NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 
 
 def build_ovseg_clip_model(model_name: str, mask_prompt_depth: int, weights: str = "") -> nn.Module:
@@ -87,20 +88,22 @@ def load_clip_weights(clip_model: nn.Module, path: str) -> None:
             state = state["state_dict"]
     state = {k.removeprefix("module."): v for k, v in state.items() if k not in _NON_PARAMETER_KEYS}
     own = clip_model.state_dict()
-    prompts = state.get("visual.mask_embedding")
-    if prompts is not None and "visual.mask_embedding" in own and prompts.shape != own["visual.mask_embedding"].shape:
+    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if "visual.mask_embedding" in wrong:
+        depth = state["visual.mask_embedding"].shape[0]
         raise ValueError(
-            f"{path} has visual.mask_embedding of shape {tuple(prompts.shape)} but the model's is "
-            f"{tuple(own['visual.mask_embedding'].shape)}; set MODEL.CLIP_ADAPTER.MASK_PROMPT_DEPTH {prompts.shape[0]}."
+            f"{path} has visual.mask_embedding of shape {tuple(state['visual.mask_embedding'].shape)} but the "
+            f"model's is {tuple(own['visual.mask_embedding'].shape)}; set MODEL.CLIP_ADAPTER.MASK_PROMPT_DEPTH {depth}."
         )
-    missing, unexpected = clip_model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k != "visual.mask_embedding"]
-    if missing or unexpected:
+    missing = [k for k in own if k not in state and k != "visual.mask_embedding"]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected or wrong:
         raise ValueError(
             f"{path} does not hold the weights of this CLIP model ({len(missing)} missing keys, e.g. "
-            f"{missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}); check "
-            f"MODEL.CLIP_ADAPTER.CLIP_MODEL_NAME and MASK_PROMPT_DEPTH."
+            f"{missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}; {len(wrong)} of another "
+            f"shape, e.g. {wrong[:3]}); check MODEL.CLIP_ADAPTER.CLIP_MODEL_NAME and MASK_PROMPT_DEPTH."
         )
+    clip_model.load_state_dict(state, strict=False)
     logger.info("Loaded CLIP weights from %s.", path)
 
 
