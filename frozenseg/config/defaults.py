@@ -276,3 +276,37 @@ _C.MODEL.SWIN.DROP_PATH_RATE = 0.3  # stochastic depth of the last block (linear
 _C.MODEL.SWIN.APE = False  # absolute position embedding
 _C.MODEL.SWIN.PATCH_NORM = True  # LayerNorm after the patch embedding
 _C.MODEL.SWIN.OUT_FEATURES = ["res2", "res3", "res4", "res5"]  # returned stage outputs
+
+# OVSeg (Liang et al., CVPR 2023; OVSeg spec §5). New keys only, with the
+# release's names and defaults. OVSeg also reads existing keys whose FrozenSeg defaults differ
+# from the release, so OVSeg configs set them explicitly: MODEL.MASK_FORMER.DEC_LAYERS 6 (there:
+# the number of DETR decoder layers, not "layers + 1"), DROPOUT 0.1, ENC_LAYERS 0 (must be 0),
+# TRANSFORMER_IN_FEATURE "res5", SEM_SEG_HEAD.NAME "OpenVocabMaskFormerHead",
+# SEM_SEG_HEAD.PIXEL_DECODER_NAME "BasePixelDecoder".
+# ---------------------------------------------------------------------------------------------
+# Open-vocabulary class head of OpenVocabMaskFormerHead: MLP from the decoder width to CLIP's joint
+# space (EMBEDDING_DIM must equal the CLIP model's embedding dim: 768 ViT-L/14, 512 ViT-B/16).
+_C.MODEL.SEM_SEG_HEAD.EMBEDDING_DIM = 512  # D, output dim of the class-embedding MLP
+_C.MODEL.SEM_SEG_HEAD.EMBED_HIDDEN_DIM = 1024  # hidden width of the class-embedding MLP
+_C.MODEL.SEM_SEG_HEAD.EMBED_LAYERS = 2  # layers of the class-embedding MLP
+
+# Mask-adapted CLIP that classifies OVSeg's proposals (spec §2.8-2.11).
+_C.MODEL.CLIP_ADAPTER = CN()
+# Prompt templates of the text classifier: "vild" (14 ViLD), "imagenet" (80 CLIP ImageNet) or
+# "predefined" (PREDEFINED_PROMPT_TEMPLATES).
+_C.MODEL.CLIP_ADAPTER.TEXT_TEMPLATES = "vild"
+_C.MODEL.CLIP_ADAPTER.PREDEFINED_PROMPT_TEMPLATES = ["a photo of a {}."]  # used with "predefined"
+_C.MODEL.CLIP_ADAPTER.PROMPT_CHECKPOINT = ""  # release key, unused
+_C.MODEL.CLIP_ADAPTER.CLIP_MODEL_NAME = "ViT-B/16"  # "ViT-B/16" or "ViT-L/14" (OpenAI, QuickGELU)
+# Local CLIP weights file (OpenAI TorchScript/state dict or OpenCLIP checkpoint) loaded into the
+# CLIP model; "" keeps random weights (tests, or when MODEL.WEIGHTS holds the CLIP weights).
+_C.MODEL.CLIP_ADAPTER.CLIP_WEIGHTS = ""
+_C.MODEL.CLIP_ADAPTER.MASK_FILL = "mean"  # background fill of the crops: "mean" (255*CLIP mean) or "zero"
+_C.MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO = 1.0  # scale of the crop box about its centre
+_C.MODEL.CLIP_ADAPTER.MASK_THR = 0.4  # binarisation threshold of the sigmoid mask probabilities
+_C.MODEL.CLIP_ADAPTER.MASK_MATTING = False  # blend the crop with the soft mask instead of the binary one
+_C.MODEL.CLIP_ADAPTER.REGION_RESIZED = True  # resize every crop to 224x224 (only True is supported)
+_C.MODEL.CLIP_ADAPTER.CLIP_ENSEMBLE = True  # classify proposals with CLIP and ensemble (False: MaskFormer only)
+_C.MODEL.CLIP_ADAPTER.CLIP_ENSEMBLE_WEIGHT = 0.7  # lambda: p = p_mf^(1-lambda) * p_clip^lambda (0: CLIP only)
+_C.MODEL.CLIP_ADAPTER.MASK_PROMPT_DEPTH = 3  # rows of visual.mask_embedding (prompted depths)
+_C.MODEL.CLIP_ADAPTER.MASK_PROMPT_FWD = False  # replace background patch tokens by mask prompts

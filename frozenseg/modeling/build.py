@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 def _register_components() -> None:
     """Import the modules whose classes register themselves in the registries."""
-    from . import backbone, heads, meta_arch, pixel_decoder, transformer_decoder  # noqa: F401
+    from . import backbone, heads, meta_arch, ovseg_head, pixel_decoder, transformer_decoder  # noqa: F401
 
 
 def build_model(

@@ -1,5 +1,6 @@
 """Pixel decoders (deformable-attention encoder + FPN, and FrozenSeg's SAM branch)."""
 
+from .base_pixel_decoder import BasePixelDecoder
 from .ms_deform_attn import MSDeformAttn, ms_deform_attn_core_pytorch
 from .msdeformattn import (
     FrozenSegPixelDecoder,
@@ -9,6 +10,7 @@ from .msdeformattn import (
 )
 
 __all__ = [
+    "BasePixelDecoder",
     "MSDeformAttn",
     "ms_deform_attn_core_pytorch",
     "FrozenSegPixelDecoder",

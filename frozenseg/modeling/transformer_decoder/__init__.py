@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ...utils.registry import TRANSFORMER_DECODER_REGISTRY
+from .detr_decoder import DETRDecoder, DETRDecoderLayer, DETRTransformer
 from .frozenseg_transformer_decoder import (
     CrossAttentionLayer,
     FFNLayer,
@@ -12,8 +13,13 @@ from .frozenseg_transformer_decoder import (
     SelfAttentionLayer,
     unblock_fully_masked_rows,
 )
+from .open_vocab_transformer_predictor import OpenVocabTransformerPredictor
 
 __all__ = [
+    "DETRDecoder",
+    "DETRDecoderLayer",
+    "DETRTransformer",
+    "OpenVocabTransformerPredictor",
     "build_transformer_decoder",
     "CrossAttentionLayer",
     "FFNLayer",

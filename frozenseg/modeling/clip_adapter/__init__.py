@@ -1,0 +1,45 @@
+"""OVSeg's mask-adapted CLIP: proposal crops, mask-prompted ViT, CLIP scoring and the ensemble
+(OVSeg spec §2.5, §2.8-2.12)."""
+
+from .adapter import OVSegClipAdapter
+from .clip_model import (
+    OVSEG_CLIP_MODELS,
+    OpenCLIPTextEncoder,
+    build_ovseg_clip_model,
+    load_clip_weights,
+    prompt_templates,
+)
+from .ensemble import ovseg_class_scores, ovseg_semantic_inference
+from .mask_prompt import add_mask_embedding, encode_image_with_mask_prompts, mask_prompt_depth
+from .regions import (
+    CLIP_PIXEL_MEAN,
+    CLIP_PIXEL_STD,
+    ClipRegions,
+    crop_with_mask,
+    expand_box,
+    mask_fill_color,
+    masks_to_boxes_exclusive,
+    prepare_clip_regions,
+)
+
+__all__ = [
+    "OVSegClipAdapter",
+    "OVSEG_CLIP_MODELS",
+    "OpenCLIPTextEncoder",
+    "build_ovseg_clip_model",
+    "load_clip_weights",
+    "prompt_templates",
+    "ovseg_class_scores",
+    "ovseg_semantic_inference",
+    "add_mask_embedding",
+    "encode_image_with_mask_prompts",
+    "mask_prompt_depth",
+    "CLIP_PIXEL_MEAN",
+    "CLIP_PIXEL_STD",
+    "ClipRegions",
+    "crop_with_mask",
+    "expand_box",
+    "mask_fill_color",
+    "masks_to_boxes_exclusive",
+    "prepare_clip_regions",
+]
