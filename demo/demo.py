@@ -21,6 +21,11 @@ panel for semantic), ``<stem>_ids.png`` (segment ids for panoptic/instance with 
 indices for semantic with 255 = none, 16-bit when needed) and ``<stem>_segments.json`` (class,
 score, area, bbox per segment). A per-image summary (segments, time) is printed. Unreadable
 inputs are reported and skipped; the exit status is then 1.
+
+The work is done by the package: :mod:`frozenseg.data.vocabulary` (the vocabulary),
+:class:`frozenseg.engine.predictor.SegmentationPredictor` (the model),
+:class:`frozenseg.utils.visualizer.SegmentationVisualizer` (the overlay) and
+:func:`frozenseg.utils.prediction_io.write_prediction` (the files).
 """
 
 from __future__ import annotations
@@ -32,17 +37,12 @@ import os
 import sys
 import time
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(_HERE))  # the repository (frozenseg package)
-sys.path.insert(0, _HERE)  # predictor.py
+import numpy as np
 
-from predictor import (  # noqa: E402
-    TASKS,
-    FrozenSegPredictor,
-    Vocabulary,
-    VocabularyArgumentError,
-    load_vocabulary,
-)
+from frozenseg.data.vocabulary import Vocabulary, VocabularyError, load_vocabulary
+from frozenseg.engine.predictor import TASKS, Prediction, SegmentationPredictor
+from frozenseg.utils.prediction_io import write_prediction
+from frozenseg.utils.visualizer import SegmentationVisualizer
 
 logger = logging.getLogger("frozenseg.demo")
 
@@ -141,7 +141,12 @@ def gui_available() -> bool:
         return False
 
 
-def run_images(predictor: FrozenSegPredictor, files: list[str], output: str | None) -> tuple[int, int]:
+def overlay(prediction: Prediction, legend: bool = True) -> np.ndarray:
+    """The demo's drawing of a prediction (RGB uint8)."""
+    return SegmentationVisualizer().draw_prediction(prediction, legend=legend)
+
+
+def run_images(predictor: SegmentationPredictor, files: list[str], output: str | None) -> tuple[int, int]:
     """Predict and write every image; returns (done, failed)."""
     from frozenseg.utils.image_io import ImageReadError, read_image
 
@@ -159,12 +164,12 @@ def run_images(predictor: FrozenSegPredictor, files: list[str], output: str | No
         pred.source = path
         written = ""
         if output is not None:
-            paths = predictor.save(pred, output, stem=None if single_file else stem)
+            paths = write_prediction(pred, output, overlay=overlay(pred), stem=None if single_file else stem)
             written = f" -> {paths['overlay']}"
         else:
             import cv2
 
-            cv2.imshow(WINDOW, predictor.visualize(pred)[:, :, ::-1])
+            cv2.imshow(WINDOW, overlay(pred)[:, :, ::-1])
             if cv2.waitKey(0) == 27:
                 break
         logger.info(
@@ -182,7 +187,7 @@ def _fmt_eta(seconds: float) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
-def run_video(predictor: FrozenSegPredictor, source: str | int, output: str | None) -> int:
+def run_video(predictor: SegmentationPredictor, source: str | int, output: str | None) -> int:
     """Segment a video (or the webcam, ``source=0``) frame by frame; returns the frames done."""
     import cv2
 
@@ -209,7 +214,7 @@ def run_video(predictor: FrozenSegPredictor, source: str | int, output: str | No
             if not ok:
                 break
             pred = predictor(frame[:, :, ::-1].copy())
-            vis = predictor.visualize(pred, legend=False)[:, :, ::-1]
+            vis = overlay(pred, legend=False)[:, :, ::-1]
             if out_path is not None:
                 if writer is None:
                     fourcc = cv2.VideoWriter_fourcc(*("XVID" if out_path.lower().endswith(".avi") else "mp4v"))
@@ -240,7 +245,7 @@ def run_video(predictor: FrozenSegPredictor, source: str | int, output: str | No
     return n
 
 
-def main(argv: list[str] | None = None, predictor: FrozenSegPredictor | None = None) -> int:
+def main(argv: list[str] | None = None, predictor: SegmentationPredictor | None = None) -> int:
     """CLI entry point. Returns 0 on success, 1 when some inputs failed, 2 on usage errors.
 
     ``predictor`` reuses an already built predictor (its vocabulary and task are set from the
@@ -255,7 +260,7 @@ def main(argv: list[str] | None = None, predictor: FrozenSegPredictor | None = N
         cfg.merge_from_file(args.config_file)
         cfg.merge_from_list(list(args.opts))
         vocab: Vocabulary = load_vocabulary(args.vocabulary, args.vocabulary_file, args.dataset_vocabulary, cfg)
-    except (VocabularyArgumentError, ValueError, KeyError, FileNotFoundError) as e:
+    except (VocabularyError, ValueError, KeyError, FileNotFoundError) as e:
         logger.error("%s", e)
         return 2
     logger.info("Vocabulary: %d classes from %s", len(vocab), vocab.source)
@@ -285,7 +290,8 @@ def main(argv: list[str] | None = None, predictor: FrozenSegPredictor | None = N
 
     if predictor is None:
         try:
-            predictor = FrozenSegPredictor(cfg, vocab, task=args.task, confidence_threshold=args.confidence_threshold)
+            predictor = SegmentationPredictor(cfg, vocabulary=vocab, task=args.task,
+                                              confidence_threshold=args.confidence_threshold)
         except (FileNotFoundError, ValueError, RuntimeError) as e:  # weights, device, config
             if isinstance(e, RuntimeError) and "CUDA" not in str(e):
                 raise

@@ -34,7 +34,6 @@ from .released import released_classes, released_metadata
 from .vocabulary import (
     VocabularyError,
     builtin_vocabulary_path,
-    parse_vocabulary,
     read_vocabulary_entries,
     read_vocabulary_file,
     split_synonyms,
@@ -50,7 +49,7 @@ __all__ = [
     "dataset_vocabulary",
     "set_vocabulary_file",
     "apply_vocabulary_overrides",
-    "parse_vocabulary_text",
+    "vocabulary_file_overrides",
     "export_dataset_vocabulary",
     "dataset_class_colors",
 ]
@@ -400,16 +399,29 @@ def set_vocabulary_file(dataset_name: str, path: str) -> list[str]:
     return vocab
 
 
-def apply_vocabulary_overrides(cfg) -> None:
-    """Apply ``cfg.DATASETS.VOCABULARY_FILES`` (``"dataset_name:path"`` strings)."""
-    items = cfg.DATASETS.VOCABULARY_FILES if cfg is not None else ()
-    for item in items:
+def vocabulary_file_overrides(cfg) -> dict[str, str]:
+    """``cfg.DATASETS.VOCABULARY_FILES`` (``"dataset_name:path"`` strings) as
+    ``{dataset_name: path}``; the one place that reads and checks that option."""
+    overrides: dict[str, str] = {}
+    for item in cfg.DATASETS.VOCABULARY_FILES if cfg is not None else ():
         if ":" not in item:
             raise VocabularyError(
                 f"DATASETS.VOCABULARY_FILES entry {item!r} must be 'dataset_name:path'."
             )
-        name, path = item.split(":", 1)
-        set_vocabulary_file(name.strip(), path.strip())
+        name, path = (part.strip() for part in item.split(":", 1))
+        if name in overrides:
+            raise VocabularyError(
+                f"DATASETS.VOCABULARY_FILES names {name!r} twice ({overrides[name]!r} and {path!r}); "
+                "keep one entry per dataset."
+            )
+        overrides[name] = path
+    return overrides
+
+
+def apply_vocabulary_overrides(cfg) -> None:
+    """Apply ``cfg.DATASETS.VOCABULARY_FILES`` (:func:`vocabulary_file_overrides`)."""
+    for name, path in vocabulary_file_overrides(cfg).items():
+        set_vocabulary_file(name, path)
 
 
 def dataset_vocabulary(dataset_name: str, cfg=None) -> list[str]:
@@ -420,11 +432,9 @@ def dataset_vocabulary(dataset_name: str, cfg=None) -> list[str]:
     strings (:mod:`frozenseg.data.released`), nothing read from disk. A user vocabulary file set
     through ``cfg`` (``DATASETS.VOCABULARY_FILES``) or :func:`set_vocabulary_file` replaces it.
     """
-    if cfg is not None:
-        for item in cfg.DATASETS.VOCABULARY_FILES:
-            name, _, path = item.partition(":")
-            if name.strip() == dataset_name:
-                return set_vocabulary_file(dataset_name, path.strip())
+    path = vocabulary_file_overrides(cfg).get(dataset_name)
+    if path is not None:
+        return set_vocabulary_file(dataset_name, path)
     meta = MetadataCatalog.get(dataset_name)
     override = meta.get("vocabulary_file")
     if override:
@@ -475,11 +485,6 @@ def training_vocabulary(cfg) -> list[str] | None:
     if len(cfg.DATASETS.TRAIN) > 0:
         return dataset_vocabulary(cfg.DATASETS.TRAIN[0], cfg)
     return None
-
-
-def parse_vocabulary_text(text: str) -> list[str]:
-    """Vocabulary entries from text in the file format (handy for tests and demos)."""
-    return [",".join(n) for _, n in parse_vocabulary(text)]
 
 
 register_all_builtin()

@@ -1,17 +1,26 @@
-"""Vocabulary files: one class per line, ``id:name,synonym,synonym``.
+"""Vocabularies: one home for parsing, validating and choosing them.
 
-The format is the one the open-vocabulary segmentation community already uses (e.g. the
-``*_with_prompt_eng.txt`` files of FC-CLIP / FrozenSeg). Rules:
+A vocabulary is a list of classes; inside the model a class is one string, ``"name,synonym,..."``,
+split by the release's own rule (:func:`split_synonyms`: ``", "`` counts as ``","``, other spaces
+are kept). Every vocabulary source is checked by :func:`checked_synonyms` (no empty class, no
+empty synonym); :class:`Vocabulary` holds an active vocabulary with its thing classes.
 
-* one class per line, in the dataset's class order (the line order is the contiguous class id);
-* ``id`` is the dataset's own category id (an integer), followed by ``:``;
-* after the colon, comma-separated names; the first is the class name, the others synonyms.
-  Every synonym is used as a prompt for the text classifier, and a test class counts as "seen"
-  when any of its synonyms is also a synonym of a training class;
-* blank lines and lines starting with ``#`` are ignored; spaces around each name are stripped.
+Two text forms:
 
-Inside the model a class is one string, ``"name,synonym,..."``, split by the release's own rule
-(:func:`split_synonyms`: ``", "`` counts as ``","``, other spaces are kept).
+* vocabulary files (:func:`parse_vocabulary_file_text`, :func:`read_vocabulary_file`): one
+  class per line, ``id:name,synonym,synonym``. The format is the one the open-vocabulary
+  segmentation community already uses (e.g. the ``*_with_prompt_eng.txt`` files of FC-CLIP /
+  FrozenSeg). Rules:
+
+  * one class per line, in the dataset's class order (the line order is the contiguous class id);
+  * ``id`` is the dataset's own category id (an integer), followed by ``:``;
+  * after the colon, comma-separated names; the first is the class name, the others synonyms.
+    Every synonym is used as a prompt for the text classifier, and a test class counts as "seen"
+    when any of its synonyms is also a synonym of a training class;
+  * blank lines and lines starting with ``#`` are ignored; spaces around each name are stripped.
+
+* the command-line form (:func:`parse_cli_vocabulary`): classes separated by ``;``, synonyms by
+  ``,`` (``"cat,kitten;dog,puppy;grass"``).
 
 The benchmark vocabularies are not files: they are the released system's own class strings,
 shipped verbatim in ``vocabularies/released_metadata.json`` (:mod:`frozenseg.data.released`).
@@ -21,40 +30,195 @@ and the opt-in LVIS synonym vocabulary (provenance: ``vocabularies/README.md``).
 A user can point any dataset at their own file of this format (``DATASETS.VOCABULARY_FILES``
 or :func:`frozenseg.data.builtin.set_vocabulary_file`); its number of classes must match the
 dataset's. ``tools/export_vocabulary.py`` writes any dataset's vocabulary as such a file, to
-start from.
+start from. :func:`load_vocabulary` picks the vocabulary a user asked for (command-line text, a
+file, a registered dataset, or the merged default of :func:`default_vocabulary`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+from ..utils.file_io import atomic_write
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "VocabularyError",
-    "parse_vocabulary",
+    "Vocabulary",
+    "split_synonyms",
+    "checked_synonyms",
+    "parse_class_names",
+    "seen_class_mask",
+    "parse_vocabulary_file_text",
     "read_vocabulary_entries",
     "read_vocabulary_file",
     "write_vocabulary_file",
     "validate_vocabulary",
     "builtin_vocabulary_path",
-    "split_synonyms",
-    "parse_class_names",
-    "seen_class_mask",
+    "normalize_class_names",
+    "parse_cli_vocabulary",
+    "DEFAULT_VOCABULARY_DATASETS",
+    "dataset_vocabulary_with_things",
+    "infer_thing_classes",
+    "default_vocabulary",
+    "load_vocabulary",
 ]
 
 logger = logging.getLogger(__name__)
 
 VOCABULARY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vocabularies")
+#: Datasets whose vocabularies make up the default vocabulary, in this order.
+DEFAULT_VOCABULARY_DATASETS = (
+    "openvocab_coco_2017_val_panoptic",
+    "openvocab_ade20k_panoptic_val",
+    "openvocab_lvis_v1_val",
+)
 
 
 class VocabularyError(ValueError):
-    """A vocabulary file is missing, malformed, or does not fit its dataset."""
+    """A vocabulary is malformed (empty, an empty class or synonym, a repeated class, a bad
+    file line), a vocabulary file is missing, or a vocabulary does not fit its dataset."""
 
 
-def parse_vocabulary(text: str, source: str = "<string>") -> list[tuple[int, list[str]]]:
-    """Parse vocabulary text into ``[(category_id, [name, synonym, ...]), ...]`` in file order.
+def split_synonyms(entry: str) -> list[str]:
+    """The synonyms of a class string, by the released system's rule:
+    ``entry.replace(", ", ",").split(",")``.
+
+    ``"dog, puppy"`` -> ``["dog", "puppy"]``. Other whitespace is kept verbatim, as in the release
+    (its ADE20K instance class ``"window "`` is the synonym ``"window "``: it is not "seen" as
+    COCO's ``"window"`` and its prompts read ``"a photo of a window ."``). Empty parts are kept
+    too; :func:`checked_synonyms` rejects them.
+    """
+    return entry.replace(", ", ",").split(",")
+
+
+def checked_synonyms(entry: str, where: str) -> list[str]:
+    """The synonyms of ``entry`` (:func:`split_synonyms`) with the spaces around each stripped;
+    the one check every vocabulary source makes: neither the class nor any synonym is empty.
+
+    Args:
+        entry: one class string, ``"name,synonym,..."``.
+        where: names the class in the error (``"--vocabulary: class #2"``, ``"v.txt, line 3"``).
+    Raises:
+        VocabularyError: the class is blank, or one of its synonyms is.
+    """
+    if not entry.strip():
+        raise VocabularyError(
+            f"{where} is empty; give it a name (an empty class name comes from two separators in a "
+            "row, or a trailing one)."
+        )
+    synonyms = [s.strip() for s in split_synonyms(entry)]
+    if not all(synonyms):
+        raise VocabularyError(
+            f"{where} ({entry.strip()!r}) has an empty synonym; separate the class name and its "
+            "synonyms by single commas, e.g. 'cat,kitten' (no empty class name or synonym)."
+        )
+    return synonyms
+
+
+def parse_class_names(class_names: Sequence[str]) -> list[list[str]]:
+    """Split each class name into its synonyms (:func:`split_synonyms`, the release's rule).
+
+    Args:
+        class_names: K strings of comma-separated synonyms (``"dog, puppy"`` == ``"dog,puppy"``).
+    Returns:
+        K lists of synonyms, in order, verbatim (spaces other than after a comma are kept).
+    Raises:
+        ValueError: empty vocabulary, or a class (or one of its synonyms) that is empty or blank.
+    """
+    if isinstance(class_names, str):
+        raise ValueError(
+            "parse_class_names expects a list of class names, not a single string; wrap it in a list."
+        )
+    if len(class_names) == 0:
+        raise ValueError("The vocabulary is empty: at least one class name is needed to build a text classifier.")
+    parsed = []
+    for i, name in enumerate(class_names):
+        if not isinstance(name, str):
+            raise ValueError(f"Class name #{i} is {type(name).__name__}, expected a string: {name!r}.")
+        checked_synonyms(name, f"Class name #{i}")
+        parsed.append(split_synonyms(name))
+    return parsed
+
+
+def seen_class_mask(class_names: Sequence[str], train_class_names: Sequence[str] | None) -> list[bool]:
+    """Per class: True when one of its synonyms is also a synonym of a training class.
+
+    The release's rule (spec §7.2): exact, case-sensitive comparison of the synonyms as
+    :func:`split_synonyms` gives them. Without a training vocabulary every class is unseen.
+    """
+    train = {s for syns in parse_class_names(list(train_class_names)) for s in syns} if train_class_names else set()
+    return [any(s in train for s in syns) for syns in parse_class_names(list(class_names))]
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """An active vocabulary: K classes, which of them are things, and where it came from.
+
+    Validated on construction (:func:`parse_class_names`; thing class indices in range).
+
+    Attributes:
+        class_names: K class strings (``"name,synonym,..."``), used verbatim.
+        thing_classes: sorted indices of the thing classes; None: every class is a thing.
+        source: where the vocabulary came from, for logs (``"--vocabulary"``, a file, a dataset).
+        colors: the dataset's own RGB colour of each class (K tuples), or None.
+        train_class_names: the training vocabulary, which decides the *seen* classes (a class
+            sharing a synonym with a training class, :func:`seen_class_mask`); None: all unseen.
+    """
+
+    class_names: list[str]
+    thing_classes: list[int] | None = None
+    source: str = ""
+    colors: list[tuple[int, int, int]] | None = None
+    train_class_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        names = list(self.class_names)
+        parse_class_names(names)  # validates: raises one clear ValueError on bad input
+        object.__setattr__(self, "class_names", names)
+        if self.thing_classes is not None:
+            bad = [i for i in self.thing_classes if not 0 <= int(i) < len(names)]
+            if bad:
+                raise ValueError(
+                    f"thing_classes {bad} are not valid class indices for a vocabulary of {len(names)} classes."
+                )
+            object.__setattr__(self, "thing_classes", sorted(int(i) for i in self.thing_classes))
+
+    def __len__(self) -> int:
+        return len(self.class_names)
+
+    @cached_property
+    def is_thing(self) -> torch.Tensor:
+        """(K,) bool: True for the thing classes."""
+        import torch
+
+        mask = torch.zeros(len(self), dtype=torch.bool)
+        if self.thing_classes is None:
+            mask[:] = True
+        else:
+            mask[self.thing_classes] = True
+        return mask
+
+    @cached_property
+    def seen(self) -> torch.Tensor:
+        """(K,) bool: True for the classes seen in training (:func:`seen_class_mask`)."""
+        import torch
+
+        return torch.tensor(seen_class_mask(self.class_names, self.train_class_names), dtype=torch.bool)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vocabulary files
+# ---------------------------------------------------------------------------------------------
+def parse_vocabulary_file_text(text: str, source: str = "<string>") -> list[tuple[int, list[str]]]:
+    """Parse the text of a vocabulary file into ``[(category_id, [name, synonym, ...]), ...]``
+    in file order.
 
     Raises :class:`VocabularyError` naming ``source`` and the line for: a line without ``:``, a
     non-integer id, an empty name or synonym, a repeated id, or a file without classes.
@@ -76,11 +240,7 @@ def parse_vocabulary(text: str, source: str = "<string>") -> list[tuple[int, lis
             raise VocabularyError(
                 f"{source}, line {lineno}: the id {id_str.strip()!r} is not an integer."
             ) from None
-        names = [n.strip() for n in names_str.split(",")]
-        if not names or any(not n for n in names):
-            raise VocabularyError(
-                f"{source}, line {lineno}: empty class name or synonym in {raw!r}."
-            )
+        names = checked_synonyms(names_str, f"{source}, line {lineno}: class {cat_id}")
         if cat_id in seen:
             raise VocabularyError(
                 f"{source}, line {lineno}: id {cat_id} already used on line {seen[cat_id]}."
@@ -104,24 +264,12 @@ def read_vocabulary_entries(path: str) -> list[tuple[int, list[str]]]:
     if not os.path.isfile(path):
         raise VocabularyError(f"Vocabulary file {path!r} does not exist.")
     with open(path, encoding="utf-8") as f:
-        return parse_vocabulary(f.read(), source=path)
+        return parse_vocabulary_file_text(f.read(), source=path)
 
 
 def read_vocabulary_file(path: str) -> list[str]:
     """Read a vocabulary file; returns one ``"name,synonym,..."`` string per class, in order."""
     return [",".join(names) for _, names in read_vocabulary_entries(path)]
-
-
-def split_synonyms(entry: str) -> list[str]:
-    """The synonyms of a class string, by the released system's rule:
-    ``entry.replace(", ", ",").split(",")``.
-
-    ``"dog, puppy"`` -> ``["dog", "puppy"]``. Other whitespace is kept verbatim, as in the release
-    (its ADE20K instance class ``"window "`` is the synonym ``"window "``: it is not "seen" as
-    COCO's ``"window"`` and its prompts read ``"a photo of a window ."``). Empty parts are kept
-    too; :func:`parse_class_names` rejects them.
-    """
-    return entry.replace(", ", ",").split(",")
 
 
 def write_vocabulary_file(
@@ -132,8 +280,9 @@ def write_vocabulary_file(
 ) -> str:
     """Write ``classes`` (each ``"name,syn"`` or ``[name, syn, ...]``) as a vocabulary file.
 
-    The file format strips the spaces around each name. ``ids`` default to 0, 1, 2, ...; ``header`` lines are written as ``#`` comments. The result
-    is re-read and validated; returns ``path``.
+    The file format strips the spaces around each name. ``ids`` default to 0, 1, 2, ...;
+    ``header`` lines are written as ``#`` comments. The text is validated before it is written
+    (atomically); returns ``path``.
     """
     ids = list(range(len(classes))) if ids is None else [int(i) for i in ids]
     if len(ids) != len(classes):
@@ -147,10 +296,8 @@ def write_vocabulary_file(
             raise VocabularyError(f"Class {cat_id}: invalid names {c!r}.")
         lines.append(f"{cat_id}:{','.join(names)}")
     text = "\n".join(lines) + "\n"
-    parse_vocabulary(text, source=path)  # validate before writing
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    parse_vocabulary_file_text(text, source=path)  # validate before writing
+    with atomic_write(path, mode="w") as f:
         f.write(text)
     logger.info("Wrote vocabulary of %d classes to %s", len(classes), path)
     return path
@@ -180,41 +327,185 @@ def builtin_vocabulary_path(filename: str) -> str:
     return path
 
 
-def parse_class_names(class_names: Sequence[str]) -> list[list[str]]:
-    """Split each class name into its synonyms (:func:`split_synonyms`, the release's rule).
+# ---------------------------------------------------------------------------------------------
+# Vocabularies a user asks for (the demo, the predictor)
+# ---------------------------------------------------------------------------------------------
+def normalize_class_names(entries: Sequence[str], source: str = "vocabulary", warn: bool = True) -> list[str]:
+    """Validate and normalise class entries typed by a user (``"cat , kitten"`` -> ``"cat,kitten"``).
+
+    Raises :class:`VocabularyError` for: no classes, an empty class, an empty synonym
+    (:func:`checked_synonyms`), a ``;`` or newline inside a class, or a class whose first name
+    repeats an earlier class (the error names both). A synonym repeated inside one class is
+    dropped, and a secondary synonym shared by two classes is allowed with a warning (both
+    classes then score the same on it).
+    """
+    if not entries:
+        raise VocabularyError(f"{source}: the vocabulary is empty; give at least one class.")
+    out: list[str] = []
+    first_seen: dict[str, int] = {}
+    owner: dict[str, int] = {}
+    for i, entry in enumerate(entries, start=1):
+        syns = checked_synonyms(entry, f"{source}: class #{i}")
+        if any(";" in s or "\n" in s for s in syns):
+            raise VocabularyError(f"{source}: class #{i} ({entry!r}) contains ';' or a newline; remove it.")
+        unique = list(dict.fromkeys(syns))
+        if len(unique) != len(syns) and warn:
+            logger.warning("%s: class #%d (%r) repeats a synonym; using %r.", source, i, entry, ",".join(unique))
+        key = unique[0].lower()
+        if key in first_seen:
+            j = first_seen[key]
+            raise VocabularyError(
+                f"{source}: duplicate class {unique[0]!r}: class #{i} ({','.join(unique)!r}) repeats "
+                f"class #{j} ({out[j - 1]!r}). Merge their synonyms into one class."
+            )
+        first_seen[key] = i
+        for s in unique[1:]:
+            if warn and s.lower() in owner and owner[s.lower()] != i:
+                logger.warning(
+                    "%s: synonym %r is used by class #%d and class #%d.", source, s, owner[s.lower()], i
+                )
+        for s in unique:
+            owner.setdefault(s.lower(), i)
+        out.append(",".join(unique))
+    return out
+
+
+def parse_cli_vocabulary(text: str) -> list[str]:
+    """Parse the command-line vocabulary: classes separated by ``;``, synonyms by ``,``.
+
+    ``"cat,kitten; dog , puppy;grass"`` -> ``["cat,kitten", "dog,puppy", "grass"]``. A single
+    trailing ``;`` is allowed. Errors (:class:`VocabularyError`): empty text, empty classes
+    (``";;"``), empty synonyms (``"cat,,kitten"``), duplicate classes.
+    """
+    if text is None or not str(text).strip():
+        raise VocabularyError("--vocabulary is empty; e.g. --vocabulary \"cat,kitten;dog,puppy;grass\".")
+    parts = str(text).split(";")
+    if len(parts) > 1 and not parts[-1].strip():
+        parts = parts[:-1]  # one trailing separator is harmless
+    return normalize_class_names(parts, source="--vocabulary")
+
+
+def _thing_lookup() -> dict[str, bool]:
+    """Synonym (lower case) -> is-thing, from the COCO and ADE20K vocabularies (first wins)."""
+    lookup: dict[str, bool] = {}
+    for name in DEFAULT_VOCABULARY_DATASETS[:2]:
+        try:
+            names, things = dataset_vocabulary_with_things(name)
+        except Exception as e:  # noqa: BLE001 - the heuristic is optional
+            logger.debug("No thing/stuff information from %s: %s", name, e)
+            continue
+        thing_set = set(things) if things is not None else set(range(len(names)))
+        for k, entry in enumerate(names):
+            for s in checked_synonyms(entry, f"{name}: class #{k}"):
+                lookup.setdefault(s.lower(), k in thing_set)
+    return lookup
+
+
+def infer_thing_classes(class_names: Sequence[str]) -> list[int]:
+    """Thing classes of a user vocabulary: a class is stuff when its first synonym known to the
+    COCO / ADE20K vocabularies is a stuff class there ("grass", "sky", "wall"); every other
+    class is a thing. Stuff classes form one segment per class in panoptic output and are not
+    reported as instances."""
+    lookup = _thing_lookup()
+    things, stuff = [], []
+    for k, entry in enumerate(class_names):
+        syns = checked_synonyms(entry, f"class #{k}")
+        verdict = next((lookup[s.lower()] for s in syns if s.lower() in lookup), True)
+        (things if verdict else stuff).append(k)
+    if stuff:
+        logger.info(
+            "Treating as stuff (known stuff classes): %s",
+            ", ".join(checked_synonyms(class_names[k], f"class #{k}")[0] for k in stuff),
+        )
+    return things
+
+
+def dataset_vocabulary_with_things(dataset_name: str, cfg=None) -> tuple[list[str], list[int] | None]:
+    """(class names, thing class indices or None for "all things") of a registered dataset."""
+    from ..engine.defaults import thing_class_indices
+    from .builtin import dataset_vocabulary
+    from .catalog import DatasetCatalog, MetadataCatalog
+
+    if dataset_name not in DatasetCatalog:
+        raise VocabularyError(
+            f"--dataset-vocabulary {dataset_name!r} is not a registered dataset; registered: "
+            f"{', '.join(sorted(DatasetCatalog.list())[:12])}, ..."
+        )
+    names = dataset_vocabulary(dataset_name, cfg)
+    if MetadataCatalog.get(dataset_name).get("dataset_kind") in ("instances", "lvis"):
+        return names, None
+    things = thing_class_indices(dataset_name)  # the release's thing flags, where it has them
+    return names, things if things is not None else infer_thing_classes(names)
+
+
+def default_vocabulary(include_lvis: bool = True) -> Vocabulary:
+    """COCO panoptic (133) + ADE20K (150) + LVIS (1203, only when its annotation json is
+    present under ``$DETECTRON2_DATASETS``), merged in that order.
+
+    De-duplication: a class is skipped when its name (first synonym) is already a synonym of an
+    earlier class (COCO "tv" vs ADE20K "television receiver,tv": both kept; ADE20K "car" after
+    COCO "car,cars": skipped); secondary synonyms already used by an earlier class are dropped
+    from the later class, so no two classes share a prompt.
+    """
+    names: list[str] = []
+    things: list[int] = []
+    used: set[str] = set()
+    sources = []
+    for ds in DEFAULT_VOCABULARY_DATASETS if include_lvis else DEFAULT_VOCABULARY_DATASETS[:2]:
+        try:
+            ds_names, ds_things = dataset_vocabulary_with_things(ds)
+        except Exception as e:  # noqa: BLE001 - LVIS is optional
+            logger.info("Default vocabulary: skipping %s (%s).", ds, str(e).splitlines()[0][:200])
+            continue
+        thing_set = set(range(len(ds_names))) if ds_things is None else set(ds_things)
+        added = 0
+        for k, entry in enumerate(ds_names):
+            syns = list(dict.fromkeys(checked_synonyms(entry, f"{ds}: class #{k}")))
+            if syns[0].lower() in used:
+                continue
+            syns = [syns[0]] + [x for x in syns[1:] if x.lower() not in used]
+            used.update(x.lower() for x in syns)
+            if k in thing_set:
+                things.append(len(names))
+            names.append(",".join(syns))
+            added += 1
+        sources.append(f"{ds} (+{added})")
+    if not names:
+        raise VocabularyError("No default vocabulary available; pass --vocabulary.")
+    return Vocabulary(names, things, "default: " + ", ".join(sources))
+
+
+def load_vocabulary(
+    vocabulary: str | Sequence[str] | None = None,
+    vocabulary_file: str | None = None,
+    dataset_vocabulary: str | None = None,
+    cfg=None,
+) -> Vocabulary:
+    """The active vocabulary from exactly one source (or the default when none is given).
 
     Args:
-        class_names: K strings of comma-separated synonyms (``"dog, puppy"`` == ``"dog,puppy"``).
-    Returns:
-        K lists of synonyms, in order, verbatim (spaces other than after a comma are kept).
-    Raises:
-        ValueError: empty vocabulary, or a class (or one of its synonyms) that is empty or blank.
+        vocabulary: command-line text (``"cat,kitten;dog"``) or a list of class names.
+        vocabulary_file: a file in the vocabulary format (``id:name,synonym,...`` per line).
+        dataset_vocabulary: a registered dataset name (its class strings verbatim, its thing
+            classes and colours).
+        cfg: config (for ``DATASETS.VOCABULARY_FILES`` overrides).
     """
-    if isinstance(class_names, str):
-        raise ValueError(
-            "parse_class_names expects a list of class names, not a single string; wrap it in a list."
-        )
-    if len(class_names) == 0:
-        raise ValueError("The vocabulary is empty: at least one class name is needed to build a text classifier.")
-    parsed = []
-    for i, name in enumerate(class_names):
-        if not isinstance(name, str):
-            raise ValueError(f"Class name #{i} is {type(name).__name__}, expected a string: {name!r}.")
-        synonyms = split_synonyms(name)
-        if any(not s.strip() for s in synonyms):
-            raise ValueError(
-                f"Class name #{i} ({name!r}) is empty or has an empty synonym; each class must be "
-                f"a comma-separated list of non-empty names (e.g. 'dog,puppy')."
-            )
-        parsed.append(synonyms)
-    return parsed
+    given = [x is not None for x in (vocabulary, vocabulary_file, dataset_vocabulary)]
+    if sum(given) > 1:
+        raise VocabularyError("Give only one of --vocabulary, --vocabulary-file and --dataset-vocabulary.")
+    if vocabulary is not None:
+        names = (parse_cli_vocabulary(vocabulary) if isinstance(vocabulary, str)
+                 else normalize_class_names(list(vocabulary), source="vocabulary"))
+        return Vocabulary(names, infer_thing_classes(names), "--vocabulary")
+    if vocabulary_file is not None:
+        names = normalize_class_names(read_vocabulary_file(vocabulary_file), source=vocabulary_file)
+        return Vocabulary(names, infer_thing_classes(names), vocabulary_file)
+    if dataset_vocabulary is not None:
+        from .builtin import dataset_class_colors
 
-
-def seen_class_mask(class_names: Sequence[str], train_class_names: Sequence[str] | None) -> list[bool]:
-    """Per class: True when one of its synonyms is also a synonym of a training class.
-
-    The release's rule (spec §7.2): exact, case-sensitive comparison of the synonyms as
-    :func:`split_synonyms` gives them. Without a training vocabulary every class is unseen.
-    """
-    train = {s for syns in parse_class_names(list(train_class_names)) for s in syns} if train_class_names else set()
-    return [any(s in train for s in syns) for syns in parse_class_names(list(class_names))]
+        names, things = dataset_vocabulary_with_things(dataset_vocabulary, cfg)
+        colors = dataset_class_colors(dataset_vocabulary)  # the benchmark's own colours
+        if colors is not None and len(colors) != len(names):  # an override of another size
+            colors = None
+        return Vocabulary(list(names), things, f"dataset {dataset_vocabulary}", colors)
+    return default_vocabulary()

@@ -15,7 +15,7 @@ Typical use (what ``train_net.py`` does)::
 
 from ..utils import comm
 from ..utils.rng import seed_all_rng
-from . import checkpoint, defaults, env, events, hooks, lr_scheduler, optimizer, train_loop, tta
+from . import checkpoint, defaults, env, events, hooks, lr_scheduler, optimizer, predictor, train_loop, tta
 from . import launch as _launch_module
 from .checkpoint import *  # noqa: F401,F403
 from .defaults import *  # noqa: F401,F403
@@ -25,6 +25,7 @@ from .hooks import *  # noqa: F401,F403
 from .launch import *  # noqa: F401,F403
 from .lr_scheduler import *  # noqa: F401,F403
 from .optimizer import *  # noqa: F401,F403
+from .predictor import *  # noqa: F401,F403
 from .train_loop import *  # noqa: F401,F403
 from .tta import *  # noqa: F401,F403
 
@@ -34,5 +35,5 @@ __all__ = [
     "comm",
     "seed_all_rng",
     *(name for module in (checkpoint, defaults, env, events, hooks, _launch_module, lr_scheduler,
-                          optimizer, train_loop, tta) for name in module.__all__),
+                          optimizer, predictor, train_loop, tta) for name in module.__all__),
 ]

@@ -1,7 +1,8 @@
 """A small segmentation visualiser (OpenCV + NumPy): colour overlay, contours, labels, legend.
 
-Used by the demo (``demo/predictor.py``). Input is a segment-id map and a list of segments, so
-panoptic, instance and semantic results are drawn the same way:
+Used by the demo (``demo/demo.py``) through :meth:`SegmentationVisualizer.draw_prediction`, which
+draws a :class:`frozenseg.engine.predictor.Prediction`. Input is a segment-id map and a list of
+segments, so panoptic, instance and semantic results are drawn the same way:
 
 * every segment is blended over the image in its colour (``alpha``), outlined, and labelled at
   its "pole of inaccessibility" (the pixel farthest from the segment's border, which lies inside
@@ -9,18 +10,22 @@ panoptic, instance and semantic results are drawn the same way:
 * :meth:`SegmentationVisualizer.draw_legend` appends a legend panel (colour swatch, class name,
   share of the image) on the right, for semantic results.
 
-Colours are deterministic per class (:func:`class_color`); instances of the same class get
-slightly different shades (:func:`instance_color`).
+Colours are the vocabulary's own (a dataset's colours) or deterministic per class
+(:func:`class_color`); instances of the same class get slightly different shades
+(:func:`instance_color`).
 """
 
 from __future__ import annotations
 
 import colorsys
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..engine.predictor import Prediction
 
 __all__ = ["class_color", "instance_color", "VisSegment", "SegmentationVisualizer"]
 
@@ -196,3 +201,40 @@ class SegmentationVisualizer:
         if more:
             cv2.putText(panel, f"+{more} more", (pad, y + th), self.font, scale, (90, 90, 90), thick, cv2.LINE_AA)
         return np.concatenate([image, panel], axis=1)
+
+    def draw_prediction(self, prediction: Prediction, legend: bool = True) -> np.ndarray:
+        """The labelled colour overlay of a predictor's result (RGB uint8).
+
+        Classes get the prediction's ``class_colors`` (a dataset's own) or :func:`class_color`;
+        thing instances of one class get shades of it (:func:`instance_color`). Labels read
+        ``"class score%"`` (panoptic/instance) or ``"class"`` (semantic). Semantic results get a
+        legend panel on the right (each class with its share of the image) unless ``legend`` is
+        False.
+
+        Returns:
+            (H, W, 3) uint8 RGB, or (H, W + panel width, 3) with the legend.
+        """
+        p = prediction
+        palette = p.class_colors
+
+        def color_of(cls: int) -> tuple[int, int, int]:
+            return palette[cls] if palette else class_color(cls)
+
+        vis_segments = []
+        instance_index: dict[int, int] = {}
+        for s in p.segments:
+            cls = s["category_id"]
+            if p.task != "semantic" and s["isthing"]:
+                n = instance_index.get(cls, 0)
+                instance_index[cls] = n + 1
+                color = instance_color(cls, n, color_of(cls))
+            else:
+                color = color_of(cls)
+            label = s["class"] if s["score"] is None or p.task == "semantic" else f"{s['class']} {s['score']:.0%}"
+            vis_segments.append(VisSegment(s["id"], label, color))
+        canvas = self.draw_segments(p.image, p.ids, vis_segments)
+        if p.task == "semantic" and legend:
+            total = float(p.ids.size)
+            entries = [(f"{s['class']} {100.0 * s['area'] / total:.1f}%", color_of(s["category_id"])) for s in p.segments]
+            canvas = self.draw_legend(canvas, entries, title="classes (% of image)")
+        return canvas

@@ -17,7 +17,7 @@ from frozenseg.data import (
     write_vocabulary_file,
 )
 from frozenseg.data.builtin import BUILTIN_DATASETS
-from frozenseg.data.vocabulary import parse_vocabulary
+from frozenseg.data.vocabulary import parse_vocabulary_file_text
 
 RELEASED_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reference",
                                 "released_configs")
@@ -95,7 +95,7 @@ def test_vocabulary_roundtrip(tmp_path):
 ])
 def test_vocabulary_parse_errors(text, match):
     with pytest.raises(VocabularyError, match=match):
-        parse_vocabulary(text, "test.txt")
+        parse_vocabulary_file_text(text, "test.txt")
 
 
 def test_vocabulary_override_validation(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torchvision.transforms import v2
 
 from ...utils.sam_mask_cache import attach_sam_masks, dataset_cache_dir
@@ -40,6 +41,16 @@ class TestDatasetMapper:
             sam_dir = dataset_cache_dir(cfg.TEST.SAM_MASKS_DIR, dataset_name)
         return cls(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.FORMAT, sam_dir)
 
+    def resize(self, image: torch.Tensor) -> torch.Tensor:
+        """Resize a uint8 (3, H, W) image so its short edge is ``min_size`` and its long edge at
+        most ``max_size`` (Detectron2's ResizeShortestEdge; antialiased bilinear); returned as
+        is when the size already fits. Shared by :meth:`__call__` and the predictor."""
+        h, w = image.shape[-2:]
+        size = shortest_edge_size(h, w, self.min_size, self.max_size)
+        if tuple(size) != (h, w):
+            image = v2.functional.resize(image, list(size), antialias=True)
+        return image
+
     def __call__(self, dataset_dict: dict) -> dict:
         d = copy.copy(dataset_dict)
         d.pop("annotations", None)
@@ -47,10 +58,7 @@ class TestDatasetMapper:
         h, w = image.shape[-2:]
         d.setdefault("height", int(h))
         d.setdefault("width", int(w))
-        size = shortest_edge_size(h, w, self.min_size, self.max_size)
-        if tuple(size) != (h, w):
-            image = v2.functional.resize(image, list(size), antialias=True)
-        d["image"] = image
+        d["image"] = self.resize(image)
         if self.sam_masks_dir is not None:
             attach_sam_masks(d, self.sam_masks_dir)
         return d

@@ -1,5 +1,5 @@
 """Whole models."""
 
-from .frozenseg import FrozenSeg, Vocabulary
+from .frozenseg import FrozenSeg
 
-__all__ = ["FrozenSeg", "Vocabulary"]
+__all__ = ["FrozenSeg"]

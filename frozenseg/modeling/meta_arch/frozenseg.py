@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from ...config import configurable
 from ...structures import ImageList
 from ...utils.registry import BACKBONE_REGISTRY, META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
-from ...data.vocabulary import parse_class_names, seen_class_mask
+from ...data.vocabulary import Vocabulary
 from ..backbone.text_classifier import TextClassifierBuilder
 from ..criterion import SetCriterion, build_criterion
 from ..open_vocab import get_classification_logits
@@ -36,20 +36,7 @@ from ..sam import SAMImageEncoder
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FrozenSeg", "Vocabulary"]
-
-
-@dataclass
-class Vocabulary:
-    """An active vocabulary and its per-class flags.
-
-    ``class_names[k]`` is the comma-separated synonym list of class k; ``is_thing`` and
-    ``seen`` are (K,) bool tensors.
-    """
-
-    class_names: list[str]
-    is_thing: torch.Tensor
-    seen: torch.Tensor
+__all__ = ["FrozenSeg"]
 
 
 @dataclass(frozen=True)
@@ -201,28 +188,17 @@ class FrozenSeg(nn.Module):
         return self
 
     def set_vocabulary(self, class_names: Sequence[str], thing_classes: Sequence[int] | None = None) -> None:
-        """Set the vocabulary used in eval mode.
+        """Set the vocabulary used in eval mode (a :class:`~frozenseg.data.vocabulary.Vocabulary`
+        whose seen classes follow this model's training vocabulary).
 
         Args:
             class_names: one string per class, each a comma-separated synonym list ("dog,puppy").
             thing_classes: indices of the classes that are things (default: all classes).
+        Raises ``ValueError`` (and keeps the previous vocabulary) on an empty vocabulary, an empty
+        class or synonym, or a thing class index out of range.
         The text classifier is computed lazily on first use and cached (memory and disk).
         """
-        names = list(class_names)
-        parse_class_names(names)  # validates: raises one clear ValueError on bad input
-        k = len(names)
-        is_thing = torch.zeros(k, dtype=torch.bool)
-        if thing_classes is None:
-            is_thing[:] = True
-        else:
-            bad = [i for i in thing_classes if not 0 <= int(i) < k]
-            if bad:
-                raise ValueError(
-                    f"thing_classes {bad} are not valid class indices for a vocabulary of {k} classes."
-                )
-            is_thing[list(map(int, thing_classes))] = True
-        seen = torch.tensor(seen_class_mask(names, self.train_class_names), dtype=torch.bool)
-        self.vocabulary = Vocabulary(names, is_thing, seen)
+        self.vocabulary = Vocabulary(list(class_names), thing_classes, train_class_names=self.train_class_names)
 
     def _text_classifier(self, class_names: list[str]) -> _Classifier:
         """The vocabulary's text classifier with the normalised void row appended."""

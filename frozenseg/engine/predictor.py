@@ -1,0 +1,371 @@
+"""Run a segmentation model on single images with a chosen vocabulary and task.
+
+The model of :class:`SegmentationPredictor` is Detectron2's ``DefaultPredictor``: build the model
+from a config, load ``MODEL.WEIGHTS``, preprocess one image as the test data loader does
+(:meth:`frozenseg.data.dataset_mappers.TestDatasetMapper.resize`), run it, and convert its
+output into a :class:`Prediction` (an id map and one record per segment)::
+
+    from frozenseg.data.vocabulary import load_vocabulary
+    from frozenseg.engine.predictor import SegmentationPredictor
+    from frozenseg.utils.prediction_io import write_prediction
+    from frozenseg.utils.visualizer import SegmentationVisualizer
+
+    predictor = SegmentationPredictor.from_config_file(
+        "configs/coco/frozenseg/convnext_large_eval_ade20k.yaml",
+        opts=["MODEL.WEIGHTS", "frozenseg_convnext_large.pth", "MODEL.DEVICE", "cuda"],
+        vocabulary=load_vocabulary("cat,kitten;dog,puppy;grass"), task="panoptic")
+    pred = predictor("image.jpg")            # a path or an RGB uint8 (H, W, 3) array
+    pred.segments                            # [{"id", "category_id", "class", "score", "area", "bbox", ...}]
+    overlay = SegmentationVisualizer().draw_prediction(pred)      # RGB uint8 (H, W', 3)
+    write_prediction(pred, overlay, "out_dir")                    # overlay, id PNG, segments JSON
+
+What the predictor needs from a model: ``set_vocabulary(class_names, thing_classes)``, eval-mode
+output dicts with ``sem_seg`` (K, H, W) class probabilities and, per task, ``panoptic_seg`` or
+``instances``, and the Mask2Former switches ``semantic_on`` / ``panoptic_on`` / ``instance_on``
+where the model has them. A model with a ``text_classifier_builder`` gets the text embeddings of a
+new vocabulary computed at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..data.dataset_mappers.test_mapper import TestDatasetMapper
+from ..data.vocabulary import (
+    Vocabulary,
+    default_vocabulary,
+    infer_thing_classes,
+    normalize_class_names,
+    split_synonyms,
+)
+from ..utils.image_io import read_image
+from .checkpoint import checkpoint_has_frozen_weights
+
+__all__ = ["Prediction", "SegmentationPredictor", "FrozenSegPredictor"]
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("panoptic", "semantic", "instance")
+#: Default confidence threshold per task (instance scores are probabilities; panoptic and
+#: semantic segments keep everything unless a threshold is given).
+DEFAULT_CONFIDENCE = {"instance": 0.5, "panoptic": 0.0, "semantic": 0.0}
+#: The model output each task reads.
+_TASK_OUTPUT = {"panoptic": "panoptic_seg", "semantic": "sem_seg", "instance": "instances"}
+
+
+@dataclass
+class Prediction:
+    """Result of one image.
+
+    ``image``: the (H, W, 3) uint8 RGB input. ``ids``: (H, W) int64 map: segment ids (0 = none)
+    for panoptic and instance, class indices for semantic (``none_value`` = unassigned). Where
+    instances overlap, the higher-scoring one is shown. ``segments``: one dict per segment
+    (``id``, ``category_id``, ``class``, ``class_name``, ``isthing``, ``score`` (None when the
+    task has none), ``area`` (pixels), ``bbox`` [x, y, w, h] in pixels). ``class_colors``: the
+    vocabulary's own RGB colour per class (a dataset's), or None. ``seconds``: inference time.
+    """
+
+    task: str
+    image: np.ndarray
+    ids: np.ndarray
+    none_value: int
+    segments: list[dict[str, Any]]
+    class_names: list[str]
+    seconds: float
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    source: str = ""
+    class_colors: list[tuple[int, int, int]] | None = None
+
+    def summary(self) -> str:
+        """``"4 segments (2 cat, 1 dog, 1 grass)"``."""
+        counts: dict[str, int] = {}
+        for s in self.segments:
+            counts[s["class"]] = counts.get(s["class"], 0) + 1
+        parts = [f"{n} {c}" for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+        if len(parts) > 6:
+            parts = parts[:6] + [f"... {len(parts) - 6} more classes"]
+        noun = "segment" if len(self.segments) == 1 else "segments"
+        return f"{len(self.segments)} {noun}" + (f" ({', '.join(parts)})" if parts else "")
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON record of the prediction (without the id map)."""
+        return {
+            "image": self.source,
+            "height": int(self.ids.shape[0]),
+            "width": int(self.ids.shape[1]),
+            "task": self.task,
+            "num_classes": len(self.class_names),
+            "ids_meaning": "class index" if self.task == "semantic" else "segment id",
+            "none_value": int(self.none_value),
+            "seconds": round(float(self.seconds), 4),
+            "segments": self.segments,
+            "classes": list(self.class_names),
+        }
+
+
+def _bbox_xywh(mask: np.ndarray) -> list[int]:
+    """[x, y, w, h] in pixels of the (H, W) bool ``mask`` ([0, 0, 0, 0] when empty)."""
+    ys = np.flatnonzero(mask.any(1))
+    xs = np.flatnonzero(mask.any(0))
+    if len(xs) == 0:
+        return [0, 0, 0, 0]
+    return [int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1)]
+
+
+def _build_model(cfg) -> torch.nn.Module:
+    """The model of ``cfg`` with ``MODEL.WEIGHTS`` loaded (:func:`frozenseg.load_checkpoint`);
+    its frozen parts come from the checkpoint when it holds them, else from their own sources."""
+    from .. import build_model, load_checkpoint
+    from ..checkpoint import read_state_dict
+
+    if cfg.SEED >= 0:
+        torch.manual_seed(cfg.SEED)
+    t0 = time.perf_counter()
+    weights = os.path.expanduser(cfg.MODEL.WEIGHTS) if cfg.MODEL.WEIGHTS else ""
+    state = read_state_dict(weights) if weights else None  # a missing file fails before building
+    model = build_model(cfg, load_frozen_weights=not checkpoint_has_frozen_weights(weights))
+    if state is not None:
+        load_checkpoint(model, state)
+    else:
+        logger.warning(
+            "MODEL.WEIGHTS is empty: the decoder has random weights and the results are "
+            "meaningless. Pass --opts MODEL.WEIGHTS /path/to/frozenseg_checkpoint.pth."
+        )
+    logger.info("Model ready on %s in %.1f s", cfg.MODEL.DEVICE, time.perf_counter() - t0)
+    return model
+
+
+class SegmentationPredictor:
+    """Run an open-vocabulary segmentation model on single images.
+
+    Args:
+        cfg: a config (``frozenseg.get_cfg()`` + merges); it is cloned and frozen.
+        vocabulary: a :class:`~frozenseg.data.vocabulary.Vocabulary` (used verbatim: a dataset's
+            class strings stay exactly as registered), a list of class names (normalised, thing
+            classes inferred), or None for :func:`~frozenseg.data.vocabulary.default_vocabulary`.
+        thing_classes: indices of thing classes (overrides the vocabulary's).
+        task: ``"panoptic"``, ``"semantic"`` or ``"instance"``.
+        confidence_threshold: drop instances / segments scoring below it (default per task:
+            :data:`DEFAULT_CONFIDENCE`). Panoptic and semantic segment scores are the mean, over
+            the segment, of the pixel's class probability normalised over the vocabulary.
+        model: an already built model (skips building and weight loading).
+
+    ``MODEL.WEIGHTS`` is loaded when set (released or project checkpoints); a checkpoint that
+    contains the frozen CLIP and SAM weights makes loading them from their own sources
+    unnecessary. The vocabulary's text embeddings are computed once, when it is set (and reused
+    from the disk cache in ``MODEL.FROZEN_SEG.TEXT_CACHE_DIR`` across runs). SAM proposal masks
+    (``TEST.USE_SAM_MASKS``) are not used: new images have no cached proposals.
+    """
+
+    def __init__(
+        self,
+        cfg,
+        *,
+        vocabulary: Vocabulary | Sequence[str] | None = None,
+        thing_classes: Sequence[int] | None = None,
+        task: str = "panoptic",
+        confidence_threshold: float | None = None,
+        model: torch.nn.Module | None = None,
+    ):
+        self.cfg = cfg.clone()
+        if self.cfg.TEST.USE_SAM_MASKS:
+            logger.warning("TEST.USE_SAM_MASKS is ignored by the predictor (no cached SAM proposals for new images).")
+            self.cfg.TEST.USE_SAM_MASKS = False
+        self.cfg.freeze()
+        self.model = model if model is not None else _build_model(self.cfg)
+        self.model.eval()
+        if getattr(self.model, "use_sam_masks", False):
+            self.model.use_sam_masks = False
+        self.device = next(self.model.parameters()).device
+        self.mapper = TestDatasetMapper.from_config(self.cfg, is_train=False)
+        self.task = ""
+        self.confidence_threshold: float = 0.0
+        self._explicit_threshold = confidence_threshold
+        self.set_task(task)
+        if vocabulary is None:
+            vocabulary = default_vocabulary()
+        elif not isinstance(vocabulary, Vocabulary):
+            names = normalize_class_names(list(vocabulary))
+            vocabulary = Vocabulary(names, infer_thing_classes(names), "list")
+        self.vocabulary: Vocabulary
+        self.set_vocabulary(vocabulary, thing_classes)
+
+    @classmethod
+    def from_config_file(cls, config_file: str, opts: Sequence[str] = (), **kwargs) -> "SegmentationPredictor":
+        """Build from a YAML config plus ``KEY VALUE`` overrides; ``kwargs`` are the constructor's."""
+        from .. import get_cfg
+
+        cfg = get_cfg()
+        cfg.merge_from_file(config_file)
+        cfg.merge_from_list(list(opts))
+        return cls(cfg, **kwargs)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The active vocabulary's class strings."""
+        return self.vocabulary.class_names
+
+    # -- setup ----------------------------------------------------------------------------------
+    def set_task(self, task: str, confidence_threshold: float | None = None) -> None:
+        """Switch the output task (and the model's post-processing) without rebuilding."""
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+        self.task = task
+        switches = {
+            "semantic_on": True,  # also gives the panoptic segment scores
+            "panoptic_on": task == "panoptic",
+            "instance_on": task == "instance",
+            "recall_on": False,
+        }
+        for name, on in switches.items():
+            if hasattr(self.model, name):
+                setattr(self.model, name, on)
+        if confidence_threshold is not None:
+            self._explicit_threshold = confidence_threshold
+        thr = self._explicit_threshold
+        self.confidence_threshold = float(DEFAULT_CONFIDENCE[task] if thr is None else thr)
+
+    def set_vocabulary(self, vocabulary: Vocabulary | Sequence[str],
+                       thing_classes: Sequence[int] | None = None) -> None:
+        """Set the vocabulary and compute its text embeddings now (once).
+
+        A :class:`~frozenseg.data.vocabulary.Vocabulary` (from
+        :func:`~frozenseg.data.vocabulary.load_vocabulary`, already validated) is used verbatim,
+        with its thing classes and colours; a list of class names is normalised first
+        (:func:`~frozenseg.data.vocabulary.normalize_class_names`; every class a thing).
+        ``thing_classes`` overrides the vocabulary's.
+        """
+        if not isinstance(vocabulary, Vocabulary):
+            vocabulary = Vocabulary(normalize_class_names(list(vocabulary), warn=False), source="list")
+        if thing_classes is not None:
+            vocabulary = dataclasses.replace(vocabulary, thing_classes=list(thing_classes))
+        self.model.set_vocabulary(vocabulary.class_names, vocabulary.thing_classes)
+        self.vocabulary = vocabulary
+        builder = getattr(self.model, "text_classifier_builder", None)
+        if builder is not None:
+            t0 = time.perf_counter()
+            names = vocabulary.class_names
+            n_syn = sum(len(split_synonyms(n)) for n in names)
+            logger.info("Computing the text classifier of %d classes (%d synonyms)...", len(names), n_syn)
+            with torch.no_grad():
+                builder.build(names)
+            where = getattr(builder, "cache_dir", "")
+            logger.info(
+                "Text classifier ready in %.1f s%s", time.perf_counter() - t0,
+                f" (disk cache: {where})" if where else "",
+            )
+
+    # -- inference ------------------------------------------------------------------------------
+    def _model_input(self, image: np.ndarray) -> dict[str, Any]:
+        """The model input of an (H, W, 3) uint8 RGB image: the test mapper's resize of the
+        (3, H, W) tensor, and the original size to return predictions at."""
+        h, w = image.shape[:2]
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        return {"image": self.mapper.resize(tensor), "height": h, "width": w}
+
+    def __call__(self, image: np.ndarray | str) -> Prediction:
+        """Predict one image (a path, or an RGB uint8 (H, W, 3) array)."""
+        source = ""
+        if isinstance(image, (str, os.PathLike)):
+            source = os.fspath(image)
+            image = read_image(source)
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be an RGB uint8 (H, W, 3) array, got {image.dtype} {image.shape}.")
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = self.model([self._model_input(image)])[0]
+            pred = self._to_prediction(image, out)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        pred.seconds = time.perf_counter() - t0
+        pred.source = source
+        return pred
+
+    def _segment(self, seg_id: int, cls: int, mask: np.ndarray, score: float | None, isthing: bool) -> dict:
+        name = self.vocabulary.class_names[cls]
+        return {
+            "id": int(seg_id),
+            "category_id": int(cls),
+            "class": split_synonyms(name)[0].strip(),
+            "class_name": name,
+            "isthing": bool(isthing),
+            "score": None if score is None else round(float(score), 4),
+            "area": int(mask.sum()),
+            "bbox": _bbox_xywh(mask),
+        }
+
+    def _to_prediction(self, image: np.ndarray, out: dict[str, Any]) -> Prediction:
+        """Convert the model's output dict for ``image`` into a :class:`Prediction` of the task."""
+        needed = _TASK_OUTPUT[self.task]
+        if needed not in out:
+            raise ValueError(
+                f"{type(self.model).__name__} gave no {needed!r} output, so it cannot do the "
+                f"{self.task} task; choose another --task."
+            )
+        thr = self.confidence_threshold
+        things = None if self.vocabulary.thing_classes is None else set(self.vocabulary.thing_classes)
+        sem = out.get("sem_seg")
+        prob = None
+        if sem is not None:
+            sem = sem.float()
+            prob = sem / sem.sum(0, keepdim=True).clamp(min=1e-12)
+        h, w = image.shape[:2]
+        segments: list[dict[str, Any]] = []
+        if self.task == "semantic":
+            labels = prob.argmax(0)
+            k = len(self.vocabulary)
+            none = 255 if k < 255 else 65535
+            ids = np.full((h, w), none, dtype=np.int64)
+            labels_np = labels.cpu().numpy()
+            conf = prob.gather(0, labels[None])[0].cpu().numpy()
+            for cls in np.unique(labels_np):
+                mask = labels_np == cls
+                score = float(conf[mask].mean())
+                if score < thr:
+                    continue
+                ids[mask] = cls
+                segments.append(self._segment(int(cls), int(cls), mask, score, things is None or int(cls) in things))
+            segments.sort(key=lambda s: -s["area"])
+        elif self.task == "panoptic":
+            pan, infos = out["panoptic_seg"]
+            pan_np = pan.cpu().numpy().astype(np.int64)
+            ids = np.zeros((h, w), dtype=np.int64)
+            for info in infos:
+                mask = pan_np == info["id"]
+                cls = int(info["category_id"])
+                score = None
+                if prob is not None and mask.any():
+                    score = float(prob[cls].cpu().numpy()[mask].mean())
+                if score is not None and score < thr:
+                    continue
+                ids[mask] = info["id"]
+                segments.append(self._segment(info["id"], cls, mask, score, bool(info.get("isthing", True))))
+            none = 0
+        else:
+            inst = out["instances"]
+            scores = inst.scores.float().cpu().numpy()
+            classes = inst.pred_classes.cpu().numpy()
+            masks = inst.pred_masks.cpu().numpy().astype(bool)
+            keep = [i for i in np.argsort(-scores, kind="stable")
+                    if scores[i] >= thr and (things is None or int(classes[i]) in things) and masks[i].any()]
+            ids = np.zeros((h, w), dtype=np.int64)
+            for new_id, i in reversed(list(enumerate(keep, start=1))):  # best on top
+                ids[masks[i]] = new_id
+            for new_id, i in enumerate(keep, start=1):
+                segments.append(self._segment(new_id, int(classes[i]), masks[i], float(scores[i]), True))
+            none = 0
+        return Prediction(self.task, image, ids, none, segments, self.vocabulary.class_names, 0.0, raw=out,
+                          class_colors=self.vocabulary.colors)
+
+
+#: The released model's name for the predictor (it serves every model of the package).
+FrozenSegPredictor = SegmentationPredictor

@@ -1,0 +1,74 @@
+"""Vocabularies a user gives (frozenseg.data.vocabulary): the command-line syntax, vocabulary
+files, registered datasets and the merged default, with their validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from frozenseg.data.vocabulary import (
+    Vocabulary,
+    VocabularyError,
+    default_vocabulary,
+    load_vocabulary,
+    parse_cli_vocabulary,
+)
+
+
+def test_parse_cli_vocabulary_separators_and_whitespace():
+    parse = parse_cli_vocabulary
+    assert parse("cat,kitten;dog,puppy;grass") == ["cat,kitten", "dog,puppy", "grass"]
+    assert parse("  cat , kitten ;dog,  puppy ; grass;") == ["cat,kitten", "dog,puppy", "grass"]
+    assert parse("traffic light,stop light") == ["traffic light,stop light"]
+    assert parse("cat,cat,kitten") == ["cat,kitten"]  # a repeated synonym is dropped
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("cat;;dog", "class #2 is empty"),
+        (";cat", "class #1 is empty"),
+        ("cat,,kitten;dog", "empty synonym"),
+        ("cat,kitten;dog;Cat", "duplicate class 'Cat'"),
+        ("dog,puppy;dog", "duplicate class 'dog'"),
+    ],
+)
+def test_parse_cli_vocabulary_errors(text, message):
+    with pytest.raises(VocabularyError, match=message):
+        parse_cli_vocabulary(text)
+
+
+def test_load_vocabulary_sources(tmp_path):
+    f = tmp_path / "v.txt"
+    f.write_text("# my classes\n3:cat,kitten\n7:grass\n")
+    v = load_vocabulary(vocabulary_file=str(f))
+    assert v.class_names == ["cat,kitten", "grass"] and v.thing_classes == [0]  # grass is stuff
+    v = load_vocabulary(dataset_vocabulary="synthetic_shapes_val_panoptic")
+    assert v.class_names[0].startswith("circle") and v.thing_classes == [0, 1, 2, 3]
+    with pytest.raises(VocabularyError, match="not a registered dataset"):
+        load_vocabulary(dataset_vocabulary="no_such_dataset")
+    with pytest.raises(VocabularyError, match="only one"):
+        load_vocabulary(vocabulary="cat", vocabulary_file=str(f))
+
+
+def test_default_vocabulary_merges_and_dedupes():
+    v = default_vocabulary(include_lvis=False)
+    firsts = [n.split(",")[0].lower() for n in v.class_names]
+    assert len(firsts) == len(set(firsts))  # deduplicated by first synonym
+    assert 133 < len(v) < 133 + 150  # COCO + the ADE20K classes COCO lacks
+    assert firsts[0] == "person" and 0 in v.thing_classes
+    assert firsts.index("sky") not in v.thing_classes
+
+
+def test_vocabulary_flags_and_validation():
+    v = Vocabulary(["dog,puppy", "grass", "window "], thing_classes=(2, 0), train_class_names=["puppy", "sky"])
+    assert v.class_names == ["dog,puppy", "grass", "window "] and v.thing_classes == [0, 2]
+    assert v.is_thing.tolist() == [True, False, True]
+    assert v.seen.tolist() == [True, False, False]
+    assert Vocabulary(["a", "b"]).is_thing.tolist() == [True, True]
+    assert Vocabulary(["a", "b"]).seen.tolist() == [False, False]  # no training vocabulary
+    with pytest.raises(ValueError, match=r"thing_classes \[2\]"):
+        Vocabulary(["a", "b"], thing_classes=[2])
+    with pytest.raises(ValueError, match="empty synonym"):
+        Vocabulary(["a,,b"])

@@ -1,0 +1,106 @@
+"""The predictor (frozenseg.engine.predictor) with the tiny random model: tasks, vocabularies
+(verbatim dataset vocabularies with their colours), outputs and the files written for them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from frozenseg.data import MetadataCatalog
+from frozenseg.data.dataset_mappers.test_mapper import TestDatasetMapper
+from frozenseg.data.vocabulary import load_vocabulary
+from frozenseg.engine.predictor import FrozenSegPredictor, SegmentationPredictor
+from frozenseg.utils.prediction_io import write_prediction
+from frozenseg.utils.visualizer import SegmentationVisualizer
+
+from ..conftest import REPO_ROOT
+
+TINY = str(REPO_ROOT / "configs/tiny/frozenseg_tiny_convnext.yaml")
+# faster than the tiny config's defaults, same code paths
+FAST_OPTS = ["SEED", "0", "MODEL.SAM_IMAGE_SIZE", "256", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128"]
+
+# One intra-op thread for this module's tiny models (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def scene(h=48, w=64) -> np.ndarray:
+    """An (h, w, 3) uint8 RGB image: sky, grass and a red disc."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[: h // 2] = (110, 170, 235)
+    img[h // 2 :] = (60, 150, 50)
+    cv2.circle(img, (w // 3, h // 2), h // 4, (220, 40, 40), -1)
+    return img
+
+
+def tiny_predictor() -> SegmentationPredictor:
+    """The tiny random model's predictor, vocabulary ["cat"], panoptic task."""
+    return FrozenSegPredictor.from_config_file(TINY, opts=FAST_OPTS, vocabulary=["cat"], task="panoptic")
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return tiny_predictor()
+
+
+def test_preprocessing_is_the_test_mappers(predictor, tmp_path):
+    """The model input of an array is what TestDatasetMapper makes of the same image on disk."""
+    image = scene(90, 120)
+    Image.fromarray(image).save(tmp_path / "scene.png")
+    mapped = TestDatasetMapper.from_config(predictor.cfg)({"file_name": str(tmp_path / "scene.png")})
+    got = predictor._model_input(image)
+    assert (got["height"], got["width"]) == (mapped["height"], mapped["width"]) == (90, 120)
+    assert got["image"].shape == (3, 64, 85) and torch.equal(got["image"], mapped["image"])
+
+
+def test_instance_task_and_written_files(predictor, tmp_path):
+    try:
+        predictor.set_vocabulary(["cat,kitten", "dog"])
+        predictor.set_task("instance", confidence_threshold=0.0)
+        pred = predictor(scene())
+        assert pred.segments and all(s["class"] in ("cat", "dog") for s in pred.segments)
+        scores = [s["score"] for s in pred.segments]
+        assert scores == sorted(scores, reverse=True)
+        paths = write_prediction(pred, str(tmp_path / "inst"), overlay=SegmentationVisualizer().draw_prediction(pred),
+                                 stem="x")
+        assert all(Path(p).is_file() for p in paths.values())
+        assert Path(paths["ids"]).name == "x_ids.png"
+        ids = cv2.imread(paths["ids"], cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(ids, pred.ids)
+        assert not list((tmp_path / "inst").glob(".tmp-*"))  # written atomically, nothing left over
+    finally:
+        predictor.set_task("panoptic", confidence_threshold=None)
+        predictor.set_vocabulary(["cat"])
+
+
+def test_dataset_vocabulary_is_used_verbatim_with_the_benchmark_colours(predictor):
+    """A benchmark vocabulary reaches the model exactly as registered (the release's strings:
+    repeated display names in A-847, "window " with its space) and draws in the release's colours."""
+    v = load_vocabulary(dataset_vocabulary="openvocab_ade20k_instance_val")
+    assert v.class_names[1] == "window " and v.thing_classes is None
+    assert v.colors is not None and len(v.colors) == 100  # generated: the release gives none here
+    v = load_vocabulary(dataset_vocabulary="openvocab_ade20k_panoptic_val")
+    meta = MetadataCatalog.get("openvocab_ade20k_panoptic_val")
+    assert v.colors[0] == (120, 120, 120) and v.colors == [tuple(c) for c in meta.stuff_colors]
+    assert v.thing_classes == sorted(meta.thing_dataset_id_to_contiguous_id.values())
+    a847 = load_vocabulary(dataset_vocabulary="openvocab_ade20k_full_sem_seg_val")
+    try:
+        predictor.set_vocabulary(a847)  # "pot,flowerpot" and "pot": no duplicate-class error
+        assert predictor.class_names == MetadataCatalog.get("openvocab_ade20k_full_sem_seg_val").stuff_classes
+        predictor.set_vocabulary(v)
+        predictor.set_task("semantic")
+        pred = predictor(scene())
+        assert pred.class_colors == v.colors
+        # fill only (no blending, outlines or labels): a class's pixels are the release's colour
+        flat = SegmentationVisualizer(alpha=1.0, contours=False, min_label_area=10**9)
+        overlay = flat.draw_prediction(pred, legend=False)
+        assert overlay.shape[:2] == pred.ids.shape and pred.segments
+        for s in pred.segments:
+            assert (overlay[pred.ids == s["category_id"]] == v.colors[s["category_id"]]).all()
+    finally:
+        predictor.set_task("panoptic")
+        predictor.set_vocabulary(["cat"])
