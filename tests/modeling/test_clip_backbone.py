@@ -25,6 +25,7 @@ from frozenseg.modeling.backbone.clip import shipped_model_config
 from frozenseg.utils.registry import BACKBONE_REGISTRY
 
 from ..conftest import OFFICIAL_STATE_DICTS, REPO_ROOT
+from .tiny_clip import build_tiny_clip
 
 STATE_DICT_DIR = OFFICIAL_STATE_DICTS
 TINY = {"convnext": "tiny_convnext_clip", "resnet": "tiny_resnet_clip"}  # shipped model configs
@@ -34,14 +35,9 @@ STRIDES = (4, 8, 16, 32)
 NAMES = ("res2", "res3", "res4", "res5")
 
 
-def build_tiny(kind: str, **kwargs) -> CLIPBackbone:
-    return CLIPBackbone(model_name=TINY[kind], pretrained="", **kwargs)
-
-
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    return {kind: build_tiny(kind) for kind in TINY}
+    return {kind: build_tiny_clip(kind) for kind in TINY}
 
 
 @pytest.mark.parametrize("kind", ["convnext", "resnet"])
@@ -174,7 +170,7 @@ def test_resnet_masked_attention_pool(tiny):
 
 
 def test_frozen_and_always_eval(tiny):
-    bb = build_tiny("convnext")
+    bb = build_tiny_clip("convnext")
     assert not any(p.requires_grad for p in bb.parameters())
     bb.train()
     assert bb.training

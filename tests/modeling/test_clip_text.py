@@ -14,19 +14,17 @@ from frozenseg.modeling.backbone import CLIPBackbone, UnsupportedCLIPModelError
 from frozenseg.modeling.backbone.clip import shipped_model_config
 from frozenseg.modeling.backbone.clip_text import UnsupportedTextTowerError, check_text_tower
 
+from .tiny_clip import TEXT_TOWERS, build_tiny_clip
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 PROMPTS = ["a photo of a dog.", "There is a large traffic light in the scene.", "x", "naïve café ok...."]
 
 
-def build(kind: str, quick_gelu=None) -> CLIPBackbone:
-    torch.manual_seed(0)
-    return CLIPBackbone(model_name=f"tiny_{kind}_clip", load_pretrained=False, quick_gelu=quick_gelu)
-
-
-@pytest.fixture(scope="module", params=[("convnext", None), ("resnet", None), ("resnet", True)])
+@pytest.fixture(scope="module", params=TEXT_TOWERS)
 def clip(request):
-    return build(*request.param)
+    kind, quick_gelu = request.param
+    return build_tiny_clip(kind, load_pretrained=False, quick_gelu=quick_gelu)
 
 
 def test_encode_text_matches_open_clip(clip):
@@ -75,7 +73,7 @@ def test_encode_text_shared_prefix_matches_encode_text(clip):
 
 
 def test_unsupported_text_tower_is_detected():
-    clip = build("convnext")
+    clip = build_tiny_clip("convnext")
     assert clip.supports_text_prefix_sharing()
     clip.clip_model.text_pool_type = "last"
     assert not clip.supports_text_prefix_sharing()
@@ -118,7 +116,7 @@ BROKEN = {  # mutation of a built model -> (rule number in the message, breaks t
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_check_text_tower_names_the_broken_assumption(case):
     mutate, rule, breaks_plain = BROKEN[case]
-    model = build("convnext").clip_model
+    model = build_tiny_clip("convnext").clip_model
     check_text_tower(model, prefix_sharing=True)  # the unmodified model meets every assumption
     mutate(model)
     with pytest.raises(UnsupportedTextTowerError, match="prefix sharing") as e:

@@ -14,10 +14,11 @@ from frozenseg.modeling.backbone import (
 )
 from frozenseg.modeling.backbone import clip_weights
 
+from .tiny_clip import build_tiny_clip
+
 
 def test_local_weights_file_roundtrip(tmp_path):
-    torch.manual_seed(0)
-    src = CLIPBackbone(model_name="tiny_convnext_clip", pretrained="")
+    src = build_tiny_clip("convnext")
     path = tmp_path / "open_clip_pytorch_model.bin"
     torch.save(src.clip_model.state_dict(), path)
     dst = CLIPBackbone(model_name="tiny_convnext_clip", pretrained=str(path))

@@ -18,14 +18,15 @@ from frozenseg.modeling.backbone import (
 )
 from frozenseg.modeling.backbone.text_classifier import WeightsFingerprint
 
+from .tiny_clip import build_tiny_clip
+
 TINY_CONVNEXT = "tiny_convnext_clip"  # model config shipped with the package
 EOT = 49407
 
 
 @pytest.fixture(scope="module")
 def tiny_clip():
-    torch.manual_seed(0)
-    return CLIPBackbone(model_name=TINY_CONVNEXT, pretrained="")
+    return build_tiny_clip("convnext")
 
 
 class StubEncoder:

@@ -10,6 +10,8 @@ from torch.nn import functional as F
 
 from frozenseg.modeling.backbone import VILD_PROMPT_TEMPLATES, CLIPBackbone, TextClassifierBuilder
 
+from .tiny_clip import TEXT_TOWERS, build_tiny_clip
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LONG_NAME = " ".join(f"w{i}" for i in range(30))  # ~60 tokens: prompts end near the 77 limit
@@ -27,14 +29,10 @@ AWKWARD = [
 ]
 
 
-def build(kind: str, quick_gelu=None) -> CLIPBackbone:
-    torch.manual_seed(0)
-    return CLIPBackbone(model_name=f"tiny_{kind}_clip", load_pretrained=False, quick_gelu=quick_gelu)
-
-
-@pytest.fixture(scope="module", params=[("convnext", None), ("resnet", None), ("resnet", True)])
+@pytest.fixture(scope="module", params=TEXT_TOWERS)
 def clip(request):
-    return build(*request.param)
+    kind, quick_gelu = request.param
+    return build_tiny_clip(kind, load_pretrained=False, quick_gelu=quick_gelu)
 
 
 class Counting:
