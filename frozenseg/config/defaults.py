@@ -106,8 +106,11 @@ _C.MODEL.FROZEN_SEG.CLIP_MODEL_NAME = "convnext_large_d_320"  # open_clip model 
 # open_clip pretrained tag (e.g. "laion2b_s29b_b131k_ft_soup") or a local weights file;
 # "" keeps random weights (tests, or when MODEL.WEIGHTS holds the CLIP weights).
 _C.MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS = "laion2b_s29b_b131k_ft_soup"
-# Optional open_clip model-config JSON registered before building (its file stem is the name
-# to put in CLIP_MODEL_NAME); used by the tiny test models.
+# Optional open_clip model-config JSON registered before building. A path (~ and $VARS expanded,
+# relative to the working directory): that JSON, whose file stem is the name to put in
+# CLIP_MODEL_NAME. "": the JSON the package ships for CLIP_MODEL_NAME if there is one
+# (frozenseg/modeling/backbone/clip_models/<name>.json, the tiny test models tiny_convnext_clip and
+# tiny_resnet_clip; found from any directory and in any install), else none (open_clip's models).
 _C.MODEL.FROZEN_SEG.CLIP_MODEL_CONFIG_FILE = ""
 _C.MODEL.FROZEN_SEG.EMBED_DIM = 768  # CLIP joint embedding dim D (768 ConvNeXt-L, 1024 RN50x64)
 _C.MODEL.FROZEN_SEG.GEOMETRIC_ENSEMBLE_ALPHA = 0.4  # CLIP weight for seen classes

@@ -1,57 +1,43 @@
 """Tests of the frozen CLIP backbone (spec §2) on tiny random open_clip models.
 
-The tiny models are registered from configs/clip_models/*.json (random weights, CPU, fast).
-Meta-device builds of the released models check state-dict keys against the released layout.
+The tiny models' open_clip model configs ship with the package (clip_models/*.json; random
+weights, CPU, fast). Meta-device builds of the released models check state-dict keys against the
+released layout. Weight resolution is tested in test_clip_weights.py, the text tower in
+test_clip_text.py.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
-from pathlib import Path
+import shutil
+import tomllib
 
-import open_clip
 import pytest
 import torch
 from torch.nn import functional as F
 
 from frozenseg.config import get_cfg
 from frozenseg.layers.blocks import ShapeSpec
-from frozenseg.modeling.backbone import (
-    CLIPBackbone,
-    CLIPWeightsNotFoundError,
-    CLIPWeightsUnavailableError,
-    UnknownCLIPModelError,
-    UnknownCLIPPretrainedTagError,
-    UnsupportedCLIPModelError,
-)
-from frozenseg.modeling.backbone import clip as clip_module
+from frozenseg.modeling.backbone import CLIPBackbone, UnknownCLIPModelError, UnsupportedCLIPModelError
+from frozenseg.modeling.backbone.clip import shipped_model_config
 from frozenseg.utils.registry import BACKBONE_REGISTRY
 
-from ..conftest import OFFICIAL_STATE_DICTS
+from ..conftest import OFFICIAL_STATE_DICTS, REPO_ROOT
+from .tiny_clip import build_tiny_clip
 
-REPO = Path(__file__).resolve().parents[2]
 STATE_DICT_DIR = OFFICIAL_STATE_DICTS
-TINY = {
-    "convnext": REPO / "configs" / "clip_models" / "tiny_convnext_clip.json",
-    "resnet": REPO / "configs" / "clip_models" / "tiny_resnet_clip.json",
-}
+TINY = {"convnext": "tiny_convnext_clip", "resnet": "tiny_resnet_clip"}  # shipped model configs
 # documented shapes of the tiny models: convnext_atto dims / ModifiedResNet width 16 (x4 expansion)
 TINY_CHANNELS = {"convnext": (40, 80, 160, 320), "resnet": (64, 128, 256, 512)}
 STRIDES = (4, 8, 16, 32)
 NAMES = ("res2", "res3", "res4", "res5")
 
 
-def build_tiny(kind: str, **kwargs) -> CLIPBackbone:
-    return CLIPBackbone(
-        model_name=TINY[kind].stem, model_config_file=str(TINY[kind]), pretrained="", **kwargs
-    )
-
-
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    return {kind: build_tiny(kind) for kind in TINY}
+    return {kind: build_tiny_clip(kind) for kind in TINY}
 
 
 @pytest.mark.parametrize("kind", ["convnext", "resnet"])
@@ -184,7 +170,7 @@ def test_resnet_masked_attention_pool(tiny):
 
 
 def test_frozen_and_always_eval(tiny):
-    bb = build_tiny("convnext")
+    bb = build_tiny_clip("convnext")
     assert not any(p.requires_grad for p in bb.parameters())
     bb.train()
     assert bb.training
@@ -199,22 +185,11 @@ def test_frozen_and_always_eval(tiny):
 def test_build_from_config_and_registry():
     cfg = get_cfg()
     cfg.MODEL.FROZEN_SEG.CLIP_MODEL_NAME = "tiny_resnet_clip"
-    cfg.MODEL.FROZEN_SEG.CLIP_MODEL_CONFIG_FILE = str(TINY["resnet"])
+    cfg.MODEL.FROZEN_SEG.CLIP_MODEL_CONFIG_FILE = str(shipped_model_config("tiny_resnet_clip"))
     cfg.MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS = ""
     bb = BACKBONE_REGISTRY.get(cfg.MODEL.BACKBONE.NAME)(cfg)
     assert isinstance(bb, CLIPBackbone) and bb.model_type == "resnet"
     assert all(k.startswith("clip_model.") for k in bb.state_dict())
-
-
-def test_local_weights_file_roundtrip(tmp_path):
-    src = build_tiny("convnext")
-    path = tmp_path / "open_clip_pytorch_model.bin"
-    torch.save(src.clip_model.state_dict(), path)
-    dst = CLIPBackbone(model_name="tiny_convnext_clip", pretrained=str(path))
-    for (k, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items()):
-        assert torch.equal(a, b), k
-    assert dst.weights_source == str(path)
-    assert dst.text_cache_identity() == src.text_cache_identity()
 
 
 def _released_keys(json_name: str) -> dict[str, list]:
@@ -260,49 +235,40 @@ def test_unsupported_visual_tower():
         CLIPBackbone(model_name="ViT-B-32", pretrained="")
 
 
-def test_unknown_tag_lists_valid_tags():
-    with pytest.raises(UnknownCLIPPretrainedTagError) as e:
-        CLIPBackbone(model_name="convnext_large_d_320", pretrained="laion_typo", load_pretrained=False, device="meta")
-    assert "laion2b_s29b_b131k_ft_soup" in str(e.value)
-
-
-def test_offline_tag_error_without_network(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-
-    def no_download(*args, **kwargs):
-        raise AssertionError("a download was attempted")
-
-    monkeypatch.setattr(open_clip, "download_pretrained", no_download)
-    with pytest.raises(CLIPWeightsUnavailableError) as e:
-        CLIPBackbone(model_name="convnext_large_d_320", pretrained="laion2b_s29b_b131k_ft_soup")
-    msg = str(e.value)
-    assert "not in the local cache" in msg
-    assert "MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS" in msg and "open_clip_pytorch_model.bin" in msg
-
-
-def test_download_failure_is_reported(tmp_path, monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(clip_module, "_cached_tag_file", lambda cfg, cache_dir: None)
-
-    def failing_download(*args, **kwargs):
-        raise OSError("Network is unreachable")
-
-    monkeypatch.setattr(open_clip, "download_pretrained", failing_download)
-    with pytest.raises(CLIPWeightsUnavailableError, match="Network is unreachable.*CLIP_PRETRAINED_WEIGHTS"):
-        CLIPBackbone(model_name="RN50x64", pretrained="openai")
-
-
-def test_missing_local_file(tmp_path):
-    missing = tmp_path / "nowhere" / "open_clip_pytorch_model.bin"
-    with pytest.raises(CLIPWeightsNotFoundError) as e:
-        CLIPBackbone(model_name="RN50x64", pretrained=str(missing))
-    assert str(missing) in str(e.value) and isinstance(e.value, FileNotFoundError)
-
-
 def test_missing_model_config_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="CLIP_MODEL_CONFIG_FILE"):
+    with pytest.raises(FileNotFoundError, match="CLIP_MODEL_CONFIG_FILE") as e:
         CLIPBackbone(model_name="x", model_config_file=str(tmp_path / "x.json"))
+    assert str(tmp_path / "x.json") in str(e.value) and "tiny_convnext_clip" in str(e.value)
+
+
+@pytest.mark.parametrize("kind", ["convnext", "resnet"])
+def test_tiny_config_resolves_outside_the_repo(kind, tmp_path, monkeypatch):
+    """The tiny YAMLs name the shipped model config, not a path from the source tree."""
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO_ROOT / "configs" / "tiny" / f"frozenseg_tiny_{kind}.yaml"))
+    assert cfg.MODEL.FROZEN_SEG.CLIP_MODEL_NAME == TINY[kind]
+    assert cfg.MODEL.FROZEN_SEG.CLIP_MODEL_CONFIG_FILE == ""
+    monkeypatch.chdir(tmp_path)
+    bb = CLIPBackbone(cfg)
+    assert bb.model_type == kind and bb.output_shape()["res5"].channels == TINY_CHANNELS[kind][-1]
+
+
+def test_user_model_config_path_relative_to_working_directory(tmp_path, monkeypatch):
+    shutil.copy(shipped_model_config("tiny_resnet_clip"), tmp_path / "my_tiny_clip.json")
+    monkeypatch.chdir(tmp_path)
+    bb = CLIPBackbone(model_name="my_tiny_clip", model_config_file="my_tiny_clip.json", pretrained="")
+    assert bb.model_type == "resnet" and bb.dim_latent == 32
+
+
+def test_shipped_model_configs_are_package_data():
+    """Every shipped JSON matches a package-data pattern, so non-editable installs carry it."""
+    assert shipped_model_config("convnext_large_d_320") is None  # open_clip's own: none shipped
+    with open(REPO_ROOT / "pyproject.toml", "rb") as f:
+        patterns = tomllib.load(f)["tool"]["setuptools"]["package-data"]["frozenseg"]
+    package = REPO_ROOT / "frozenseg"
+    for name in TINY.values():
+        path = shipped_model_config(name)
+        assert path is not None and path.parent.parent == package / "modeling" / "backbone"
+        rel = path.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(rel, pattern) for pattern in patterns), rel
+        assert set(json.loads(path.read_text())) >= {"embed_dim", "vision_cfg", "text_cfg"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import zlib
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,18 +16,17 @@ from frozenseg.modeling.backbone import (
     TextClassifierBuilder,
     parse_class_names,
 )
+from frozenseg.modeling.backbone.text_classifier import WeightsFingerprint
 
-REPO = Path(__file__).resolve().parents[2]
-TINY_CONVNEXT = REPO / "configs" / "clip_models" / "tiny_convnext_clip.json"
+from .tiny_clip import build_tiny_clip
+
+TINY_CONVNEXT = "tiny_convnext_clip"  # model config shipped with the package
 EOT = 49407
 
 
 @pytest.fixture(scope="module")
 def tiny_clip():
-    torch.manual_seed(0)
-    return CLIPBackbone(
-        model_name=TINY_CONVNEXT.stem, model_config_file=str(TINY_CONVNEXT), pretrained=""
-    )
+    return build_tiny_clip("convnext")
 
 
 class StubEncoder:
@@ -233,7 +231,7 @@ def test_real_clip_classifier_and_identity(tiny_clip, tmp_path):
 
     # identity: hash of the actual text weights -> random inits never collide, same weights agree
     torch.manual_seed(123)
-    other = CLIPBackbone(model_name=TINY_CONVNEXT.stem, pretrained="")
+    other = CLIPBackbone(model_name=TINY_CONVNEXT, pretrained="")
     assert other.text_cache_identity() != tiny_clip.text_cache_identity()
     other.load_state_dict(tiny_clip.state_dict())  # e.g. a checkpoint supplies the weights
     assert other.text_cache_identity() == tiny_clip.text_cache_identity()
@@ -244,3 +242,21 @@ def test_real_clip_classifier_and_identity(tiny_clip, tmp_path):
     again, _ = TextClassifierBuilder(encoder=other, cache_dir=str(tmp_path)).build(names)
     assert not calls
     torch.testing.assert_close(again, clf)
+
+
+def test_weights_fingerprint_follows_the_tensors():
+    """Names, dtypes, shapes and bytes are hashed; in-place edits and replacements are seen."""
+    a, b = torch.arange(6.0).reshape(2, 3), torch.ones(4, dtype=torch.float16)
+    fingerprint = WeightsFingerprint()
+    first = fingerprint([("a", a), ("b", b)])
+    assert len(first) == 64 and first == WeightsFingerprint()([("a", a.clone()), ("b", b.clone())])
+    assert fingerprint([("a", a), ("b", b)]) == first
+    assert WeightsFingerprint()([("x", a), ("b", b)]) != first  # the name
+    assert WeightsFingerprint()([("a", a.reshape(3, 2)), ("b", b)]) != first  # the shape
+    assert WeightsFingerprint()([("a", a), ("b", b.float())]) != first  # the dtype
+    a[0, 0] = 100.0  # in place: the version counter moves
+    changed = fingerprint([("a", a), ("b", b)])
+    assert changed != first
+    a[0, 0] = 0.0
+    assert fingerprint([("a", a), ("b", b)]) == first
+    assert WeightsFingerprint()([("a", torch.empty(2, 3, device="meta"))]) is None

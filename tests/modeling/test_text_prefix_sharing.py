@@ -1,10 +1,8 @@
-"""Shared-prefix text encoding (text_classifier.py / CLIPBackbone.encode_text_shared_prefix):
-the prompt prefix common to all synonyms is encoded once, with the same classifier as the
-full-prompt path."""
+"""Shared-prefix text encoding in the classifier builder (text_classifier.py): the prompt prefix
+common to all synonyms is encoded once, with the same classifier as the full-prompt path. The
+backbone's shared-prefix forward itself is tested in test_clip_text.py."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,10 +10,9 @@ from torch.nn import functional as F
 
 from frozenseg.modeling.backbone import VILD_PROMPT_TEMPLATES, CLIPBackbone, TextClassifierBuilder
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+from .tiny_clip import TEXT_TOWERS, build_tiny_clip
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "configs" / "clip_models"
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LONG_NAME = " ".join(f"w{i}" for i in range(30))  # ~60 tokens: prompts end near the 77 limit
 TOO_LONG_NAME = " ".join(["zebra"] * 80)  # longer than the context: every prompt truncated
@@ -32,20 +29,10 @@ AWKWARD = [
 ]
 
 
-def build(kind: str, quick_gelu=None) -> CLIPBackbone:
-    torch.manual_seed(0)
-    name = f"tiny_{kind}_clip"
-    return CLIPBackbone(
-        model_name=name,
-        model_config_file=str(CONFIGS / f"{name}.json"),
-        load_pretrained=False,
-        quick_gelu=quick_gelu,
-    )
-
-
-@pytest.fixture(scope="module", params=[("convnext", None), ("resnet", None), ("resnet", True)])
+@pytest.fixture(scope="module", params=TEXT_TOWERS)
 def clip(request):
-    return build(*request.param)
+    kind, quick_gelu = request.param
+    return build_tiny_clip(kind, load_pretrained=False, quick_gelu=quick_gelu)
 
 
 class Counting:
@@ -144,34 +131,6 @@ def test_batch_size_does_not_matter(clip):
     assert (a - b).abs().max() < 1e-5 and (a - c).abs().max() < 1e-5
 
 
-def test_encode_text_shared_prefix_matches_encode_text(clip):
-    """Arbitrary splits, mixed (and empty) prefixes of different lengths in one batch."""
-    assert clip.supports_text_prefix_sharing()
-    prompts = ["a photo of a dog.", "There is a large traffic light in the scene.", "x", "naïve café ok...."]
-    tokens = clip.tokenize(prompts)
-    eot = tokens.argmax(-1)
-    full = clip.encode_text(tokens)
-    splits = [0, 1, 3, 5]  # prefix lengths (5 for prompt 3 would be beyond its EOT -> clipped)
-    prefix_lens = [min(p, int(e)) for p, e in zip(splits, eot)]
-    cache = clip.encode_text_prefixes([tokens[i, :p] for i, p in enumerate(prefix_lens)])
-    width = max(int(e) + 1 - p for e, p in zip(eot, prefix_lens)) + 2  # extra zero padding
-    suffix = torch.zeros(len(prompts), width, dtype=torch.long)
-    for i, p in enumerate(prefix_lens):
-        suffix[i, : int(eot[i]) + 1 - p] = tokens[i, p : int(eot[i]) + 1]
-    out = clip.encode_text_shared_prefix(cache, torch.arange(len(prompts)), suffix)
-    assert (out - full).abs().max() < 1e-5
-    # prefixes are shared by index: every prompt with the SOT-only prefix
-    cache1 = clip.encode_text_prefixes([tokens[0, :1]])
-    out1 = clip.encode_text_shared_prefix(cache1, torch.zeros(4, dtype=torch.long), tokens[:, 1 : int(eot.max()) + 1])
-    assert (out1 - full).abs().max() < 1e-5
-    # all prefixes empty
-    cache0 = clip.encode_text_prefixes([torch.zeros(0, dtype=torch.long)])
-    out0 = clip.encode_text_shared_prefix(cache0, torch.zeros(4, dtype=torch.long), tokens[:, : int(eot.max()) + 1])
-    assert (out0 - full).abs().max() < 1e-5
-    # the pooled end-of-text token must be in the suffix
-    with pytest.raises(ValueError, match="prefix"):
-        bad = clip.encode_text_prefixes([tokens[2, : int(eot[2]) + 1]])
-        clip.encode_text_shared_prefix(bad, torch.zeros(1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.long))
 
 
 def test_encoder_without_fast_path(clip):
@@ -190,19 +149,6 @@ def test_encoder_without_fast_path(clip):
     assert torch.equal(out, reference)
 
 
-def test_unsupported_text_tower_is_detected():
-    clip = build("convnext")
-    assert clip.supports_text_prefix_sharing()
-    clip.clip_model.text_pool_type = "last"
-    assert not clip.supports_text_prefix_sharing()
-    with pytest.raises(RuntimeError, match="prefix sharing"):
-        clip.encode_text_prefixes([torch.tensor([49406])])
-    clip.clip_model.text_pool_type = "argmax"
-    mask = clip.clip_model.attn_mask
-    clip.clip_model.attn_mask = torch.zeros_like(mask)  # not causal
-    assert not clip.supports_text_prefix_sharing()
-    clip.clip_model.attn_mask = mask
-    assert clip.supports_text_prefix_sharing()
 
 
 def test_disk_cache_shared_between_paths(clip, tmp_path):

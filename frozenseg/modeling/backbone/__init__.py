@@ -1,15 +1,21 @@
-"""Backbones registered in BACKBONE_REGISTRY (frozen CLIP "CLIP"; OVSeg's "D2SwinTransformer" and
-"build_resnet_deeplab_backbone") and the text classifier."""
+"""Backbones registered in BACKBONE_REGISTRY and the text classifier.
 
-from .clip import (
-    CLIPBackbone,
+Registered: "CLIP" (FrozenSeg's frozen open_clip tower), and OVSeg's proposal backbones
+"D2SwinTransformer" and "build_resnet_deeplab_backbone".
+
+Modules: ``swin`` / ``resnet`` (OVSeg's Swin-B and DeepLab ResNet), ``clip`` (the backbone: model building, visual features, mask classification),
+``clip_weights`` (pretrained tags, weight files, caches, offline mode), ``clip_text`` (the
+text-tower forwards and their assumptions about open_clip), ``text_classifier`` (prompt
+templates, the classifier and its caches).
+"""
+
+from .clip import CLIPBackbone, UnknownCLIPModelError, UnsupportedCLIPModelError
+from .clip_weights import (
     CLIPBackboneError,
     CLIPWeightsLoadError,
     CLIPWeightsNotFoundError,
     CLIPWeightsUnavailableError,
-    UnknownCLIPModelError,
     UnknownCLIPPretrainedTagError,
-    UnsupportedCLIPModelError,
 )
 from .resnet import DeepLabResNet
 from .swin import D2SwinTransformer

@@ -22,7 +22,8 @@ across the placeholder boundary are safe; encoders without the two methods use t
 
 Caches: an in-memory cache per vocabulary, and an optional on-disk cache with one file per
 (text encoder identity, templates, synonym) so that other processes and other vocabularies
-reuse the embeddings without running the text encoder.
+reuse the embeddings without running the text encoder. ``WeightsFingerprint`` hashes the text
+encoder's weights for that identity (``CLIPBackbone.text_cache_identity``).
 
 Provenance: the ViLD templates and the synonym-averaged classifier follow FC-CLIP (Yu et al.,
 2023) / ViLD (Gu et al., 2022); the caches and the batching are this project's.
@@ -47,6 +48,7 @@ __all__ = [
     "parse_class_names",
     "TextEncoder",
     "TextClassifierBuilder",
+    "WeightsFingerprint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,6 +95,44 @@ class TextEncoder(Protocol):
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class WeightsFingerprint:
+    """Memoised SHA-256 of named tensors: the weights part of a text encoder's cache identity.
+
+    The hash covers each tensor's name, dtype, shape and bytes, so different random inits, tags,
+    files or checkpoint-supplied weights never share disk-cache entries, while the same weights
+    reached by different routes do. It is computed once and recomputed only when a tensor is
+    replaced or modified in place (tracked by tensor identity, data pointer and version
+    counter), e.g. after a checkpoint load.
+    """
+
+    def __init__(self):
+        self._memo: Optional[tuple[tuple, str]] = None
+
+    def __call__(self, tensors: Sequence[tuple[str, torch.Tensor]]) -> Optional[str]:
+        """Hex SHA-256 of ``tensors`` ((name, tensor) pairs, in a fixed order); None when any
+        tensor is on the meta device (no bytes to hash)."""
+        state = []
+        for _, t in tensors:
+            try:
+                version = t._version
+            except RuntimeError:  # inference tensors have no version counter
+                version = -1
+            state.append((id(t), t.data_ptr() if t.device.type != "meta" else 0, version))
+        state = tuple(state)
+        if self._memo is not None and self._memo[0] == state:
+            return self._memo[1]
+        if any(t.device.type == "meta" for _, t in tensors):
+            return None
+        h = hashlib.sha256()
+        for name, t in tensors:
+            t = t.detach()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)};".encode())
+            h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+        digest = h.hexdigest()
+        self._memo = (state, digest)
+        return digest
 
 
 class TextClassifierBuilder:
