@@ -126,13 +126,7 @@ class FrozenSeg(nn.Module):
         backbone = BACKBONE_REGISTRY.get(cfg.MODEL.BACKBONE.NAME)(
             cfg, load_pretrained=load_frozen_weights, device=device
         )
-        sam = SAMImageEncoder(
-            name=cfg.MODEL.SAM_NAME,
-            checkpoint=cfg.MODEL.SAM_CHECKPOINT if load_frozen_weights else "",
-            out_chans=cfg.MODEL.SEM_SEG_HEAD.MASK_DIM if cfg.MODEL.SAM_NAME == "tiny" else 256,
-            image_size=cfg.MODEL.SAM_IMAGE_SIZE,
-            device=device,
-        )
+        sam = SAMImageEncoder(cfg, load_checkpoint=load_frozen_weights, device=device)
         sem_seg_head = SEM_SEG_HEADS_REGISTRY.get(cfg.MODEL.SEM_SEG_HEAD.NAME)(
             cfg, backbone.output_shape(), sam_channels=sam.out_chans
         )
