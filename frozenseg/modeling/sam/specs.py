@@ -96,27 +96,16 @@ class SAMSpec:
         return f"{self.checkpoint_file} ({self.checkpoint_url})"
 
 
-_FAIR = "https://dl.fbaipublicfiles.com/segment_anything/"
+def _released_vit(vit: ViTEncoderSpec, checkpoint_file: str) -> SAMSpec:
+    """A segment-anything release: neck 256, input 1024, default decoder, published file."""
+    url = "https://dl.fbaipublicfiles.com/segment_anything/" + checkpoint_file
+    return SAMSpec(out_chans=256, vit=vit, checkpoint_file=checkpoint_file, checkpoint_url=url)
+
 
 SAM_SPECS: dict[str, SAMSpec] = {
-    "vit_b": SAMSpec(
-        out_chans=256,
-        vit=ViTEncoderSpec(768, 12, 12, (2, 5, 8, 11)),
-        checkpoint_file="sam_vit_b_01ec64.pth",
-        checkpoint_url=_FAIR + "sam_vit_b_01ec64.pth",
-    ),
-    "vit_l": SAMSpec(
-        out_chans=256,
-        vit=ViTEncoderSpec(1024, 24, 16, (5, 11, 17, 23)),
-        checkpoint_file="sam_vit_l_0b3195.pth",
-        checkpoint_url=_FAIR + "sam_vit_l_0b3195.pth",
-    ),
-    "vit_h": SAMSpec(
-        out_chans=256,
-        vit=ViTEncoderSpec(1280, 32, 16, (7, 15, 23, 31)),
-        checkpoint_file="sam_vit_h_4b8939.pth",
-        checkpoint_url=_FAIR + "sam_vit_h_4b8939.pth",
-    ),
+    "vit_b": _released_vit(ViTEncoderSpec(768, 12, 12, (2, 5, 8, 11)), "sam_vit_b_01ec64.pth"),
+    "vit_l": _released_vit(ViTEncoderSpec(1024, 24, 16, (5, 11, 17, 23)), "sam_vit_l_0b3195.pth"),
+    "vit_h": _released_vit(ViTEncoderSpec(1280, 32, 16, (7, 15, 23, 31)), "sam_vit_h_4b8939.pth"),
     "vit_t": SAMSpec(
         out_chans=256,
         vit=None,
