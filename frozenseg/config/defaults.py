@@ -127,7 +127,9 @@ _C.MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE = ""
 _C.MODEL.FROZEN_SEG.TEXT_CACHE_DIR = "~/.cache/frozenseg/text_classifier"
 _C.MODEL.FROZEN_SEG.TEXT_BATCH_SIZE = 256  # prompts per text-encoder batch
 
-# Frozen SAM image encoder.
+# Frozen SAM image encoder. MODEL.SAM_NAME is a key of frozenseg.modeling.sam.SAM_SPECS, which
+# fixes the architecture, including the channels of the image embedding fed to the pixel decoder
+# (256 for the released SAMs, 64 for tiny).
 _C.MODEL.SAM_NAME = "vit_b"  # vit_b, vit_l, vit_h (segment-anything), vit_t (MobileSAM), or tiny
 # SAM checkpoint (the official sam_vit_*.pth file); "" keeps random weights (tests, or when
 # MODEL.WEIGHTS holds the SAM weights).

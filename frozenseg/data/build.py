@@ -388,7 +388,7 @@ def build_detection_test_loader(cfg=None, dataset_name: str | None = None, mappe
 
         mapper = TestDatasetMapper.from_config(cfg, dataset_name=dataset_name)
     if cfg is not None and cfg.TEST.USE_SAM_MASKS and dataset_name:
-        from ..utils.sam_mask_cache import check_sam_mask_cache
+        from .sam_mask_cache import check_sam_mask_cache
 
         check_sam_mask_cache(cfg.TEST.SAM_MASKS_DIR, dataset_name, dataset)  # one clear error up front
     if num_workers is None:

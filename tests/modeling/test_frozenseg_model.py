@@ -209,6 +209,16 @@ def test_missing_sam_checkpoint_names_key_and_path(tmp_path):
     assert "MODEL.SAM_CHECKPOINT" in str(e.value) and str(missing) in str(e.value)
 
 
+@pytest.mark.parametrize("kind", ["convnext", "resnet"])
+def test_embed_dim_must_match_the_clip_tower(kind):
+    with pytest.raises(ValueError) as info:
+        frozenseg.build_model(tiny_cfg(kind, "MODEL.FROZEN_SEG.EMBED_DIM", 48))
+    assert str(info.value) == (
+        f"MODEL.FROZEN_SEG.EMBED_DIM is 48 but the CLIP model 'tiny_{kind}_clip' embeds images and "
+        "texts in 32 dimensions; set MODEL.FROZEN_SEG.EMBED_DIM to 32."
+    )
+
+
 def test_offline_clip_tag_explains_local_file(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))

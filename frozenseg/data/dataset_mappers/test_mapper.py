@@ -7,7 +7,7 @@ import copy
 import torch
 from torchvision.transforms import v2
 
-from ...utils.sam_mask_cache import attach_sam_masks, dataset_cache_dir
+from ..sam_mask_cache import attach_sam_masks, dataset_cache_dir
 from .common import read_image, shortest_edge_size
 
 __all__ = ["TestDatasetMapper"]

@@ -132,13 +132,14 @@ class FrozenSeg(nn.Module):
         backbone = BACKBONE_REGISTRY.get(cfg.MODEL.BACKBONE.NAME)(
             cfg, load_pretrained=load_frozen_weights, device=device
         )
-        sam = SAMImageEncoder(
-            name=cfg.MODEL.SAM_NAME,
-            checkpoint=cfg.MODEL.SAM_CHECKPOINT if load_frozen_weights else "",
-            out_chans=cfg.MODEL.SEM_SEG_HEAD.MASK_DIM if cfg.MODEL.SAM_NAME == "tiny" else 256,
-            image_size=cfg.MODEL.SAM_IMAGE_SIZE,
-            device=device,
-        )
+        if cfg.MODEL.FROZEN_SEG.EMBED_DIM != backbone.dim_latent:
+            raise ValueError(
+                f"MODEL.FROZEN_SEG.EMBED_DIM is {cfg.MODEL.FROZEN_SEG.EMBED_DIM} but the CLIP "
+                f"model {cfg.MODEL.FROZEN_SEG.CLIP_MODEL_NAME!r} embeds images and texts in "
+                f"{backbone.dim_latent} dimensions; set "
+                f"MODEL.FROZEN_SEG.EMBED_DIM to {backbone.dim_latent}."
+            )
+        sam = SAMImageEncoder(cfg, load_checkpoint=load_frozen_weights, device=device)
         sem_seg_head = SEM_SEG_HEADS_REGISTRY.get(cfg.MODEL.SEM_SEG_HEAD.NAME)(
             cfg, backbone.output_shape(), sam_channels=sam.out_chans
         )

@@ -1,23 +1,41 @@
-"""Frozen SAM image encoder (spec §3)."""
+"""Frozen SAM (spec §3): the architectures as data (:mod:`.specs`), their builders
+(:mod:`.build`), checkpoint files (:mod:`.checkpoint`), the segmentation model's frozen image
+encoder (:mod:`.image_encoder`) and SAM as a source of automatic mask proposals
+(:mod:`.automatic`, imported on its own)."""
 
-from .image_encoder import (
-    SAM_CHECKPOINT_FILES,
-    SAM_ENCODER_SPECS,
+from .build import build_image_encoder, build_sam, build_vit_image_encoder, load_sam
+from .checkpoint import SAMCheckpointError, default_checkpoint_path, read_sam_checkpoint
+from .image_encoder import SAMImageEncoder
+from .specs import (
+    CONFIG_SETTINGS,
     SAM_PIXEL_MEAN,
     SAM_PIXEL_STD,
+    SAM_SPECS,
     VALID_SAM_NAMES,
-    SAMEncoderSpec,
-    SAMImageEncoder,
-    build_vit_image_encoder,
+    MaskDecoderSpec,
+    SAMSettings,
+    SAMSpec,
+    ViTEncoderSpec,
+    sam_spec,
 )
 
 __all__ = [
     "SAMImageEncoder",
-    "SAMEncoderSpec",
-    "SAM_ENCODER_SPECS",
-    "SAM_CHECKPOINT_FILES",
+    "SAMSpec",
+    "ViTEncoderSpec",
+    "MaskDecoderSpec",
+    "SAMSettings",
+    "CONFIG_SETTINGS",
+    "SAM_SPECS",
     "SAM_PIXEL_MEAN",
     "SAM_PIXEL_STD",
     "VALID_SAM_NAMES",
+    "SAMCheckpointError",
+    "sam_spec",
     "build_vit_image_encoder",
+    "build_image_encoder",
+    "build_sam",
+    "load_sam",
+    "default_checkpoint_path",
+    "read_sam_checkpoint",
 ]

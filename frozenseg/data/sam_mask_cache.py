@@ -55,17 +55,18 @@ import os
 import re
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .file_io import atomic_write
+from ..utils.file_io import atomic_write
 
 __all__ = [
     "FORMAT_VERSION",
     "CACHE_INFO_FILE",
     "SamMaskCacheError",
     "SamMaskRecord",
+    "SamProposals",
     "image_key",
     "cache_file_name",
     "dataset_cache_dir",
@@ -424,26 +425,37 @@ def _packbits(masks: np.ndarray) -> np.ndarray:
     return np.packbits(masks.reshape(m, -1).astype(bool), axis=1)
 
 
-def make_record(
-    image_id: str,
-    image_size: Sequence[int],
-    mask_logits: np.ndarray,
-    binary_masks: np.ndarray,
-    predicted_iou: Sequence[float],
-    stability_score: Sequence[float],
-    point_coords: np.ndarray,
-    crop_box: np.ndarray,
-    logits_source: str = "sam",
-    bbox: np.ndarray | None = None,
-) -> SamMaskRecord:
-    """Build a record from full-resolution binary masks.
+@dataclass
+class SamProposals:
+    """The proposals of one image before they are stored: M masks, largest first.
+
+    ``binary`` (M, H, W) bool at the image size (H, W); ``logits`` (M, h, w) float mask logits
+    at the storage size (see :func:`storage_size`); ``predicted_iou`` and ``stability_score``
+    (M,); ``point_coords`` (M, 2) point prompts (x, y) and ``crop_box`` (M, 4) XYWH, image
+    pixels; ``bbox`` (M, 4) XYWH image pixels, or None to compute it from ``binary``;
+    ``logits_source`` as in the file format.
+    """
+
+    binary: np.ndarray
+    logits: np.ndarray
+    predicted_iou: np.ndarray
+    stability_score: np.ndarray
+    point_coords: np.ndarray
+    crop_box: np.ndarray
+    bbox: np.ndarray | None = None
+    logits_source: str = "sam"
+
+
+def make_record(image_id: str, proposals: SamProposals) -> SamMaskRecord:
+    """The cache record of one image's proposals; (H, W) is the size of ``proposals.binary``.
 
     ``area`` is computed here; ``bbox`` (XYWH) defaults to segment-anything's convention for
     its ``bbox`` field (x_min, y_min, x_max - x_min, y_max - y_min; zeros for an empty mask).
     """
-    binary_masks = np.asarray(binary_masks, dtype=bool)
-    m = binary_masks.shape[0]
+    binary_masks = np.asarray(proposals.binary, dtype=bool)
+    m, h, w = binary_masks.shape
     area = binary_masks.reshape(m, -1).sum(1).astype(np.int64)
+    bbox = proposals.bbox
     if bbox is None:
         bbox = np.zeros((m, 4), dtype=np.float32)
         for i in range(m):
@@ -452,15 +464,14 @@ def make_record(
                 bbox[i] = (xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min())
     return SamMaskRecord(
         image_id=str(image_id),
-        image_size=(int(image_size[0]), int(image_size[1])),
-        mask_logits=np.asarray(mask_logits, dtype=np.float16),
-        predicted_iou=np.asarray(predicted_iou, dtype=np.float32).reshape(m),
-        stability_score=np.asarray(stability_score, dtype=np.float32).reshape(m),
+        image_size=(int(h), int(w)),
+        mask_logits=np.asarray(proposals.logits, dtype=np.float16),
+        predicted_iou=np.asarray(proposals.predicted_iou, dtype=np.float32).reshape(m),
+        stability_score=np.asarray(proposals.stability_score, dtype=np.float32).reshape(m),
         area=area,
         bbox=np.asarray(bbox, dtype=np.float32).reshape(m, 4),
-        point_coords=np.asarray(point_coords, dtype=np.float32).reshape(m, 2),
-        crop_box=np.asarray(crop_box, dtype=np.float32).reshape(m, 4),
+        point_coords=np.asarray(proposals.point_coords, dtype=np.float32).reshape(m, 2),
+        crop_box=np.asarray(proposals.crop_box, dtype=np.float32).reshape(m, 4),
         masks_packed=_packbits(binary_masks),
-        logits_source=logits_source,
+        logits_source=proposals.logits_source,
     )
-
