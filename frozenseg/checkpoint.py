@@ -105,22 +105,21 @@ def read_checkpoint_file(path: str, *, mmap: bool = False) -> Any:
             objects that ``weights_only`` loading refuses; the message names the file.
     """
     require_checkpoint_file(path)
-    is_zip = zipfile.is_zipfile(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and is_zip)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except PermissionError:
         raise  # the OS error names the file
     except Exception as e:  # noqa: BLE001 - torch.load fails with many types on arbitrary bytes
-        raise CheckpointError(_unreadable_reason(path, e, is_zip)) from e
+        raise CheckpointError(_unreadable_reason(path, e)) from e
 
 
-def _unreadable_reason(path: str, err: Exception, is_zip: bool) -> str:
+def _unreadable_reason(path: str, err: Exception) -> str:
     with open(path, "rb") as f:
-        zip_header = f.read(4) == b"PK\x03\x04"
-    if zip_header and not is_zip or "PytorchStreamReader" in str(err):
+        head = f.read(4)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # neither torch's zip nor its legacy pickle
         return (
-            f"Checkpoint {path!r} is truncated or corrupt (its zip archive cannot be read); copy or "
-            f"download it again, or use another file: expected {EXPECTED_CHECKPOINT}."
+            f"{path!r} is not a PyTorch checkpoint (torch.load cannot read its "
+            f"{os.path.getsize(path)} bytes); expected {EXPECTED_CHECKPOINT}."
         )
     if isinstance(err, pickle.UnpicklingError) and "weights only" in str(err).lower():
         return (
@@ -129,8 +128,8 @@ def _unreadable_reason(path: str, err: Exception, is_zip: bool) -> str:
             "torch.save(torch.load(path, weights_only=False)['model'], new_path)."
         )
     return (
-        f"{path!r} is not a PyTorch checkpoint (torch.load cannot read its "
-        f"{os.path.getsize(path)} bytes); expected {EXPECTED_CHECKPOINT}."
+        f"Checkpoint {path!r} is truncated or corrupt (torch.load cannot read it); copy or "
+        f"download it again, or use another file: expected {EXPECTED_CHECKPOINT}."
     )
 
 

@@ -38,7 +38,7 @@ _CHECKPOINT_NAME = re.compile(r"^.+_(\d{7}|final)\.pth$")
 #: process to verify it, however often the resume candidates are looked at.
 _VERIFIED: dict[tuple[str, int, int], str | None] = {}
 #: Resume warnings already logged (the trainer looks at the candidates several times).
-_REPORTED: set[str] = set()
+_REPORTED: set[tuple[str, str]] = set()
 
 
 def _checkpoint_problem(path: str) -> str | None:
@@ -110,8 +110,8 @@ class FrozenSegCheckpointer(Checkpointer):
             problem = _checkpoint_problem(path)
             if problem is None:
                 message = f"{'; '.join(problems)}; resuming from {os.path.basename(path)}."
-                if problems and message not in _REPORTED:
-                    _REPORTED.add(message)
+                if problems and (self.save_dir, message) not in _REPORTED:
+                    _REPORTED.add((self.save_dir, message))
                     self.logger.warning("%s", message)
                 return path
             if not os.path.isfile(path):  # only last_checkpoint can name a file that is not there

@@ -15,6 +15,7 @@ error is.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from typing import Iterator
@@ -95,12 +96,18 @@ def is_user_error(exc: BaseException) -> bool:
 def exit_on_user_error(prog: str | None = None) -> Iterator[None]:
     """Turn a user error raised inside the block into ``prog: error: <sentence>`` on stderr and
     ``SystemExit(USER_ERROR_EXIT_CODE)``; other exceptions, and every exception when
-    :func:`debug_enabled`, propagate unchanged (with their traceback)."""
+    :func:`debug_enabled`, propagate unchanged (with their traceback).
+
+    When the ``frozenseg`` logger has handlers (a run's ``log.txt``), the sentence is logged
+    there too, so the log of a failed run says why it stopped."""
     try:
         yield
     except Exception as e:
         if not is_user_error(e) or debug_enabled():
             raise
+        log = logging.getLogger("frozenseg")
+        if log.handlers:
+            log.error("Stopped: %s", e)
         prog = prog or os.path.basename(sys.argv[0]) or "frozenseg"
         sys.stderr.write(f"{prog}: error: {e}\n")
         sys.stderr.flush()

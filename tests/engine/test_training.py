@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -158,3 +161,39 @@ def test_eval_only_command_line(runs, tmp_path):
     assert (tmp_path / "inference_TTA" / "synthetic_shapes_val_panoptic" / "results.json").is_file()
     log = (tmp_path / "log.txt").read_text()
     assert "copypaste: Task: panoptic_seg" in log and "copypaste: PQ,SQ,RQ" in log
+
+
+def test_resume_skips_torn_newest_checkpoints(runs, tmp_path, caplog):
+    """model_final.pth and model_0000005.pth torn (a copy cut short): --resume names them,
+    continues from model_0000002.pth and ends with the weights of the uninterrupted run."""
+    for n, name in enumerate(("model_0000002.pth", "model_0000005.pth", "model_final.pth", "last_checkpoint")):
+        shutil.copyfile(runs["a_dir"] / name, tmp_path / name)
+        os.utime(tmp_path / name, (1000 + n, 1000 + n))
+    for name in ("model_0000005.pth", "model_final.pth"):
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(data[: len(data) // 3])
+    with caplog.at_level(logging.WARNING, logger="frozenseg.engine.checkpoint"):
+        trainer, _ = _train(tiny_cfg(tmp_path, "DATASETS.TEST", "()"), resume=True)
+    assert trainer.start_iter == 3
+    skipped = [r.getMessage() for r in caplog.records if r.name == "frozenseg.engine.checkpoint"]
+    assert skipped == ["model_final.pth is truncated or unreadable; model_0000005.pth is truncated or "
+                       "unreadable; resuming from model_0000002.pth."]
+    pa, pb = _params(runs["trainer_a"].unwrapped_model), _params(trainer.unwrapped_model)
+    assert all(torch.allclose(pa[k], pb[k], rtol=0, atol=1e-6) for k in pa)
+
+
+def test_run_failing_before_any_metric_leaves_no_metrics_files(shapes_root, tmp_path):
+    """A run that stops at its first iteration leaves no empty metrics.json or event file."""
+    cfg = tiny_cfg(tmp_path, "DATASETS.TEST", "()")
+    cfg.freeze()
+    default_setup(cfg)
+    trainer = DefaultTrainer(cfg, log_period=1)
+    trainer.resume_or_load(resume=False)
+
+    def fail(t):
+        raise _Killed()
+    trainer.register_hooks([CallbackHook(before_step=fail)])
+    with pytest.raises(_Killed):
+        trainer.train()
+    left = set(os.listdir(tmp_path))
+    assert left == {"config.yaml", "log.txt"}, left
