@@ -10,6 +10,10 @@ torchrun:       torchrun --nproc_per_node N train_net.py --config-file CONFIG
 The default run trains the tiny model on the synthetic "shapes" dataset (generated on first use)
 and evaluates it: ``python train_net.py --config-file configs/synthetic/frozenseg_tiny_shapes.yaml``.
 See GETTING_STARTED.md.
+
+An error caused by the input (a missing file, a mistyped key or value, a file that is not a
+checkpoint, ...) ends in one sentence on stderr and exit status 2; ``--debug`` (or
+``FROZENSEG_DEBUG=1``) shows its traceback. Other failures keep their traceback (exit status 1).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from frozenseg.engine import (
     setup_cfg,
 )
 from frozenseg.engine import comm
+from frozenseg.checkpoint import require_checkpoint_file
+from frozenseg.utils.errors import DEBUG_ENV, exit_on_user_error
 
 logger = logging.getLogger("train_net")
 
@@ -55,8 +61,8 @@ def main(args):
         weights = probe.get_checkpoint_file() if args.resume and probe.has_checkpoint() else cfg.MODEL.WEIGHTS
         if not weights:
             logger.warning("--eval-only without MODEL.WEIGHTS: evaluating an untrained model.")
-        elif not os.path.isfile(weights):
-            raise FileNotFoundError(f"MODEL.WEIGHTS {weights!r} does not exist.")
+        else:
+            require_checkpoint_file(weights)
         model = Trainer.build_model(cfg, weights=weights)
         FrozenSegCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)
@@ -74,14 +80,17 @@ def cli(argv=None):
     """Parse ``argv`` and run :func:`main` in every process of the job."""
     args = default_argument_parser().parse_args(argv)
     logger.info("Command Line Args: %s", args)
-    return launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    if args.debug:
+        os.environ[DEBUG_ENV] = "1"  # also seen by spawned processes
+    with exit_on_user_error("train_net.py"):
+        return launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
 
 
 if __name__ == "__main__":

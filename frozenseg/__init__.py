@@ -20,8 +20,8 @@ def build_model(cfg, **kwargs):
     return _build(cfg, **kwargs)
 
 
-def load_checkpoint(model, path_or_state_dict):
+def load_checkpoint(model, path_or_state_dict, *, allow_no_match: bool = False):
     """Load a released or project checkpoint into ``model`` (see frozenseg.checkpoint)."""
     from .checkpoint import load_checkpoint as _load
 
-    return _load(model, path_or_state_dict)
+    return _load(model, path_or_state_dict, allow_no_match=allow_no_match)

@@ -1,8 +1,9 @@
 """Configuration nodes: fvcore's yacs-based CfgNode with Detectron2's conventions.
 
-``_BASE_`` inheritance (relative to the including file) comes from fvcore. This module adds a
-clear message for unknown keys and the ``configurable`` pattern: a class or function declares a
-``from_config(cfg, ...)`` that turns a config into keyword arguments.
+``_BASE_`` inheritance (relative to the including file) comes from fvcore. This module adds
+one-sentence errors for unknown keys, missing config files and values of the wrong type, and the
+``configurable`` pattern: a class or function declares a ``from_config(cfg, ...)`` that turns a
+config into keyword arguments.
 """
 
 from __future__ import annotations
@@ -10,14 +11,29 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import os
+import re
 from typing import Any, Callable
 
 from fvcore.common.config import CfgNode as _FvCfgNode
 
+from ..utils.errors import ConfigFileNotFoundError, ConfigValueError, UserInputError
+
 __all__ = ["CfgNode", "get_cfg", "configurable", "UnknownConfigKeyError"]
 
+#: How a config value's expected type is named in a type-mismatch message.
+_TYPE_NAMES = {
+    bool: "True or False",
+    int: "an integer",
+    float: "a number with a decimal point (e.g. 1.0)",
+    str: "a string",
+    tuple: "a list such as (1, 2)",
+    list: "a list such as [1, 2]",
+}
+_TYPE_MISMATCH = re.compile(r"^Type mismatch .* for config key: (?P<key>\S+)$", re.S)
 
-class UnknownConfigKeyError(KeyError):
+
+class UnknownConfigKeyError(UserInputError, KeyError):
     """A config file or command-line override names a key that does not exist."""
 
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly
@@ -39,12 +55,26 @@ class CfgNode(_FvCfgNode):
 
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = True) -> None:
         """Merge a YAML file (with ``_BASE_`` inheritance) into this config."""
+        source = f"config file {cfg_filename!r}"
+        if not os.path.isfile(cfg_filename):
+            raise ConfigFileNotFoundError(
+                f"Config file {cfg_filename!r} does not exist; give --config-file the path of a "
+                ".yaml file, e.g. configs/synthetic/frozenseg_tiny_shapes.yaml."
+            )
         try:
             super().merge_from_file(cfg_filename, allow_unsafe=allow_unsafe)
+        except FileNotFoundError as e:  # a _BASE_ file
+            raise ConfigFileNotFoundError(
+                f"Config file {e.filename or cfg_filename!r}, named by _BASE_ in {cfg_filename!r} "
+                "(or in a file it includes), does not exist; fix the _BASE_ path (it is relative "
+                "to the including file)."
+            ) from None
         except KeyError as e:
             if "Non-existent" not in str(e):
                 raise
-            raise self._unknown_key_error(e, f"config file {cfg_filename!r}") from None
+            raise self._unknown_key_error(e, source) from None
+        except ValueError as e:
+            raise self._type_mismatch_error(e, source) from None
 
     def merge_from_list(self, cfg_list: list) -> None:
         """Merge ``["KEY", "VALUE", ...]`` overrides (values parsed as YAML literals)."""
@@ -52,12 +82,16 @@ class CfgNode(_FvCfgNode):
             raise ValueError(
                 f"Overrides must come as KEY VALUE pairs; got an odd number of items: {cfg_list}."
             )
+        source = "command-line overrides"
         try:
             super().merge_from_list(cfg_list)
         except (KeyError, AssertionError) as e:  # yacs reports unknown override keys by assert
             if "Non-existent" not in str(e):
                 raise
-            raise self._unknown_key_error(e, "command-line overrides") from None
+            raise self._unknown_key_error(e, source) from None
+        except ValueError as e:
+            given = {str(k): self._decode_cfg_value(v) for k, v in zip(cfg_list[0::2], cfg_list[1::2])}
+            raise self._type_mismatch_error(e, source, given) from None
 
     def _unknown_key_error(self, err: Exception, source: str) -> UnknownConfigKeyError:
         msg = str(err.args[0]) if err.args else str(err)
@@ -67,6 +101,22 @@ class CfgNode(_FvCfgNode):
         return UnknownConfigKeyError(
             f"Unknown config key {key!r} in {source}: it is not in frozenseg's defaults "
             f"(frozenseg/config/defaults.py).{hint}"
+        )
+
+    def _type_mismatch_error(self, err: ValueError, source: str, given: dict | None = None) -> Exception:
+        """yacs' "Type mismatch (...) for config key: K" as ``K expects <type>, got <value>``;
+        any other ValueError is returned unchanged (to be re-raised)."""
+        match = _TYPE_MISMATCH.match(str(err))
+        if match is None:
+            return err
+        key = match["key"]
+        expected: Any = self
+        for part in key.split("."):
+            expected = expected[part]
+        value = repr(given[key]) if given and key in given else "a value of another type"
+        return ConfigValueError(
+            f"{key} expects {_TYPE_NAMES.get(type(expected), type(expected).__name__)}, got {value} "
+            f"in {source} (currently {expected!r})."
         )
 
 

@@ -20,7 +20,10 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..checkpoint import require_checkpoint_file
 from ..utils import comm
+from ..utils.errors import DEBUG_ENV
+from ..utils.file_io import atomic_write
 from .checkpoint import FrozenSegCheckpointer, GradScalerCheckpointable, checkpoint_has_frozen_weights
 from ..data.build import build_detection_test_loader, build_detection_train_loader, micro_batch_size
 from ..utils.rng import seed_all_rng
@@ -69,6 +72,11 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
              "without it MODEL.WEIGHTS only initialises the model",
     )
     parser.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS on DATASETS.TEST")
+    parser.add_argument(
+        "--debug", action="store_true",
+        help=f"show the traceback of errors caused by the input, which otherwise end in one sentence "
+             f"and exit status 2 (same as {DEBUG_ENV}=1)",
+    )
     parser.add_argument("--num-gpus", type=int, default=1,
                         help="processes per machine (GPUs; CPU processes with gloo when there is no GPU)")
     parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
@@ -139,7 +147,7 @@ def default_setup(cfg, args=None) -> None:
                 log.info("Contents of args.config_file=%s:\n%s", cfg_file, f.read())
     if comm.is_main_process() and output_dir:
         path = os.path.join(output_dir, "config.yaml")
-        with open(path, "w", encoding="utf-8") as f:
+        with atomic_write(path, "w") as f:
             f.write(cfg.dump())
         log.info("Running with full config:\n%s", cfg.dump())
         log.info("Full config saved to %s", path)
@@ -230,12 +238,16 @@ class DefaultTrainer(SimpleTrainer):
     # ------------------------------------------------------------------------------------------
     def resume_or_load(self, resume: bool = True) -> None:
         """With ``resume`` and a checkpoint in ``OUTPUT_DIR``: load model, optimiser, scheduler,
-        scaler, iteration and seed from it (training continues exactly). Otherwise load only the
-        model weights of ``MODEL.WEIGHTS`` (when set) and start at iteration 0."""
+        scaler, iteration, seed and the metrics' smoothing windows from the newest intact one
+        (training and its log continue exactly; broken newer files are skipped and named in the
+        log). Otherwise load only the model weights of ``MODEL.WEIGHTS`` (when set) and start
+        at iteration 0."""
+        self.storage_state = None
         if resume and self.checkpointer.has_checkpoint():
             path = self.checkpointer.get_checkpoint_file()
             extra = self.checkpointer.load(path)
             self.start_iter = int(extra.get("iteration", -1)) + 1
+            self.storage_state = extra.get("event_storage")
             saved_seed = extra.get("seed")
             if saved_seed is not None and int(saved_seed) != self.seed:
                 if self.cfg.SEED >= 0:
@@ -255,9 +267,7 @@ class DefaultTrainer(SimpleTrainer):
                 logger.info("--resume given but no checkpoint in %s: starting from scratch.", self.cfg.OUTPUT_DIR)
             path = self.cfg.MODEL.WEIGHTS
             if path:
-                if not os.path.isfile(path):
-                    raise FileNotFoundError(f"MODEL.WEIGHTS {path!r} does not exist.")
-                self.checkpointer.load(path, checkpointables=[])
+                self.checkpointer.load(require_checkpoint_file(path), checkpointables=[])
             self.start_iter = 0
         self._data_loader_iter_obj = None
         self.data_loader = None
@@ -266,6 +276,7 @@ class DefaultTrainer(SimpleTrainer):
         done = self.iter + 1
         return {
             "seed": self.seed,
+            "event_storage": self.storage.state_dict(),
             "data_state": {
                 "ims_per_batch": int(self.cfg.SOLVER.IMS_PER_BATCH),
                 "grad_accum_steps": int(self.grad_accum_steps),

@@ -7,11 +7,17 @@ rate, timings, evaluation results). Writers read it periodically:
   iteration, data time, learning rate and peak memory;
 * :class:`JSONWriter` — one JSON object per logged iteration in ``OUTPUT_DIR/metrics.json``;
 * :class:`TensorboardXWriter` — TensorBoard event files in ``OUTPUT_DIR``.
+
+The file writers create their files at the first scalar they write, so a run that fails before
+logging anything leaves no empty ``metrics.json`` or event file behind. The recent values of the
+smoothed scalars travel in training checkpoints (:meth:`EventStorage.state_dict`), so the
+medians logged after a resume are those of an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import math
@@ -52,6 +58,10 @@ class EventStorage:
     ``smoothing_hint`` tells writers whether to report the median of a recent window (losses,
     timings) or the latest value (learning rate, evaluation metrics).
     """
+
+    #: Values per smoothed scalar kept by :meth:`state_dict` (the longest window a writer uses:
+    #: the ETA's median of 1000 iteration times).
+    STATE_LENGTH = 1000
 
     def __init__(self, start_iter: int = 0):
         self._history: dict[str, HistoryBuffer] = defaultdict(HistoryBuffer)
@@ -99,6 +109,23 @@ class EventStorage:
         """``name -> smoothing_hint``."""
         return self._smoothing_hints
 
+    def state_dict(self) -> dict[str, Any]:
+        """The last :attr:`STATE_LENGTH` ``(value, iteration)`` pairs of every smoothed scalar,
+        ``{"smoothed": {name: [[value, iteration], ...]}}`` (plain lists, for a checkpoint)."""
+        return {"smoothed": {
+            k: [[float(v), int(i)] for v, i in self._history[k].values()[-self.STATE_LENGTH:]]
+            for k, smooth in self._smoothing_hints.items() if smooth
+        }}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put the values of :meth:`state_dict` back into the histories (before new values), so
+        the smoothing windows continue where the saved run left them. ``latest()`` is unchanged:
+        writers report only what is put after this."""
+        for k, values in (state or {}).get("smoothed", {}).items():
+            for v, i in values:
+                self._history[k].update(float(v), int(i))
+            self._smoothing_hints[k] = True
+
     def step(self) -> None:
         """Advance the iteration counter (called by the trainer after each iteration)."""
         self._iter += 1
@@ -144,8 +171,8 @@ class JSONWriter(EventWriter):
     """
 
     def __init__(self, json_file: str, window_size: int = 20):
-        os.makedirs(os.path.dirname(os.path.abspath(json_file)), exist_ok=True)
-        self._file_handle = open(json_file, "a", encoding="utf-8")
+        self._json_file = json_file
+        self._file_handle = None  # opened (appending) at the first line to write
         self._window_size = window_size
         self._last_write = -1
 
@@ -156,8 +183,12 @@ class JSONWriter(EventWriter):
             if itr <= self._last_write:
                 continue
             to_save[itr][k] = v if math.isfinite(v) else None
-        if to_save:
-            self._last_write = max(to_save)
+        if not to_save:
+            return
+        self._last_write = max(to_save)
+        if self._file_handle is None:
+            os.makedirs(os.path.dirname(os.path.abspath(self._json_file)), exist_ok=True)
+            self._file_handle = open(self._json_file, "a", encoding="utf-8")
         for itr, scalars in sorted(to_save.items()):
             scalars["iteration"] = itr
             self._file_handle.write(json.dumps(scalars, sort_keys=True) + "\n")
@@ -168,36 +199,42 @@ class JSONWriter(EventWriter):
             pass
 
     def close(self) -> None:
-        self._file_handle.close()
+        if self._file_handle is not None:
+            self._file_handle.close()
 
 
 class TensorboardXWriter(EventWriter):
     """Write scalars to TensorBoard event files with ``torch.utils.tensorboard``.
 
     Needs the ``tensorboard`` package; without it a warning is logged once and nothing is written.
+    The event file is created at the first scalar to write.
     """
 
     def __init__(self, log_dir: str, window_size: int = 20, **kwargs: Any):
         self._window_size = window_size
         self._last_write = -1
         self._writer = None
+        self._summary_writer = None
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:  # tensorboard not installed
             logger.warning("TensorBoard event files are not written (%s); pip install tensorboard.", e)
             return
-        self._writer = SummaryWriter(log_dir, **kwargs)
+        self._summary_writer = functools.partial(SummaryWriter, log_dir, **kwargs)
 
     def write(self) -> None:
-        if self._writer is None:
+        if self._summary_writer is None:
             return
         storage = get_event_storage()
-        new_last_write = self._last_write
-        for k, (v, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
-            if itr > self._last_write:
-                self._writer.add_scalar(k, v, itr)
-                new_last_write = max(new_last_write, itr)
-        self._last_write = new_last_write
+        new = [(k, v, itr) for k, (v, itr) in storage.latest_with_smoothing_hint(self._window_size).items()
+               if itr > self._last_write]
+        if not new:
+            return
+        if self._writer is None:
+            self._writer = self._summary_writer()
+        for k, v, itr in new:
+            self._writer.add_scalar(k, v, itr)
+        self._last_write = max(itr for _, _, itr in new)
         self._writer.flush()
 
     def close(self) -> None:

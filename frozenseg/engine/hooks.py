@@ -136,8 +136,11 @@ class PeriodicCheckpointer(HookBase):
         self._fv.max_iter = self.trainer.max_iter
 
     def after_step(self):
+        it = self.trainer.iter
+        if (it + 1) % self._period and it < self.trainer.max_iter - 1:
+            return  # fvcore's step saves nothing now: skip gathering the extra state
         extra = self._extra_state() if self._extra_state is not None else {}
-        self._fv.step(self.trainer.iter, **extra)
+        self._fv.step(it, **extra)
 
 
 def flatten_results_dict(results: Mapping, prefix: str = "") -> dict[str, float]:

@@ -8,6 +8,10 @@
   ``machine_rank * num_gpus_per_machine + local_rank``, joined through ``dist_url``.
 * Backend: NCCL with one GPU per process when CUDA is available, gloo on CPUs (``--num-gpus N``
   then means N CPU processes, each with ``cpu_count // N`` torch threads).
+
+A user error (:func:`frozenseg.utils.errors.is_user_error`) in a spawned process is printed there
+as one sentence and ends the job with ``SystemExit(USER_ERROR_EXIT_CODE)`` in this process, as it
+would in a single process under :func:`~frozenseg.utils.errors.exit_on_user_error`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ..utils import comm
+from ..utils.errors import USER_ERROR_EXIT_CODE, exit_on_user_error
 
 __all__ = ["launch", "find_free_port", "running_under_torchrun", "DEFAULT_TIMEOUT"]
 
@@ -92,13 +97,18 @@ def launch(
         "Launching %d process(es) on this machine (%d in total, backend %s, rendezvous %s)",
         num_gpus_per_machine, world_size, _backend(), dist_url,
     )
-    mp.start_processes(
-        _distributed_worker,
-        nprocs=num_gpus_per_machine,
-        args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout),
-        daemon=False,
-        start_method="spawn",
-    )
+    try:
+        mp.start_processes(
+            _distributed_worker,
+            nprocs=num_gpus_per_machine,
+            args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout),
+            daemon=False,
+            start_method="spawn",
+        )
+    except mp.ProcessExitedException as e:
+        if e.exit_code == USER_ERROR_EXIT_CODE:  # the process printed its one-sentence error
+            raise SystemExit(USER_ERROR_EXIT_CODE) from None
+        raise
     return None
 
 
@@ -114,7 +124,8 @@ def _distributed_worker(local_rank: int, main_func, world_size: int, num_gpus_pe
     comm.set_local_info(local_rank, num_gpus_per_machine)
     try:
         comm.synchronize()
-        main_func(*args)
+        with exit_on_user_error():
+            main_func(*args)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

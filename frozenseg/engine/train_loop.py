@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..utils import comm
+from ..utils.errors import ConfigValueError, debug_enabled, is_user_error
 from ..utils.rng import derive_seed, seed_all_rng
 from .events import EventStorage, get_event_storage
 
@@ -58,8 +59,10 @@ class HookBase:
 class TrainerBase:
     """Iteration-based training loop with hooks.
 
-    Attributes: ``iter`` (current iteration), ``start_iter``, ``max_iter`` (exclusive) and
-    ``storage`` (the :class:`EventStorage` of this run).
+    Attributes: ``iter`` (current iteration), ``start_iter``, ``max_iter`` (exclusive),
+    ``storage`` (the :class:`EventStorage` of this run) and ``storage_state`` (an
+    :meth:`EventStorage.state_dict` put into the new storage when training starts, e.g. the
+    smoothing windows of the checkpoint resumed from; None for none).
     """
 
     def __init__(self) -> None:
@@ -68,6 +71,7 @@ class TrainerBase:
         self.start_iter: int = 0
         self.max_iter: int = 0
         self.storage: EventStorage
+        self.storage_state: dict | None = None
 
     def register_hooks(self, hooks: Iterable[HookBase | None]) -> None:
         """Append hooks (``None`` entries are skipped); they run in registration order."""
@@ -85,6 +89,8 @@ class TrainerBase:
         self.iter = self.start_iter = int(start_iter)
         self.max_iter = int(max_iter)
         with EventStorage(start_iter) as self.storage:
+            if self.storage_state:
+                self.storage.load_state_dict(self.storage_state)
             try:
                 self.before_train()
                 for self.iter in range(start_iter, max_iter):
@@ -93,8 +99,11 @@ class TrainerBase:
                     self.after_step()
                 # iter == max_iter tells after_train hooks that the run completed
                 self.iter = max(self.max_iter, self.start_iter)
-            except Exception:
-                logger.exception("Exception during training:")
+            except Exception as e:
+                if is_user_error(e) and not debug_enabled():
+                    logger.error("Training stopped: %s", e)  # one sentence; the caller reports it
+                else:
+                    logger.exception("Exception during training:")
                 raise
             finally:
                 self.after_train()
@@ -155,7 +164,7 @@ def amp_settings(cfg, device: torch.device) -> tuple[torch.dtype | None, bool]:
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise RuntimeError("SOLVER.AMP.DTYPE bfloat16 is not supported by this GPU; use float16.")
         return torch.bfloat16, False
-    raise ValueError(f"Unknown SOLVER.AMP.DTYPE {cfg.SOLVER.AMP.DTYPE!r}; use 'float16' or 'bfloat16'.")
+    raise ConfigValueError(f"Unknown SOLVER.AMP.DTYPE {cfg.SOLVER.AMP.DTYPE!r}; use 'float16' or 'bfloat16'.")
 
 
 class SimpleTrainer(TrainerBase):

@@ -23,6 +23,7 @@ import torch
 
 from ..data.vocabulary import seen_class_mask
 from ..utils import comm
+from ..utils.file_io import atomic_write
 
 __all__ = [
     "resolve_metadata",
@@ -186,12 +187,13 @@ def _json_safe(obj: Any) -> Any:
 
 
 def save_results_json(results: Mapping, output_dir: str | None, filename: str) -> str | None:
-    """Write ``results`` to ``output_dir/filename`` as strict JSON (NaN -> null); return the path."""
+    """Write ``results`` to ``output_dir/filename`` as strict JSON (NaN -> null); return the path.
+
+    The file is written atomically: a failure while writing leaves no partial file."""
     if not output_dir:
         return None
-    os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, filename)
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_write(path, "w") as f:
         json.dump(_json_safe(results), f, indent=2)
     logger.info("Saved evaluation results to %s", path)
     return path

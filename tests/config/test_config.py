@@ -1,4 +1,5 @@
-"""The configuration system: defaults, released YAMLs, _BASE_, overrides, unknown keys."""
+"""The configuration system: defaults, released YAMLs, _BASE_, overrides, unknown keys, and the
+one-sentence errors for a missing file or a value of the wrong type."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from frozenseg import get_cfg
 from frozenseg.config import UnknownConfigKeyError
+from frozenseg.utils.errors import ConfigFileNotFoundError, ConfigValueError, is_user_error
 
 from ..conftest import RELEASED_CONFIGS, REPO_ROOT, require_shared
 
@@ -80,6 +82,47 @@ def test_unknown_key_in_file_is_named(tmp_path):
     with pytest.raises(UnknownConfigKeyError) as e:
         _load(f)
     assert "MODEL.SAM_NAEM" in str(e.value) and "bad.yaml" in str(e.value)
+
+
+def test_missing_config_file_is_one_sentence(tmp_path):
+    path = tmp_path / "no_such.yaml"
+    with pytest.raises(ConfigFileNotFoundError) as e:
+        _load(path)
+    msg = str(e.value)
+    assert msg == (f"Config file {str(path)!r} does not exist; give --config-file the path of a "
+                   ".yaml file, e.g. configs/synthetic/frozenseg_tiny_shapes.yaml.")
+    assert isinstance(e.value, FileNotFoundError) and is_user_error(e.value)
+
+
+def test_missing_base_file_is_named_with_the_including_file(tmp_path):
+    f = tmp_path / "child.yaml"
+    f.write_text("_BASE_: missing_base.yaml\nSEED: 3\n")
+    with pytest.raises(ConfigFileNotFoundError) as e:
+        _load(f)
+    msg = str(e.value)
+    assert "missing_base.yaml" in msg and f"_BASE_ in {str(f)!r}" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("SOLVER.MAX_ITER", "abc", "SOLVER.MAX_ITER expects an integer, got 'abc' in command-line overrides"),
+    ("SOLVER.BASE_LR", "1", "SOLVER.BASE_LR expects a number with a decimal point (e.g. 1.0), got 1"),
+    ("MODEL.MASK_FORMER.TEST.PANOPTIC_ON", "yes", "expects True or False, got 'yes'"),
+])
+def test_override_of_the_wrong_type_names_key_type_and_value(key, value, expected):
+    cfg = get_cfg()
+    with pytest.raises(ConfigValueError) as e:
+        cfg.merge_from_list([key, value])
+    msg = str(e.value)
+    assert msg.startswith(expected) if expected.startswith(key) else expected in msg
+    assert "Type mismatch" not in msg and "\n" not in msg and is_user_error(e.value)
+
+
+def test_value_of_the_wrong_type_in_a_file_names_key_and_file(tmp_path):
+    f = tmp_path / "bad_type.yaml"
+    f.write_text("SOLVER:\n  MAX_ITER: many\n")
+    with pytest.raises(ConfigValueError) as e:
+        _load(f)
+    assert str(e.value).startswith("SOLVER.MAX_ITER expects an integer") and "bad_type.yaml" in str(e.value)
 
 
 def test_odd_override_list_is_refused():

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -82,8 +85,9 @@ def test_resume_continues_exactly(runs):
     for name in ("lr", "total_loss", "loss_ce", "loss_mask"):
         hist_a = dict((int(i), v) for v, i in ta.storage.history(name).values())
         hist_b = dict((int(i), v) for v, i in tb.storage.history(name).values())
-        assert sorted(hist_b) == [3, 4, 5]
-        for it in (3, 4, 5):
+        # the smoothed losses' windows also hold iterations 0-2, restored from the checkpoint
+        assert sorted(hist_b) == ([3, 4, 5] if name == "lr" else [0, 1, 2, 3, 4, 5])
+        for it in hist_b:
             assert hist_a[it] == pytest.approx(hist_b[it], rel=1e-6, abs=1e-9), (name, it)
     # training changed the trainable parameters but not the frozen ones
     init = torch.load(runs["b_dir"] / "model_0000002.pth", weights_only=True)["model"]
@@ -91,6 +95,17 @@ def test_resume_continues_exactly(runs):
                            pb["sem_seg_head.predictor.query_feat.weight"])
     frozen = [k for k in pb if k.startswith(("backbone.clip_model.", "sam.image_encoder."))]
     assert frozen and all(torch.equal(init[k], pb[k]) for k in frozen)
+
+
+def test_resumed_log_smooths_like_an_uninterrupted_one(runs):
+    """After --resume the logged medians (window 20) continue the saved window: iteration 3 of
+    the resumed run logs what the uninterrupted run logged, not the median of one new value."""
+    a, b = _metrics(runs["a_dir"]), _metrics(runs["b_dir"])  # b: the resumed lines win
+    for it in (3, 4, 5):
+        for key in ("total_loss", "loss_ce", "loss_mask", "loss_dice"):
+            assert b[it][key] == pytest.approx(a[it][key], rel=1e-6), (key, it)
+    raw_3 = dict((int(i), v) for v, i in runs["trainer_b"].storage.history("total_loss").values())[3]
+    assert b[3]["total_loss"] != pytest.approx(raw_3, rel=1e-6)  # a median of 4 values, not of 1
 
 
 def test_checkpoint_and_output_files(runs):
@@ -146,3 +161,39 @@ def test_eval_only_command_line(runs, tmp_path):
     assert (tmp_path / "inference_TTA" / "synthetic_shapes_val_panoptic" / "results.json").is_file()
     log = (tmp_path / "log.txt").read_text()
     assert "copypaste: Task: panoptic_seg" in log and "copypaste: PQ,SQ,RQ" in log
+
+
+def test_resume_skips_torn_newest_checkpoints(runs, tmp_path, caplog):
+    """model_final.pth and model_0000005.pth torn (a copy cut short): --resume names them,
+    continues from model_0000002.pth and ends with the weights of the uninterrupted run."""
+    for n, name in enumerate(("model_0000002.pth", "model_0000005.pth", "model_final.pth", "last_checkpoint")):
+        shutil.copyfile(runs["a_dir"] / name, tmp_path / name)
+        os.utime(tmp_path / name, (1000 + n, 1000 + n))
+    for name in ("model_0000005.pth", "model_final.pth"):
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(data[: len(data) // 3])
+    with caplog.at_level(logging.WARNING, logger="frozenseg.engine.checkpoint"):
+        trainer, _ = _train(tiny_cfg(tmp_path, "DATASETS.TEST", "()"), resume=True)
+    assert trainer.start_iter == 3
+    skipped = [r.getMessage() for r in caplog.records if r.name == "frozenseg.engine.checkpoint"]
+    assert skipped == ["model_final.pth is truncated or unreadable; model_0000005.pth is truncated or "
+                       "unreadable; resuming from model_0000002.pth."]
+    pa, pb = _params(runs["trainer_a"].unwrapped_model), _params(trainer.unwrapped_model)
+    assert all(torch.allclose(pa[k], pb[k], rtol=0, atol=1e-6) for k in pa)
+
+
+def test_run_failing_before_any_metric_leaves_no_metrics_files(shapes_root, tmp_path):
+    """A run that stops at its first iteration leaves no empty metrics.json or event file."""
+    cfg = tiny_cfg(tmp_path, "DATASETS.TEST", "()")
+    cfg.freeze()
+    default_setup(cfg)
+    trainer = DefaultTrainer(cfg, log_period=1)
+    trainer.resume_or_load(resume=False)
+
+    def fail(t):
+        raise _Killed()
+    trainer.register_hooks([CallbackHook(before_step=fail)])
+    with pytest.raises(_Killed):
+        trainer.train()
+    left = set(os.listdir(tmp_path))
+    assert left == {"config.yaml", "log.txt"}, left

@@ -1,0 +1,51 @@
+"""frozenseg.utils.errors: what counts as a user error and how a command line reports it."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from frozenseg.utils import errors
+from frozenseg.utils.errors import (
+    OTHER_USER_ERRORS,
+    USER_ERROR_EXIT_CODE,
+    CheckpointError,
+    exit_on_user_error,
+    is_user_error,
+)
+
+
+@pytest.mark.parametrize("module_name,class_name", OTHER_USER_ERRORS)
+def test_other_user_errors_exist_and_are_recognised(module_name, class_name):
+    cls = getattr(importlib.import_module(module_name), class_name)
+    assert issubclass(cls, Exception)
+    assert is_user_error(cls("x"))
+
+
+def test_bugs_are_not_user_errors():
+    from frozenseg.config import UnknownConfigKeyError
+
+    assert is_user_error(UnknownConfigKeyError("k"))
+    assert not is_user_error(ValueError("x")) and not is_user_error(KeyError(101))
+
+
+def test_user_error_becomes_one_line_and_exit_status_2(capsys, monkeypatch):
+    monkeypatch.delenv(errors.DEBUG_ENV, raising=False)
+    with pytest.raises(SystemExit) as info:
+        with exit_on_user_error("prog"):
+            raise CheckpointError("Checkpoint 'x.pth' is truncated.")
+    assert info.value.code == USER_ERROR_EXIT_CODE == 2
+    assert capsys.readouterr().err == "prog: error: Checkpoint 'x.pth' is truncated.\n"
+
+
+def test_debug_and_bugs_keep_the_exception(capsys, monkeypatch):
+    monkeypatch.setenv(errors.DEBUG_ENV, "1")
+    with pytest.raises(CheckpointError):
+        with exit_on_user_error("prog"):
+            raise CheckpointError("x")
+    monkeypatch.setenv(errors.DEBUG_ENV, "0")
+    with pytest.raises(ZeroDivisionError):
+        with exit_on_user_error("prog"):
+            raise ZeroDivisionError()
+    assert capsys.readouterr().err == ""
