@@ -173,7 +173,7 @@ _C.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST = 1000  # Detectron2 key, unused
 # User vocabularies: "dataset_name:path/to/vocabulary.txt" entries (format "id:name,synonym,...",
 # one class per line); each replaces that dataset's default class strings, which are the released
 # system's (frozenseg/data/vocabularies/released_metadata.json); counts must match. A relative path
-# is also looked up from the repository root (e.g. frozenseg/data/vocabularies/lvis_v1_synonyms.txt).
+# is also looked up next to the installed package (e.g. frozenseg/data/vocabularies/lvis_v1_synonyms.txt).
 _C.DATASETS.VOCABULARY_FILES = ()
 
 _C.DATALOADER = CN()

@@ -17,6 +17,8 @@ import logging
 import os
 from typing import Callable
 
+from ..utils.errors import UserInputError
+
 __all__ = [
     "BoxMode",
     "DatasetNotFoundError",
@@ -39,7 +41,7 @@ class BoxMode:
     XYWH_ABS = 1
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserInputError, FileNotFoundError):
     """A dataset's files are not where the registration expects them."""
 
 

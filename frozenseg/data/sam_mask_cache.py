@@ -60,6 +60,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ..utils.file_io import atomic_write
+from ..utils.errors import UserInputError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -104,7 +105,7 @@ _REQUIRED_KEYS = (
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-class SamMaskCacheError(ValueError):
+class SamMaskCacheError(UserInputError, ValueError):
     """A cache file exists but is not a valid SAM proposal file of this format."""
 
 

@@ -44,6 +44,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ..utils.file_io import atomic_write
+from ..utils.errors import UserInputError
 
 if TYPE_CHECKING:
     import torch
@@ -81,7 +82,7 @@ DEFAULT_VOCABULARY_DATASETS = (
 )
 
 
-class VocabularyError(ValueError):
+class VocabularyError(UserInputError, ValueError):
     """A vocabulary is malformed (empty, an empty class or synonym, a repeated class, a bad
     file line), a vocabulary file is missing, or a vocabulary does not fit its dataset."""
 

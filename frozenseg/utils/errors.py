@@ -6,10 +6,11 @@ that sentence alone on stderr and exit with :data:`USER_ERROR_EXIT_CODE` (2, arg
 a bad command line); ``--debug`` or the environment variable ``FROZENSEG_DEBUG=1`` shows the
 traceback instead. Any other exception is a bug and keeps its traceback.
 
-:class:`UserInputError` is the base of the user errors defined here; :func:`is_user_error` also
-recognises the one-sentence errors that other modules of the package define with their own
-bases (the table :data:`OTHER_USER_ERRORS`), so this is the one place that decides what a user
-error is.
+:class:`UserInputError` is the base of every user error of the package: the ones defined here
+and each module's own (``DatasetNotFoundError``, ``VocabularyError``, ``CLIPBackboneError``,
+``SAMCheckpointError``, ``SamMaskCacheError``, ``ImageReadError``, ``UnknownConfigKeyError``,
+the dataset-preparation ``InputError``, ...), each also deriving from the built-in exception
+that callers may already catch (``ValueError``, ``FileNotFoundError``, ``KeyError``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ __all__ = [
     "ConfigValueError",
     "CheckpointNotFoundError",
     "CheckpointError",
-    "OTHER_USER_ERRORS",
     "USER_ERROR_EXIT_CODE",
     "DEBUG_ENV",
     "debug_enabled",
@@ -38,17 +38,6 @@ __all__ = [
 USER_ERROR_EXIT_CODE = 2
 #: Environment variable that makes command lines show the traceback of user errors.
 DEBUG_ENV = "FROZENSEG_DEBUG"
-
-#: ``(module, class name)`` of the package's one-sentence errors with a base of their own; a
-#: class counts once its module is imported (an exception of it cannot exist before that).
-OTHER_USER_ERRORS = (
-    ("frozenseg.data.loaders", "DatasetNotFoundError"),
-    ("frozenseg.data.vocabulary", "VocabularyError"),
-    ("frozenseg.modeling.backbone.clip", "CLIPBackboneError"),
-    ("frozenseg.utils.image_io", "ImageReadError"),
-    ("frozenseg.utils.sam_mask_cache", "SamMaskCacheError"),
-)
-
 
 class UserInputError(Exception):
     """An error caused by the user's input; its message is one sentence naming the fix."""
@@ -82,14 +71,8 @@ def debug_enabled() -> bool:
 
 
 def is_user_error(exc: BaseException) -> bool:
-    """True for a :class:`UserInputError` or one of :data:`OTHER_USER_ERRORS`."""
-    if isinstance(exc, UserInputError):
-        return True
-    for module_name, class_name in OTHER_USER_ERRORS:
-        module = sys.modules.get(module_name)
-        if module is not None and isinstance(exc, getattr(module, class_name)):
-            return True
-    return False
+    """True for a :class:`UserInputError` (every one-sentence error of the package derives from it)."""
+    return isinstance(exc, UserInputError)
 
 
 @contextlib.contextmanager

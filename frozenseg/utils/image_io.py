@@ -19,6 +19,8 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import UserInputError
+
 __all__ = ["ImageReadError", "read_image", "to_uint8_rgb"]
 
 logger = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserInputError, ValueError):
     """An image file exists but cannot be decoded into an RGB image."""
 
 

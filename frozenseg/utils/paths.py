@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: The repository checkout that contains the ``frozenseg`` package (where ``configs/`` lives).
-REPO_ROOT = Path(__file__).resolve().parents[2]
+#: The directory that contains the ``frozenseg`` package: the repository checkout in an editable
+#: install, ``site-packages`` in a wheel install. Files shipped inside the package (for example
+#: ``frozenseg/data/vocabularies/lvis_v1_synonyms.txt``) are found relative to it either way.
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 def resolve_path(path: str) -> Path:
     """Expand ``~`` and ``$VARS``; a relative path that does not exist from the working directory
-    is looked up from the repository root, so configs such as ``configs/clip_models/*.json``
-    work from any directory."""
+    is looked up from :data:`PACKAGE_PARENT`, so a config may name a shipped file as
+    ``frozenseg/data/vocabularies/<file>`` from any directory and in any kind of install."""
     p = Path(os.path.expandvars(os.path.expanduser(path)))
-    if not p.is_absolute() and not p.exists() and (REPO_ROOT / p).exists():
-        return REPO_ROOT / p
+    if not p.is_absolute() and not p.exists() and (PACKAGE_PARENT / p).exists():
+        return PACKAGE_PARENT / p
     return p

@@ -8,7 +8,6 @@ import pytest
 
 from frozenseg.utils import errors
 from frozenseg.utils.errors import (
-    OTHER_USER_ERRORS,
     USER_ERROR_EXIT_CODE,
     CheckpointError,
     exit_on_user_error,
@@ -16,11 +15,27 @@ from frozenseg.utils.errors import (
 )
 
 
-@pytest.mark.parametrize("module_name,class_name", OTHER_USER_ERRORS)
-def test_other_user_errors_exist_and_are_recognised(module_name, class_name):
+#: every module's one-sentence error, and the built-in exception its callers may catch
+PACKAGE_USER_ERRORS = [
+    ("frozenseg.data.loaders", "DatasetNotFoundError", FileNotFoundError),
+    ("frozenseg.data.vocabulary", "VocabularyError", ValueError),
+    ("frozenseg.data.sam_mask_cache", "SamMaskCacheError", ValueError),
+    ("frozenseg.data.prepare.common", "InputError", RuntimeError),
+    ("frozenseg.modeling.backbone.clip_weights", "CLIPBackboneError", Exception),
+    ("frozenseg.modeling.backbone.clip_text", "UnsupportedTextTowerError", RuntimeError),
+    ("frozenseg.modeling.sam.checkpoint", "SAMCheckpointError", RuntimeError),
+    ("frozenseg.utils.image_io", "ImageReadError", ValueError),
+    ("frozenseg.config.config", "UnknownConfigKeyError", KeyError),
+]
+
+
+@pytest.mark.parametrize("module_name,class_name,builtin", PACKAGE_USER_ERRORS)
+def test_package_user_errors_are_recognised(module_name, class_name, builtin):
     cls = getattr(importlib.import_module(module_name), class_name)
-    assert issubclass(cls, Exception)
-    assert is_user_error(cls("x"))
+    assert issubclass(cls, builtin)
+    err = cls("Some file is wrong; fix it.")
+    assert is_user_error(err)
+    assert str(err) == "Some file is wrong; fix it."
 
 
 def test_bugs_are_not_user_errors():

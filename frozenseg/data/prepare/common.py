@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ...utils.file_io import atomic_write
+from ...utils.errors import UserInputError
 
 __all__ = [
     "SPLIT_DIRS",
@@ -54,7 +55,7 @@ def setup_logging() -> None:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
 
 
-class InputError(RuntimeError):
+class InputError(UserInputError, RuntimeError):
     """The raw dataset is missing or malformed."""
 
 

@@ -56,6 +56,8 @@ from open_clip.transformer import ResidualAttentionBlock, Transformer, text_glob
 from torch import nn
 from torch.nn import functional as F
 
+from ...utils.errors import UserInputError
+
 __all__ = [
     "UnsupportedTextTowerError",
     "TextPrefixCache",
@@ -67,7 +69,7 @@ __all__ = [
 ]
 
 
-class UnsupportedTextTowerError(RuntimeError):
+class UnsupportedTextTowerError(UserInputError, RuntimeError):
     """The text tower breaks an assumption of this module (see "Assumptions about open_clip")."""
 
 

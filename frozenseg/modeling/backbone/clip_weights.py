@@ -18,6 +18,8 @@ from typing import NamedTuple, Optional
 import open_clip
 import torch
 
+from ...utils.errors import UserInputError
+
 __all__ = [
     "CLIPBackboneError",
     "UnknownCLIPPretrainedTagError",
@@ -36,7 +38,7 @@ _HF_WEIGHTS_NAME = "open_clip_pytorch_model.bin"
 _HF_SAFE_WEIGHTS_NAME = "open_clip_model.safetensors"
 
 
-class CLIPBackboneError(Exception):
+class CLIPBackboneError(UserInputError):
     """Base class of the errors raised while building the CLIP backbone."""
 
 

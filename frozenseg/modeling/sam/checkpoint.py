@@ -15,6 +15,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ...utils.errors import UserInputError
 from .specs import CONFIG_SETTINGS, SAM_SPECS, SAMSettings, sam_spec
 
 __all__ = [
@@ -34,7 +35,7 @@ DEFAULT_CHECKPOINT_DIR = "pretrained_checkpoint"
 _EMBED_DIM_TO_NAME = {spec.vit.embed_dim: name for name, spec in SAM_SPECS.items() if spec.vit}
 
 
-class SAMCheckpointError(RuntimeError):
+class SAMCheckpointError(UserInputError, RuntimeError):
     """A SAM checkpoint does not fit the SAM it is loaded into."""
 
 
