@@ -1,7 +1,7 @@
 """Small building blocks shared by the model components."""
 
 from .batch_norm import FrozenBatchNorm2d
-from .blocks import MLP, Conv2d, ShapeSpec, get_activation_fn, get_norm, with_pos_embed
+from .blocks import MLP, Conv2d, ShapeSpec, add_fpn_convs, get_activation_fn, get_norm, with_pos_embed
 from .position_encoding import PositionEmbeddingSine
 from .weight_init import c2_msra_fill, c2_xavier_fill
 
@@ -9,6 +9,7 @@ __all__ = [
     "MLP",
     "Conv2d",
     "ShapeSpec",
+    "add_fpn_convs",
     "get_activation_fn",
     "get_norm",
     "with_pos_embed",

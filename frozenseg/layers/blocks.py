@@ -4,11 +4,13 @@ the transformer layers share (activation by name, positional-embedding addition)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .weight_init import c2_xavier_fill
 
 
 @dataclass(frozen=True)
@@ -92,3 +94,53 @@ class MLP(nn.Module):
             if i < len(self.layers) - 1:
                 x = F.relu(x)
         return x
+
+
+def add_fpn_convs(
+    module: nn.Module,
+    in_channels: Sequence[int],
+    conv_dim: int,
+    norm: str,
+    *,
+    coarsest_without_lateral: bool = False,
+) -> tuple[list[Conv2d | None], list[Conv2d]]:
+    """Build Detectron2-style FPN convs and register them on ``module`` (released key names).
+
+    Level ``i = 1, 2, ...`` (``in_channels`` listed fine to coarse) gets ``adapter_i``, a 1x1
+    lateral conv ``in_channels[i-1] -> conv_dim`` with norm and no activation, and ``layer_i``, a
+    3x3 output conv ``conv_dim -> conv_dim`` with norm and ReLU. Convs have a bias only when
+    ``norm == ""``; weights are c2-xavier initialised. With ``coarsest_without_lateral``
+    (MaskFormer's ``BasePixelDecoder``) the coarsest level has no adapter and its output conv
+    reads the ``in_channels[-1]`` input channels directly.
+
+    Returns:
+        ``(laterals, outputs)`` ordered coarse to fine (a missing lateral is ``None``).
+    """
+    use_bias = norm == ""
+    laterals: list[Conv2d | None] = []
+    outputs: list[Conv2d] = []
+    for idx, channels in enumerate(in_channels):
+        has_lateral = not (coarsest_without_lateral and idx == len(in_channels) - 1)
+        lateral = (
+            Conv2d(channels, conv_dim, kernel_size=1, bias=use_bias, norm=get_norm(norm, conv_dim))
+            if has_lateral
+            else None
+        )
+        output = Conv2d(
+            conv_dim if has_lateral else channels,
+            conv_dim,
+            kernel_size=3,
+            stride=1,
+            padding=1,
+            bias=use_bias,
+            norm=get_norm(norm, conv_dim),
+            activation=F.relu,
+        )
+        if lateral is not None:
+            c2_xavier_fill(lateral)
+            module.add_module(f"adapter_{idx + 1}", lateral)
+        c2_xavier_fill(output)
+        module.add_module(f"layer_{idx + 1}", output)
+        laterals.append(lateral)
+        outputs.append(output)
+    return laterals[::-1], outputs[::-1]

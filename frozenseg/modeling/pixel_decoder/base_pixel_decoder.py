@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from frozenseg.config.config import configurable
-from frozenseg.layers import Conv2d, ShapeSpec, c2_xavier_fill, get_norm
+from frozenseg.layers import Conv2d, ShapeSpec, add_fpn_convs, c2_xavier_fill
 from frozenseg.utils.registry import PIXEL_DECODER_REGISTRY
 
 __all__ = ["BasePixelDecoder"]
@@ -41,35 +41,10 @@ class BasePixelDecoder(nn.Module):
             raise ValueError("BasePixelDecoder needs at least one input feature; check MODEL.SEM_SEG_HEAD.IN_FEATURES.")
         ordered = sorted(input_shape.items(), key=lambda kv: kv[1].stride)  # fine to coarse
         self.in_features = [name for name, _ in ordered]
-        use_bias = norm == ""
-        lateral_convs: list[Conv2d | None] = []
-        output_convs: list[Conv2d] = []
-        for idx, (_, shape) in enumerate(ordered):
-            coarsest = idx == len(ordered) - 1
-            if coarsest:
-                lateral = None
-            else:
-                lateral = Conv2d(
-                    shape.channels, conv_dim, kernel_size=1, bias=use_bias, norm=get_norm(norm, conv_dim)
-                )
-                c2_xavier_fill(lateral)
-                self.add_module(f"adapter_{idx + 1}", lateral)
-            output = Conv2d(
-                shape.channels if coarsest else conv_dim,
-                conv_dim,
-                kernel_size=3,
-                padding=1,
-                bias=use_bias,
-                norm=get_norm(norm, conv_dim),
-                activation=F.relu,
-            )
-            c2_xavier_fill(output)
-            self.add_module(f"layer_{idx + 1}", output)
-            lateral_convs.append(lateral)
-            output_convs.append(output)
         # plain lists, coarse to fine, referencing the registered adapter_i / layer_i modules
-        self.lateral_convs = lateral_convs[::-1]
-        self.output_convs = output_convs[::-1]
+        self.lateral_convs, self.output_convs = add_fpn_convs(
+            self, [shape.channels for _, shape in ordered], conv_dim, norm, coarsest_without_lateral=True
+        )
         self.mask_dim = mask_dim
         self.mask_features = Conv2d(conv_dim, mask_dim, kernel_size=3, padding=1)
         c2_xavier_fill(self.mask_features)

@@ -22,6 +22,7 @@ from frozenseg.layers import (
     Conv2d,
     PositionEmbeddingSine,
     ShapeSpec,
+    add_fpn_convs,
     c2_xavier_fill,
     get_activation_fn,
     get_norm,
@@ -334,31 +335,10 @@ class FrozenSegPixelDecoder(nn.Module):
         min_stride = min(self.transformer_feature_strides)
         self.num_fpn_levels = max(0, int(math.log2(min_stride) - math.log2(common_stride)))
 
-        use_bias = norm == ""
-        lateral_convs, output_convs = [], []
-        for idx, in_channels in enumerate(self.feature_channels[: self.num_fpn_levels]):
-            lateral_conv = Conv2d(
-                in_channels, conv_dim, kernel_size=1, bias=use_bias, norm=get_norm(norm, conv_dim)
-            )
-            output_conv = Conv2d(
-                conv_dim,
-                conv_dim,
-                kernel_size=3,
-                stride=1,
-                padding=1,
-                bias=use_bias,
-                norm=get_norm(norm, conv_dim),
-                activation=F.relu,
-            )
-            c2_xavier_fill(lateral_conv)
-            c2_xavier_fill(output_conv)
-            self.add_module(f"adapter_{idx + 1}", lateral_conv)
-            self.add_module(f"layer_{idx + 1}", output_conv)
-            lateral_convs.append(lateral_conv)
-            output_convs.append(output_conv)
         # plain lists (coarse to fine) referencing the registered adapter_i / layer_i modules
-        self.lateral_convs = lateral_convs[::-1]
-        self.output_convs = output_convs[::-1]
+        self.lateral_convs, self.output_convs = add_fpn_convs(
+            self, self.feature_channels[: self.num_fpn_levels], conv_dim, norm
+        )
 
         # SAM branch (release names: fpn3, sam_pe_layer, sam_transformer)
         self.sam_channels = sam_channels
