@@ -1,6 +1,13 @@
-"""FrozenSeg: open-vocabulary segmentation with a frozen CLIP and a frozen SAM.
+"""FrozenSeg: open-vocabulary segmentation with frozen foundation models (FrozenSeg, OVSeg).
 
 Public API: ``get_cfg()``, ``build_model(cfg)``, ``load_checkpoint(model, path_or_state_dict)``.
+
+Subpackages: ``config`` (default keys, YAML), ``data`` (catalogs, vocabularies, mappers,
+loaders, dataset preparation), ``modeling`` (the models and their parts), ``evaluation``
+(evaluators), ``engine`` (training, launching, checkpoints, the predictor), ``layers`` and
+``structures`` (small shared building blocks and containers), ``utils`` (errors, file and image
+I/O, visualisation, registries, distributed helpers). Command lines are not here: they live in
+``train_net.py``, ``demo/``, ``tools/`` and ``datasets/`` of the repository.
 """
 
 from .config import get_cfg

@@ -1,4 +1,10 @@
-"""Datasets, vocabularies, dataset mappers and data loaders (Detectron2 conventions).
+"""Data: dataset and metadata catalogs, the built-in registrations, vocabularies (parsing,
+validation, the released class strings), dataset loaders, mappers, data loaders, the SAM-mask
+cache format, dataset preparation (:mod:`.prepare`) and the synthetic datasets
+(:mod:`.synthetic`, imported only when asked for).
+
+Not here: anything that needs a model (text embeddings live in ``modeling.backbone``) or the
+evaluation of predictions (``evaluation``).
 
 Importing this package registers every built-in dataset (see :mod:`frozenseg.data.builtin`).
 """

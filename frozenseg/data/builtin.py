@@ -42,6 +42,7 @@ from .vocabulary import (
 )
 
 __all__ = [
+    "thing_class_indices",
     "DatasetSpec",
     "BUILTIN_DATASETS",
     "datasets_root",
@@ -384,6 +385,15 @@ def dataset_class_colors(dataset_name: str) -> list[tuple[int, int, int]] | None
     if not colors or len(colors) != len(_classes(meta) or ()):
         return None
     return [tuple(int(v) for v in c) for c in colors]
+
+
+def thing_class_indices(dataset_name: str) -> list[int] | None:
+    """Contiguous indices of the thing classes of a registered dataset, from its metadata's
+    ``thing_dataset_id_to_contiguous_id`` (``None``: the metadata has none; every class is a thing)."""
+    things = MetadataCatalog.get(dataset_name).get("thing_dataset_id_to_contiguous_id")
+    if not things:
+        return None
+    return sorted(int(v) for v in things.values())
 
 
 def _num_classes(dataset_name: str) -> int:

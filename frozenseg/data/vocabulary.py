@@ -423,8 +423,7 @@ def infer_thing_classes(class_names: Sequence[str]) -> list[int]:
 
 def dataset_vocabulary_with_things(dataset_name: str, cfg=None) -> tuple[list[str], list[int] | None]:
     """(class names, thing class indices or None for "all things") of a registered dataset."""
-    from ..engine.defaults import thing_class_indices
-    from .builtin import dataset_vocabulary
+    from .builtin import dataset_vocabulary, thing_class_indices
     from .catalog import DatasetCatalog, MetadataCatalog
 
     if dataset_name not in DatasetCatalog:

@@ -1,5 +1,8 @@
-"""Training engine: launching (torch.distributed / DDP), the trainer and its hooks, optimiser and
-LR schedules, checkpointing, metrics writers, test-time augmentation (Detectron2 conventions).
+"""Engine: launching (torch.distributed / DDP), the trainer and its hooks, optimiser and LR
+schedules, checkpointing and resume, metrics writers, test-time augmentation, the predictor
+(:mod:`.predictor`, one image in, outputs out) and the offline SAM-mask run (:mod:`.sam_masks`),
+in Detectron2's conventions. Not here: models (``modeling``), evaluators (``evaluation``),
+argument parsing beyond ``default_argument_parser`` (the command lines).
 
 Typical use (what ``train_net.py`` does)::
 

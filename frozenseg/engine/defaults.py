@@ -42,7 +42,6 @@ __all__ = [
     "default_setup",
     "create_ddp_model",
     "DefaultTrainer",
-    "thing_class_indices",
     "merge_results",
     "ensure_synthetic_datasets",
 ]
@@ -167,17 +166,6 @@ def create_ddp_model(model: nn.Module, *, find_unused_parameters: bool = False, 
         kwargs.setdefault("device_ids", [device.index if device.index is not None else comm.get_local_rank()])
     kwargs.setdefault("broadcast_buffers", False)
     return DistributedDataParallel(model, find_unused_parameters=find_unused_parameters, **kwargs)
-
-
-def thing_class_indices(dataset_name: str) -> list[int] | None:
-    """Contiguous indices of the thing classes of a dataset (``None``: unknown, all things)."""
-    from ..data import MetadataCatalog
-
-    meta = MetadataCatalog.get(dataset_name)
-    things = meta.get("thing_dataset_id_to_contiguous_id")
-    if not things:
-        return None
-    return sorted(int(v) for v in things.values())
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -379,7 +367,7 @@ class DefaultTrainer(SimpleTrainer):
     @classmethod
     def set_dataset_vocabulary(cls, cfg, model: nn.Module, dataset_name: str) -> None:
         """Give ``model`` the vocabulary (and thing classes) of ``dataset_name``."""
-        from ..data import dataset_vocabulary
+        from ..data.builtin import dataset_vocabulary, thing_class_indices
 
         m = _unwrap(model)
         if hasattr(m, "set_vocabulary"):

@@ -1,4 +1,8 @@
-"""Small building blocks shared by the model components."""
+"""Small building blocks shared by the model components: ``Conv2d`` with norm/activation
+children (Detectron2 key names), norms (GroupNorm, FrozenBN), MLP, the FPN-conv builder, sine
+position encoding, weight initialisations. Not here: anything registered or configured (those
+are components in ``modeling``).
+"""
 
 from .batch_norm import FrozenBatchNorm2d
 from .blocks import MLP, Conv2d, ShapeSpec, add_fpn_convs, get_activation_fn, get_norm, with_pos_embed

@@ -1,4 +1,7 @@
-"""Dataset mappers: dataset dict -> model input (see :mod:`.common` for the output format)."""
+"""Dataset mappers: one dataset dict in, one model input dict out (training augmentation and the
+test-time resize; see :mod:`.common` for the output format). Not here: reading whole datasets
+(``data.loaders``) or batching (``data.build``).
+"""
 
 from __future__ import annotations
 

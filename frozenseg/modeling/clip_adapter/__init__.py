@@ -1,5 +1,7 @@
 """OVSeg's mask-adapted CLIP: proposal crops, mask-prompted ViT, CLIP scoring and the ensemble
-(OVSeg spec §2.5, §2.8-2.12)."""
+(OVSeg spec §2.5, §2.8-2.12). Not here: FrozenSeg's CLIP backbone (``modeling.backbone.clip``)
+and the prompt-template text classifier both models share (``modeling.backbone.text_classifier``).
+"""
 
 from .adapter import OVSegClipAdapter
 from .clip_model import (

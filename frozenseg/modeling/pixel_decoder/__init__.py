@@ -1,4 +1,7 @@
-"""Pixel decoders (deformable-attention encoder + FPN, and FrozenSeg's SAM branch)."""
+"""Pixel decoders registered in PIXEL_DECODER_REGISTRY: FrozenSeg's multi-scale deformable
+encoder + FPN with its SAM branch, and MaskFormer-v1's ``BasePixelDecoder`` (OVSeg); the
+pure-PyTorch multi-scale deformable attention. Not here: the transformer decoders.
+"""
 
 from .base_pixel_decoder import BasePixelDecoder
 from .ms_deform_attn import MSDeformAttn, ms_deform_attn_core_pytorch

@@ -1,4 +1,8 @@
-"""Transformer decoders (spec §5); importing this package registers them."""
+"""Transformer decoders: FrozenSeg's masked-attention decoder (registered in
+TRANSFORMER_DECODER_REGISTRY; spec §5), and OVSeg's DETR decoder with its open-vocabulary
+predictor. Importing this package registers them. Not here: the text classifier they consume
+(``modeling.backbone.text_classifier``).
+"""
 
 from __future__ import annotations
 
