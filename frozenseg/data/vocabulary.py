@@ -148,24 +148,65 @@ def parse_class_names(class_names: Sequence[str]) -> list[list[str]]:
     return parsed
 
 
-def seen_class_mask(class_names: Sequence[str], train_class_names: Sequence[str] | None) -> list[bool]:
+def literal_class_prompts(class_names: Sequence[str]) -> list[list[str]]:
+    """The prompts of a *literal* vocabulary (OVSeg's convention, spec OVSEG §2.5): each class
+    string is one prompt, commas included (``"road, route"`` stays one string), with the spaces
+    around it stripped as the release does (ADE's ``"window "`` -> ``"window"``).
+
+    Returns:
+        K one-element lists, the same shape :func:`parse_class_names` returns.
+    Raises:
+        ValueError: empty vocabulary, or a class name that is not a string or is blank.
+    """
+    if isinstance(class_names, str):
+        raise ValueError(
+            "literal_class_prompts expects a list of class names, not a single string; wrap it in a list."
+        )
+    if len(class_names) == 0:
+        raise ValueError("The vocabulary is empty: at least one class name is needed to build a text classifier.")
+    prompts = []
+    for i, name in enumerate(class_names):
+        if not isinstance(name, str):
+            raise ValueError(f"Class name #{i} is {type(name).__name__}, expected a string: {name!r}.")
+        if not name.strip():
+            raise VocabularyError(f"Class name #{i} is empty; give it a name.")
+        prompts.append([name.strip()])
+    return prompts
+
+
+def class_prompts(class_names: Sequence[str], literal: bool = False) -> list[list[str]]:
+    """Per class, the strings the text classifier encodes: its synonyms
+    (:func:`parse_class_names`), or with ``literal`` the whole class string
+    (:func:`literal_class_prompts`)."""
+    return literal_class_prompts(class_names) if literal else parse_class_names(class_names)
+
+
+def seen_class_mask(
+    class_names: Sequence[str], train_class_names: Sequence[str] | None, literal: bool = False
+) -> list[bool]:
     """Per class: True when one of its synonyms is also a synonym of a training class.
 
     The release's rule (spec §7.2): exact, case-sensitive comparison of the synonyms as
-    :func:`split_synonyms` gives them. Without a training vocabulary every class is unseen.
+    :func:`split_synonyms` gives them (with ``literal``: of the whole, stripped class strings).
+    Without a training vocabulary every class is unseen.
     """
-    train = {s for syns in parse_class_names(list(train_class_names)) for s in syns} if train_class_names else set()
-    return [any(s in train for s in syns) for syns in parse_class_names(list(class_names))]
+    train = (
+        {s for syns in class_prompts(list(train_class_names), literal) for s in syns} if train_class_names else set()
+    )
+    return [any(s in train for s in syns) for syns in class_prompts(list(class_names), literal)]
 
 
 @dataclass(frozen=True)
 class Vocabulary:
     """An active vocabulary: K classes, which of them are things, and where it came from.
 
-    Validated on construction (:func:`parse_class_names`; thing class indices in range).
+    Validated on construction (:func:`class_prompts`; thing class indices in range).
 
     Attributes:
         class_names: K class strings (``"name,synonym,..."``), used verbatim.
+        literal: how a class string becomes prompts. False (FrozenSeg): a comma-separated list of
+            synonyms, each encoded, the class scoring as its best synonym. True (OVSeg): one
+            prompt per class, commas kept (:func:`literal_class_prompts`).
         thing_classes: sorted indices of the thing classes; None: every class is a thing.
         source: where the vocabulary came from, for logs (``"--vocabulary"``, a file, a dataset).
         colors: the dataset's own RGB colour of each class (K tuples), or None.
@@ -178,10 +219,11 @@ class Vocabulary:
     source: str = ""
     colors: list[tuple[int, int, int]] | None = None
     train_class_names: list[str] | None = None
+    literal: bool = False
 
     def __post_init__(self) -> None:
         names = list(self.class_names)
-        parse_class_names(names)  # validates: raises one clear ValueError on bad input
+        class_prompts(names, self.literal)  # validates: raises one clear ValueError on bad input
         object.__setattr__(self, "class_names", names)
         if self.thing_classes is not None:
             bad = [i for i in self.thing_classes if not 0 <= int(i) < len(names)]
@@ -211,7 +253,14 @@ class Vocabulary:
         """(K,) bool: True for the classes seen in training (:func:`seen_class_mask`)."""
         import torch
 
-        return torch.tensor(seen_class_mask(self.class_names, self.train_class_names), dtype=torch.bool)
+        return torch.tensor(
+            seen_class_mask(self.class_names, self.train_class_names, self.literal), dtype=torch.bool
+        )
+
+    @property
+    def prompts(self) -> list[list[str]]:
+        """Per class, the strings the text classifier encodes (:func:`class_prompts`)."""
+        return class_prompts(self.class_names, self.literal)
 
 
 # ---------------------------------------------------------------------------------------------

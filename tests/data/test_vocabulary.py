@@ -72,3 +72,19 @@ def test_vocabulary_flags_and_validation():
         Vocabulary(["a", "b"], thing_classes=[2])
     with pytest.raises(ValueError, match="empty synonym"):
         Vocabulary(["a,,b"])
+
+
+def test_literal_vocabulary_prompts_and_seen_classes():
+    from frozenseg.data.vocabulary import Vocabulary, class_prompts
+
+    names = ["road, route", "window ", "sky,heaven"]
+    assert class_prompts(names, literal=True) == [["road, route"], ["window"], ["sky,heaven"]]
+    assert class_prompts(names) == [["road", "route"], ["window "], ["sky", "heaven"]]
+    v = Vocabulary(names, literal=True, train_class_names=["sky,heaven", "road"])
+    assert v.prompts == [["road, route"], ["window"], ["sky,heaven"]]
+    assert v.seen.tolist() == [False, False, True]  # whole strings compared, not synonyms
+    assert Vocabulary(names, train_class_names=["sky,heaven", "road"]).seen.tolist() == [True, False, True]
+    # a class that is only a comma is two empty synonyms for FrozenSeg but a valid literal prompt
+    assert Vocabulary([","], literal=True).prompts == [[","]]
+    with pytest.raises(ValueError, match="empty synonym"):
+        Vocabulary([","])

@@ -260,3 +260,20 @@ def test_weights_fingerprint_follows_the_tensors():
     a[0, 0] = 0.0
     assert fingerprint([("a", a), ("b", b)]) == first
     assert WeightsFingerprint()([("a", torch.empty(2, 3, device="meta"))]) is None
+
+
+def test_literal_vocabulary_encodes_each_class_string_as_one_prompt():
+    """OVSeg's convention: "road, route" is one prompt (commas kept, outer spaces stripped as the
+    release does), not two synonyms; the same names with synonyms give K' = 3 rows."""
+    enc = StubEncoder()
+    builder = TextClassifierBuilder(encoder=enc)
+    rows, counts = builder.build(["road, route", "window "], literal=True)
+    assert counts == [1, 1] and rows.shape == (2, enc.dim)
+    torch.testing.assert_close(rows[0], expected_row(enc, "road, route"))
+    torch.testing.assert_close(rows[1], expected_row(enc, "window"))
+    syn_rows, syn_counts = builder.build(["road, route", "window "])
+    assert syn_counts == [2, 1]
+    torch.testing.assert_close(syn_rows[0], expected_row(enc, "road"))
+    torch.testing.assert_close(syn_rows[1], expected_row(enc, "route"))
+    with pytest.raises(ValueError, match="empty"):
+        builder.build(["sky", "  "], literal=True)

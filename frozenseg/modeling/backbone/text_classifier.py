@@ -40,7 +40,7 @@ import torch
 from torch.nn import functional as F
 
 from ...config.config import configurable
-from ...data.vocabulary import parse_class_names
+from ...data.vocabulary import class_prompts, parse_class_names
 from ...utils.file_io import atomic_write
 
 __all__ = [
@@ -193,20 +193,22 @@ class TextClassifierBuilder:
         """Drop the in-memory cache (the disk cache is kept)."""
         self._memory.clear()
 
-    def build(self, class_names: Sequence[str]) -> tuple[torch.Tensor, list[int]]:
+    def build(self, class_names: Sequence[str], literal: bool = False) -> tuple[torch.Tensor, list[int]]:
         """Text classifier of a vocabulary.
 
         Args:
             class_names: K class names, each a comma-separated list of synonyms.
+            literal: encode each class string as one prompt, commas kept (OVSeg's convention;
+                :func:`frozenseg.data.vocabulary.literal_class_prompts`); then K' = K.
         Returns:
             text_classifier: (K', D) float32 on the encoder's device, L2-normalised rows, one
                 per synonym in class order (K' = total number of synonyms);
             num_templates: K ints, the number of synonyms of each class.
         """
-        parsed = parse_class_names(class_names)
+        parsed = class_prompts(class_names, literal)
         identity = self._encoder_identity()
         device = self._device()
-        mem_key = (identity, str(device), tuple(class_names))
+        mem_key = (identity, str(device), tuple(class_names), literal)
         if mem_key in self._memory:
             emb, counts = self._memory[mem_key]
             return emb, list(counts)
