@@ -30,6 +30,7 @@ from .loaders import (
     load_lvis_json,
     load_sem_seg,
 )
+from .ovseg_classes import ovseg_classes
 from .released import released_classes, released_metadata
 from .vocabulary import (
     VocabularyError,
@@ -68,8 +69,10 @@ class DatasetSpec:
 
     ``kind`` is one of ``sem_seg``, ``panoptic``, ``instances``, ``lvis``. ``vocab`` names where
     the class metadata comes from: a dataset name the release registers (its metadata, see the
-    module docstring), or a ``.txt`` vocabulary file in ``frozenseg/data/vocabularies/`` (then
-    ``options["thing_ids"]`` lists the dataset ids of its things). ``options`` are loader
+    module docstring), a ``.txt`` vocabulary file in ``frozenseg/data/vocabularies/`` (then
+    ``options["thing_ids"]`` lists the dataset ids of its things), or ``ovseg:<key>``, OVSeg's
+    class strings (:mod:`frozenseg.data.ovseg_classes`; ``options["released_twin"]`` names the
+    released dataset with the same files). ``options`` are loader
     options, plus ``prepared_vocabulary``: the vocabulary file a prepare script writes next to
     the label maps it made (they must agree with the vocabulary in use; see :func:`_load`).
     """
@@ -217,7 +220,26 @@ def _specs() -> list[DatasetSpec]:
             f"synthetic_shapes_{split}_sem_seg", "synthetic_shapes.txt",
             "run tools/make_synthetic_dataset.py shapes",
             f"{shp}/images", f"{shp}/panoptic_semseg", image_ext="png", **shapes))
+    # OVSeg's benchmark names (OVSeg spec §6): the files of the openvocab_* twin, OVSeg's own class
+    # strings (vocab "ovseg:<key>", frozenseg.data.ovseg_classes), the twin's ignore label
+    twins = {s.name: s for s in S}
+    for name, key, twin in OVSEG_BENCHMARKS:
+        t = twins[twin]
+        loader = {k: v for k, v in t.options.items() if k != "prepared_vocabulary"}
+        S.append(DatasetSpec(name, "sem_seg", f"ovseg:{key}", "sem_seg", t.prepare, dict(t.paths),
+                             options=dict(loader, released_twin=twin)))
     return S
+
+
+#: (OVSeg's dataset name, its class list in frozenseg.data.ovseg_classes, the openvocab_* dataset
+#: with the same images and label maps)
+OVSEG_BENCHMARKS = (
+    ("ade20k_sem_seg_val", "ade20k_sem_seg", "openvocab_ade20k_sem_seg_val"),
+    ("ade20k_full_sem_seg_val", "ade20k_full_sem_seg", "openvocab_ade20k_full_sem_seg_val"),
+    ("pascal_context_59_sem_seg_val", "pascal_context_59_sem_seg", "openvocab_pascal_ctx59_sem_seg_val"),
+    ("pascal_context_459_sem_seg_val", "pascal_context_459_sem_seg", "openvocab_pascal_ctx459_sem_seg_val"),
+    ("pascalvoc20_sem_seg_val", "pascalvoc20_sem_seg", "openvocab_pascal20_sem_seg_val"),
+)
 
 
 BUILTIN_DATASETS: list[DatasetSpec] = _specs()
@@ -289,11 +311,37 @@ def _file_class_metadata(spec: DatasetSpec) -> dict[str, Any]:
     return meta
 
 
+def _ovseg_class_metadata(spec: DatasetSpec, root: str) -> dict[str, Any]:
+    """Class metadata of an OVSeg benchmark name: OVSeg's class strings (when available under
+    ``root`` or shipped; else ``vocabulary_error`` says how to get them, raised by
+    :func:`dataset_vocabulary`), the twin dataset's ignore label and colours."""
+    twin = released_metadata(spec.options["released_twin"])
+    key = spec.vocab.split(":", 1)[1]
+    meta: dict[str, Any] = dict(ignore_label=twin.get("ignore_label", 255),
+                                vocabulary_source=f"OVSeg's class strings ({key})")
+    try:
+        classes = ovseg_classes(key, root)
+    except VocabularyError as e:
+        meta["vocabulary_error"] = str(e)
+        return meta
+    colors = twin.get("stuff_colors")
+    meta.update(stuff_classes=classes,
+                stuff_colors=colors if colors and len(colors) == len(classes) else _colors(len(classes)))
+    return meta
+
+
+def _class_metadata(spec: DatasetSpec, root: str) -> dict[str, Any]:
+    if spec.vocab.endswith(".txt"):
+        return _file_class_metadata(spec)
+    if spec.vocab.startswith("ovseg:"):
+        return _ovseg_class_metadata(spec, root)
+    return _released_class_metadata(spec)
+
+
 def _register_one(spec: DatasetSpec, root: str) -> None:
     paths = {k: os.path.join(root, v) for k, v in spec.paths.items()}
     meta = MetadataCatalog.get(spec.name)
-    class_meta = (_file_class_metadata(spec) if spec.vocab.endswith(".txt")
-                  else _released_class_metadata(spec))
+    class_meta = _class_metadata(spec, root)
     meta.set(
         overwrite=True,
         evaluator_type=spec.evaluator_type,
@@ -451,6 +499,8 @@ def dataset_vocabulary(dataset_name: str, cfg=None) -> list[str]:
         vocab = read_vocabulary_file(override)
         validate_vocabulary(vocab, _num_classes(dataset_name), dataset_name, source=override)
         return vocab
+    if meta.get("vocabulary_error"):
+        raise VocabularyError(meta.get("vocabulary_error"))
     classes = _classes(meta)
     if not classes:
         raise VocabularyError(

@@ -16,6 +16,7 @@ script                                                        conversion
 ``prepare_pascal_ctx_sem_seg.py``                             :func:`.pascal.convert_ctx_sem_seg`
 ``prepare_bdd_panoptic.py``                                   :func:`.bdd.convert`
 ``prepare_lvis_vocabulary.py``                                :func:`.lvis.convert`
+``prepare_ovseg_vocabularies.py``                             :func:`.ovseg.convert`
 ============================================================  ==========================================
 
 Every converter takes the datasets root first, raises :class:`.common.InputError` (one sentence
