@@ -44,9 +44,33 @@ def write_lvis(root: str) -> None:
                        "categories": cats}, f)
 
 
+VOC20 = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+         "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+         "train", "tvmonitor"]
+
+
+def write_fake_ovseg_repo(root, voc=VOC20):
+    """An ov-seg-like checkout under ``root`` (a Path): the registration files with class lists of
+    the right lengths in the forms the release uses (dicts with "name", tuples of strings), next
+    to unrelated code. Returns ``root``."""
+    d = root / "open_vocab_seg" / "data" / "datasets"
+    d.mkdir(parents=True)
+    full = [{"name": f"thing {i}, alias", "id": i, "trainId": i} for i in range(847)]
+    (d / "register_ade20k_full.py").write_text(
+        f"import os\nADE20K_SEM_SEG_FULL_CATEGORIES = {full!r}\n\ndef register(root):\n    return os.path.join(root)\n")
+    (d / "register_pascal_context.py").write_text(
+        f"PASCALCONTEX59_NAMES = {tuple(f'c59_{i}' for i in range(59))!r}\n"
+        f"PASCALCONTEX459_NAMES = {tuple(f'c459 {i} ' for i in range(459))!r}\nOTHER = [1, 2]\n")
+    stuff = [{"color": [0, 0, 0], "id": i, "name": f"stuff-{i}"} for i in range(171)]
+    (d / "register_coco_stuff.py").write_text(f"COCO_CATEGORIES = {stuff!r}\n")
+    (d / "register_voc_seg.py").write_text(f"PASCALVOC20_NAMES = {tuple(voc)!r}\n")
+    return root
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory):
     from frozenseg.data import register_all_builtin
+    from frozenseg.data.prepare import ovseg
     from frozenseg.data.synthetic import make_layouts
 
     root = str(tmp_path_factory.mktemp("datasets"))
@@ -54,6 +78,7 @@ def synth_root(tmp_path_factory):
     for convert in PREPARE:
         convert(root)
     write_lvis(root)
+    ovseg.convert(root, str(write_fake_ovseg_repo(tmp_path_factory.mktemp("ov-seg"))))
     register_all_builtin(root)
     yield root
     register_all_builtin()

@@ -14,18 +14,18 @@ from pathlib import Path
 import pytest
 
 from frozenseg.data import DatasetCatalog, MetadataCatalog, dataset_vocabulary, register_all_builtin
+from frozenseg.data import builtin
 from frozenseg.data.builtin import OVSEG_BENCHMARKS, _SPECS
 from frozenseg.data.ovseg_classes import OVSEG_VOCABULARIES, _SHIPPED_FILE, ovseg_classes
 from frozenseg.data.prepare.common import InputError
 from frozenseg.data.prepare.ovseg import class_lists_in_source, convert
 
+from .conftest import VOC20, write_fake_ovseg_repo
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: SHA-256 recorded in frozenseg/data/vocabularies/README.md
 SHIPPED_SHA256 = "5a85c054faa2b94dbade0b75ce5f8ef4515736a38627995101c535fc0e7e0a38"
-VOC20 = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-         "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-         "train", "tvmonitor"]
 
 
 def test_shipped_lists_are_detectron2s_verbatim():
@@ -53,34 +53,23 @@ def test_benchmark_names_use_the_twin_files_and_ignore_labels():
     assert dataset_vocabulary("pascalvoc20_sem_seg_val") == VOC20
 
 
-def test_missing_prepared_list_names_the_command(tmp_path):
-    register_all_builtin(str(tmp_path))
-    try:
-        with pytest.raises(ValueError, match="prepare_ovseg_vocabularies.py --ovseg-repo"):
-            dataset_vocabulary("pascal_context_459_sem_seg_val")
-    finally:
-        register_all_builtin()
+@pytest.fixture
+def register_under():
+    """Register the built-in datasets under another root; afterwards restore the root that was
+    registered before (the data tests' session root, or the default)."""
+    before = builtin._REGISTERED_ROOT.get("ade20k_sem_seg_val")
+    yield register_all_builtin
+    register_all_builtin(before)
 
 
-def _fake_repo(root, voc=VOC20):
-    """An ov-seg-like checkout: the registration files with lists of the right lengths in the
-    forms the release uses (dicts with "name", tuples of strings), plus unrelated code."""
-    d = root / "open_vocab_seg" / "data" / "datasets"
-    d.mkdir(parents=True)
-    full = [{"name": f"thing {i}, alias", "id": i, "trainId": i} for i in range(847)]
-    (d / "register_ade20k_full.py").write_text(
-        f"import os\nADE20K_SEM_SEG_FULL_CATEGORIES = {full!r}\n\ndef register(root):\n    return os.path.join(root)\n")
-    (d / "register_pascal_context.py").write_text(
-        f"PASCALCONTEX59_NAMES = {tuple(f'c59_{i}' for i in range(59))!r}\n"
-        f"PASCALCONTEX459_NAMES = {tuple(f'c459 {i} ' for i in range(459))!r}\nOTHER = [1, 2]\n")
-    stuff = [{"color": [0, 0, 0], "id": i, "name": f"stuff-{i}"} for i in range(171)]
-    (d / "register_coco_stuff.py").write_text(f"COCO_CATEGORIES = {stuff!r}\n")
-    (d / "register_voc_seg.py").write_text(f"PASCALVOC20_NAMES = {tuple(voc)!r}\n")
-    return root
+def test_missing_prepared_list_names_the_command(tmp_path, register_under):
+    register_under(str(tmp_path))
+    with pytest.raises(ValueError, match="prepare_ovseg_vocabularies.py --ovseg-repo"):
+        dataset_vocabulary("pascal_context_459_sem_seg_val")
 
 
-def test_convert_copies_the_lists_verbatim_and_registers_them(tmp_path, caplog):
-    repo = _fake_repo(tmp_path / "ov-seg", voc=VOC20[:-1] + ["tv"])
+def test_convert_copies_the_lists_verbatim_and_registers_them(tmp_path, caplog, register_under):
+    repo = write_fake_ovseg_repo(tmp_path / "ov-seg", voc=VOC20[:-1] + ["tv"])
     root = tmp_path / "ds"
     with caplog.at_level(logging.WARNING, logger="frozenseg.data.prepare"):
         written = convert(str(root), str(repo))
@@ -88,21 +77,18 @@ def test_convert_copies_the_lists_verbatim_and_registers_them(tmp_path, caplog):
     assert "differs from the shipped pascalvoc20_sem_seg list" in caplog.text
     data = json.loads((root / "ovseg_vocabularies" / "pascal_context_459_sem_seg.json").read_text())
     assert data["source"].endswith("register_pascal_context.py:PASCALCONTEX459_NAMES")
-    register_all_builtin(str(root))
-    try:
-        assert dataset_vocabulary("pascal_context_459_sem_seg_val")[3] == "c459 3 "  # verbatim
-        assert dataset_vocabulary("ade20k_full_sem_seg_val")[846] == "thing 846, alias"
-        assert dataset_vocabulary("pascal_context_59_sem_seg_val")[0] == "c59_0"
-        assert dataset_vocabulary("pascalvoc20_sem_seg_val") == VOC20  # the shipped list wins
-        assert ovseg_classes("coco_2017_stuff_sem_seg", str(root))[170] == "stuff-170"
-    finally:
-        register_all_builtin()
+    register_under(str(root))
+    assert dataset_vocabulary("pascal_context_459_sem_seg_val")[3] == "c459 3 "  # verbatim
+    assert dataset_vocabulary("ade20k_full_sem_seg_val")[846] == "thing 846, alias"
+    assert dataset_vocabulary("pascal_context_59_sem_seg_val")[0] == "c59_0"
+    assert dataset_vocabulary("pascalvoc20_sem_seg_val") == VOC20  # the shipped list wins
+    assert ovseg_classes("coco_2017_stuff_sem_seg", str(root))[170] == "stuff-170"
 
 
 def test_convert_refuses_ambiguous_or_missing_lists(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         convert(str(tmp_path / "ds"), str(tmp_path / "nothing"))
-    repo = _fake_repo(tmp_path / "ov-seg")
+    repo = write_fake_ovseg_repo(tmp_path / "ov-seg")
     ctx = repo / "open_vocab_seg/data/datasets/register_pascal_context.py"
     ctx.write_text(ctx.read_text() + f"COPY = {tuple(str(i) for i in range(59))!r}\n")
     with pytest.raises(InputError, match="exactly one list of 59 class names; found 2"):
@@ -115,7 +101,7 @@ def test_class_lists_in_source_reads_literals_only():
 
 
 def test_command_line_from_another_directory(tmp_path):
-    repo = _fake_repo(tmp_path / "ov-seg")
+    repo = write_fake_ovseg_repo(tmp_path / "ov-seg")
     script = REPO_ROOT / "datasets" / "prepare_ovseg_vocabularies.py"
     ok = subprocess.run([sys.executable, str(script), "--root", "ds", "--ovseg-repo", str(repo)],
                         cwd=tmp_path, capture_output=True, text=True)
