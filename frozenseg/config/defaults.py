@@ -244,6 +244,21 @@ _C.TEST.SAM_MASK_PRED_ALPHA = 0.2  # weight alpha_s of the SAM proposals
 _C.TEST.SAM_MASKS_DIR = "output/sam_masks"  # cache directory written by tools/save_sam_masks.py
 
 # ---------------------------------------------------------------------------------------------
+# Keys the OVSeg release defines that change nothing in its evaluation (OVSeg spec §5.2); they
+# exist so that the release's own YAML files load. Evaluation runs one image at a time.
+# ---------------------------------------------------------------------------------------------
+_C.SOLVER.TEST_IMS_PER_BATCH = 1  # release key (MaskFormer): test batch size; unused
+_C.TEST.SLIDING_WINDOW = False  # release key: its TTA-only sliding window, unreachable there; unused
+_C.TEST.SLIDING_TILE_SIZE = 224  # release key, unused
+_C.TEST.SLIDING_OVERLAP = 2 / 3.0  # release key, unused
+_C.TEST.DENSE_CRF = False  # release key (CRF post-processing, off in every released config); unused
+_C.DATASETS.SAMPLE_PER_CLASS = -1  # release key (few-shot sampling, off); unused
+_C.DATASETS.SAMPLE_SEED = 0  # release key, unused
+_C.WANDB = CN()
+_C.WANDB.PROJECT = "open_vocab_seg"  # release key (Weights & Biases logging); unused
+_C.WANDB.NAME = None  # release key, unused
+
+# ---------------------------------------------------------------------------------------------
 # Misc
 # ---------------------------------------------------------------------------------------------
 _C.OUTPUT_DIR = "./output"  # logs, checkpoints and evaluation results
