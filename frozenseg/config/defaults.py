@@ -302,7 +302,10 @@ _C.MODEL.SWIN.OUT_FEATURES = ["res2", "res3", "res4", "res5"]  # returned stage 
 # from the release, so OVSeg configs set them explicitly: MODEL.MASK_FORMER.DEC_LAYERS 6 (there:
 # the number of DETR decoder layers, not "layers + 1"), DROPOUT 0.1, ENC_LAYERS 0 (must be 0),
 # TRANSFORMER_IN_FEATURE "res5", SEM_SEG_HEAD.NAME "OpenVocabMaskFormerHead",
-# SEM_SEG_HEAD.PIXEL_DECODER_NAME "BasePixelDecoder".
+# SEM_SEG_HEAD.PIXEL_DECODER_NAME "BasePixelDecoder". Training (build_maskformer_criterion,
+# spec §3.A): MODEL.MASK_FORMER.MASK_WEIGHT 20.0 weighs the full-resolution sigmoid *focal* mask
+# loss and cost (FrozenSeg: point-sampled BCE), DICE_WEIGHT 1.0, NO_OBJECT_WEIGHT 0.1,
+# DEEP_SUPERVISION True; the class weight is 1, fixed as in the release: CLASS_WEIGHT is not read.
 # ---------------------------------------------------------------------------------------------
 # Open-vocabulary class head of OpenVocabMaskFormerHead: MLP from the decoder width to CLIP's joint
 # space (EMBEDDING_DIM must equal the CLIP model's embedding dim: 768 ViT-L/14, 512 ViT-B/16).

@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
+from ..utils import comm
 from .matcher import HungarianMatcher
 from .point_sampling import (
     calculate_uncertainty,
@@ -25,7 +26,14 @@ from .point_sampling import (
     point_sample,
 )
 
-__all__ = ["SetCriterion", "build_criterion", "dice_loss", "sigmoid_ce_loss", "build_weight_dict"]
+__all__ = [
+    "BaseSetCriterion",
+    "SetCriterion",
+    "build_criterion",
+    "dice_loss",
+    "sigmoid_ce_loss",
+    "build_weight_dict",
+]
 
 
 def dice_loss(inputs: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
@@ -63,9 +71,11 @@ def _pad_masks(masks: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return F.pad(masks, (0, pw, 0, ph), value=0)
 
 
-class SetCriterion(nn.Module):
+class BaseSetCriterion(nn.Module):
     """Hungarian-matched losses "labels" (``loss_ce``) and "masks" (``loss_mask``,
-    ``loss_dice``), plus the same with suffix ``_{i}`` for ``outputs["aux_outputs"][i]``.
+    ``loss_dice``), plus the same with suffix ``_{i}`` for ``outputs["aux_outputs"][i]``; each
+    output is matched separately. Subclasses define the mask losses of matched pairs
+    (:meth:`mask_losses`).
 
     ``forward`` returns the *unweighted* losses; multiply by ``weight_dict`` (kept here for the
     caller) to get the training objective.
@@ -78,19 +88,14 @@ class SetCriterion(nn.Module):
         weight_dict: dict[str, float],
         eos_coef: float,
         losses: Sequence[str],
-        num_points: int,
-        oversample_ratio: float,
-        importance_sample_ratio: float,
     ):
         """
         Args:
             num_classes: K, classes of the training vocabulary (no-object is class K).
-            matcher: a ``HungarianMatcher``.
+            matcher: a ``BaseHungarianMatcher``.
             weight_dict: loss name -> weight (not applied by ``forward``).
             eos_coef: cross-entropy weight of the no-object class.
             losses: subset of ("labels", "masks").
-            num_points: points sampled per mask for the mask losses.
-            oversample_ratio, importance_sample_ratio: importance sampling of those points.
         """
         super().__init__()
         for loss in losses:
@@ -101,9 +106,6 @@ class SetCriterion(nn.Module):
         self.weight_dict = dict(weight_dict)
         self.eos_coef = float(eos_coef)
         self.losses = list(losses)
-        self.num_points = int(num_points)
-        self.oversample_ratio = float(oversample_ratio)
-        self.importance_sample_ratio = float(importance_sample_ratio)
         empty_weight = torch.ones(self.num_classes + 1)
         empty_weight[-1] = self.eos_coef
         self.register_buffer("empty_weight", empty_weight)
@@ -138,8 +140,20 @@ class SetCriterion(nn.Module):
         )
         return {"loss_ce": loss_ce}
 
+    def mask_losses(
+        self, src_masks: torch.Tensor, target_masks: torch.Tensor, num_masks: float
+    ) -> dict[str, torch.Tensor]:
+        """``loss_mask`` and ``loss_dice`` of matched pairs.
+
+        Args:
+            src_masks: (M, 1, H, W) predicted mask logits (the model's dtype).
+            target_masks: (M, 1, h, w) float32 binary target masks (the batch's padded size).
+            num_masks: normaliser (see :meth:`get_num_masks`).
+        """
+        raise NotImplementedError
+
     def loss_masks(self, outputs, targets, indices, num_masks):
-        """Point-sampled sigmoid BCE and dice of matched (prediction, target) mask pairs."""
+        """Mask losses (:meth:`mask_losses`) of the matched (prediction, target) mask pairs."""
         pred_masks = outputs["pred_masks"]  # (B, Q, H, W)
         device = pred_masks.device
         batch_idx, src_idx = self._get_src_permutation_idx(indices)
@@ -148,8 +162,7 @@ class SetCriterion(nn.Module):
             return {"loss_mask": zero, "loss_dice": zero.clone()}
         src_masks = pred_masks[batch_idx.to(device), src_idx.to(device)][:, None]  # (M,1,H,W)
 
-        # Matched target masks, padded at the bottom/right to a common size across the batch
-        # (normalised point coordinates then refer to the same padded frame).
+        # Matched target masks, padded at the bottom/right to a common size across the batch.
         h = max(int(t["masks"].shape[-2]) for t in targets)
         w = max(int(t["masks"].shape[-1]) for t in targets)
         tgt = [
@@ -158,22 +171,7 @@ class SetCriterion(nn.Module):
             if j.numel() > 0
         ]
         target_masks = torch.cat(tgt).to(torch.float32)[:, None]  # (M, 1, h, w)
-
-        with torch.no_grad():
-            point_coords = get_uncertain_point_coords_with_randomness(
-                src_masks.detach().float(),
-                calculate_uncertainty,
-                self.num_points,
-                self.oversample_ratio,
-                self.importance_sample_ratio,
-            )
-            point_labels = point_sample(target_masks, point_coords, align_corners=False).squeeze(1)
-        point_logits = point_sample(src_masks, point_coords, align_corners=False).squeeze(1)
-        point_logits = point_logits.float()
-        return {
-            "loss_mask": sigmoid_ce_loss(point_logits, point_labels, num_masks),
-            "loss_dice": dice_loss(point_logits, point_labels, num_masks),
-        }
+        return self.mask_losses(src_masks, target_masks, num_masks)
 
     def get_loss(self, loss, outputs, targets, indices, num_masks):
         fn = {"labels": self.loss_labels, "masks": self.loss_masks}[loss]
@@ -186,10 +184,9 @@ class SetCriterion(nn.Module):
         n = torch.as_tensor(
             [float(sum(len(t["labels"]) for t in targets))], dtype=torch.float32, device=device
         )
-        world = 1
-        if dist.is_available() and dist.is_initialized():
+        world = comm.get_world_size()
+        if world > 1:
             dist.all_reduce(n)
-            world = dist.get_world_size()
         return torch.clamp(n / world, min=1).item()
 
     def forward(self, outputs: dict, targets: list[dict]) -> dict[str, torch.Tensor]:
@@ -197,8 +194,8 @@ class SetCriterion(nn.Module):
         Args:
             outputs: "pred_logits" (B, Q, K+1), "pred_masks" (B, Q, H, W) and optionally
                 "aux_outputs": a list of dicts with the same two keys.
-            targets: per image "labels" (N,) int64 and "masks" (N, H', W') binary masks (any
-                resolution, e.g. the padded image size; point sampling handles the scale).
+            targets: per image "labels" (N,) int64 and "masks" (N, H', W') binary masks (e.g.
+                at the padded image size; images of a batch may differ, they are zero-padded).
         Returns:
             unweighted losses: loss_ce, loss_mask, loss_dice and loss_*_{i} per aux output i.
         """
@@ -219,7 +216,58 @@ class SetCriterion(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, eos_coef={self.eos_coef}, losses={self.losses}, "
-            f"weight_dict={self.weight_dict}, num_points={self.num_points}, "
+            f"weight_dict={self.weight_dict}"
+        )
+
+
+class SetCriterion(BaseSetCriterion):
+    """FrozenSeg's criterion: mask losses are sigmoid BCE and dice on importance-sampled points
+    (see :class:`BaseSetCriterion` for the rest)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        matcher: nn.Module,
+        weight_dict: dict[str, float],
+        eos_coef: float,
+        losses: Sequence[str],
+        num_points: int,
+        oversample_ratio: float,
+        importance_sample_ratio: float,
+    ):
+        """
+        Args:
+            num_classes, matcher, weight_dict, eos_coef, losses: see :class:`BaseSetCriterion`.
+            num_points: points sampled per mask for the mask losses.
+            oversample_ratio, importance_sample_ratio: importance sampling of those points.
+        """
+        super().__init__(num_classes, matcher, weight_dict, eos_coef, losses)
+        self.num_points = int(num_points)
+        self.oversample_ratio = float(oversample_ratio)
+        self.importance_sample_ratio = float(importance_sample_ratio)
+
+    def mask_losses(self, src_masks, target_masks, num_masks):
+        """Point-sampled sigmoid BCE and dice (normalised point coordinates refer to the padded
+        target frame and to the prediction frame alike)."""
+        with torch.no_grad():
+            point_coords = get_uncertain_point_coords_with_randomness(
+                src_masks.detach().float(),
+                calculate_uncertainty,
+                self.num_points,
+                self.oversample_ratio,
+                self.importance_sample_ratio,
+            )
+            point_labels = point_sample(target_masks, point_coords, align_corners=False).squeeze(1)
+        point_logits = point_sample(src_masks, point_coords, align_corners=False).squeeze(1)
+        point_logits = point_logits.float()
+        return {
+            "loss_mask": sigmoid_ce_loss(point_logits, point_labels, num_masks),
+            "loss_dice": dice_loss(point_logits, point_labels, num_masks),
+        }
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, num_points={self.num_points}, "
             f"oversample_ratio={self.oversample_ratio}, "
             f"importance_sample_ratio={self.importance_sample_ratio}"
         )
