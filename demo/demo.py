@@ -20,7 +20,10 @@ Per image, ``--output DIR`` receives ``<stem>_overlay.png`` (labelled colour ove
 panel for semantic), ``<stem>_ids.png`` (segment ids for panoptic/instance with 0 = none, class
 indices for semantic with 255 = none, 16-bit when needed) and ``<stem>_segments.json`` (class,
 score, area, bbox per segment). A per-image summary (segments, time) is printed. Unreadable
-inputs are reported and skipped; the exit status is then 1.
+inputs, images too elongated to segment within the pixel budget (see
+:meth:`frozenseg.data.dataset_mappers.test_mapper.TestDatasetMapper.input_size`) and images that
+run out of device memory are reported in one line and skipped, nothing is written for them, and
+the run goes on with the next image; the exit status is then 1.
 
 The work is done by the package: :mod:`frozenseg.data.vocabulary` (the vocabulary),
 :class:`frozenseg.engine.predictor.SegmentationPredictor` (the model),
@@ -38,9 +41,12 @@ import sys
 import time
 
 import numpy as np
+import torch
 
+from frozenseg.data.builtin import check_vocabulary_files
 from frozenseg.data.vocabulary import Vocabulary, VocabularyError, load_vocabulary
 from frozenseg.engine.predictor import TASKS, Prediction, SegmentationPredictor
+from frozenseg.utils.errors import UserInputError
 from frozenseg.utils.prediction_io import write_prediction
 from frozenseg.utils.visualizer import SegmentationVisualizer
 
@@ -160,7 +166,12 @@ def run_images(predictor: SegmentationPredictor, files: list[str], output: str |
             logger.error("[%d/%d] %s: skipped: %s", i, len(files), path, e)
             failed += 1
             continue
-        pred = predictor(image)
+        try:
+            pred = predictor(image)
+        except (UserInputError, torch.OutOfMemoryError) as e:  # this image only: go on with the next
+            logger.error("[%d/%d] %s: skipped: %s", i, len(files), path, e)
+            failed += 1
+            continue
         pred.source = path
         written = ""
         if output is not None:
@@ -260,6 +271,7 @@ def main(argv: list[str] | None = None, predictor: SegmentationPredictor | None 
         cfg.merge_from_file(args.config_file)
         cfg.merge_from_list(list(args.opts))
         vocab: Vocabulary = load_vocabulary(args.vocabulary, args.vocabulary_file, args.dataset_vocabulary, cfg)
+        check_vocabulary_files(cfg)
     except (VocabularyError, ValueError, KeyError, FileNotFoundError) as e:
         logger.error("%s", e)
         return 2
@@ -310,7 +322,7 @@ def main(argv: list[str] | None = None, predictor: SegmentationPredictor | None 
         return 1 if failed else 0
     try:
         run_video(predictor, 0 if args.webcam else args.video_input, args.output)
-    except OSError as e:
+    except (OSError, UserInputError) as e:
         logger.error("%s", e)
         return 1
     return 0
