@@ -144,3 +144,16 @@ def test_demo_goes_on_after_an_image_too_elongated_to_segment(tmp_path):
     ]
     assert json.loads((out / "b_strip50_segments.json").read_text())["width"] == 20000
     assert np.asarray(Image.open(out / "c_scene_overlay.png")).shape[0] == 48
+
+
+def test_demo_refuses_a_vocabulary_file_entry_it_would_ignore(predictor, tmp_path, caplog):
+    Image.fromarray(scene()).save(tmp_path / "scene.png")
+    out = tmp_path / "out"
+    rc = demo_cli.main(
+        ["--config-file", TINY, "--input", str(tmp_path / "scene.png"), "--output", str(out),
+         "--opts", "DATASETS.VOCABULARY_FILES", "('synthetic_shapes_val_panoptc:v.txt',)"],
+        predictor=predictor,
+    )
+    assert rc == 2 and not out.exists()
+    assert ("DATASETS.VOCABULARY_FILES entry 'synthetic_shapes_val_panoptc:v.txt' names "
+            "'synthetic_shapes_val_panoptc', which is not a registered dataset; valid names: ") in caplog.text
