@@ -153,26 +153,19 @@ def overlay(prediction: Prediction, legend: bool = True) -> np.ndarray:
 
 
 def run_images(predictor: SegmentationPredictor, files: list[str], output: str | None) -> tuple[int, int]:
-    """Predict and write every image; returns (done, failed)."""
-    from frozenseg.utils.image_io import ImageReadError, read_image
-
+    """Predict and write every image; returns (done, failed). An image that cannot be read or
+    segmented (a user error of that image, or out of device memory) is reported in one line and
+    skipped, with nothing written for it."""
     single_file = output is not None and len(files) == 1 and os.path.splitext(output)[1].lower() in IMAGE_EXTENSIONS
     stems = output_stems(files)
     done = failed = 0
     for i, (path, stem) in enumerate(zip(files, stems), start=1):
         try:
-            image = read_image(path)
-        except (FileNotFoundError, ImageReadError, OSError) as e:
+            pred = predictor(path)
+        except (OSError, UserInputError, torch.OutOfMemoryError) as e:  # this image only: go on
             logger.error("[%d/%d] %s: skipped: %s", i, len(files), path, e)
             failed += 1
             continue
-        try:
-            pred = predictor(image)
-        except (UserInputError, torch.OutOfMemoryError) as e:  # this image only: go on with the next
-            logger.error("[%d/%d] %s: skipped: %s", i, len(files), path, e)
-            failed += 1
-            continue
-        pred.source = path
         written = ""
         if output is not None:
             paths = write_prediction(pred, output, overlay=overlay(pred), stem=None if single_file else stem)
@@ -185,7 +178,7 @@ def run_images(predictor: SegmentationPredictor, files: list[str], output: str |
                 break
         logger.info(
             "[%d/%d] %s: %s (%dx%d) in %.2f s%s",
-            i, len(files), path, pred.summary(), image.shape[1], image.shape[0], pred.seconds, written,
+            i, len(files), path, pred.summary(), pred.image.shape[1], pred.image.shape[0], pred.seconds, written,
         )
         done += 1
     return done, failed

@@ -134,7 +134,7 @@ def test_demo_goes_on_after_an_image_too_elongated_to_segment(tmp_path):
     assert "Traceback" not in text
     refused = [ln for ln in text.splitlines() if "a_strip30.png: skipped: " in ln]
     assert len(refused) == 1 and refused[0].endswith(
-        "The image (20000x30 pixels) is too elongated to segment: a 32 px short side needs more than "
+        f"Image {str(images / 'a_strip30.png')!r} (20000x30 pixels) is too elongated to segment: a 32 px short side needs more than "
         "the 512000 input pixels allowed (INPUT.MIN_SIZE_TEST x INPUT.MAX_SIZE_TEST); crop it into pieces "
         "whose long side is at most 500 times the short side, or raise INPUT.MAX_SIZE_TEST to 10667.")
     assert "2 images done, 1 failed" in text
