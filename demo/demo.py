@@ -20,7 +20,10 @@ Per image, ``--output DIR`` receives ``<stem>_overlay.png`` (labelled colour ove
 panel for semantic), ``<stem>_ids.png`` (segment ids for panoptic/instance with 0 = none, class
 indices for semantic with 255 = none, 16-bit when needed) and ``<stem>_segments.json`` (class,
 score, area, bbox per segment). A per-image summary (segments, time) is printed. Unreadable
-inputs are reported and skipped; the exit status is then 1.
+inputs, images too elongated to segment within the pixel budget (see
+:meth:`frozenseg.data.dataset_mappers.test_mapper.TestDatasetMapper.input_size`) and images that
+run out of device memory are reported in one line and skipped, nothing is written for them, and
+the run goes on with the next image; the exit status is then 1.
 
 The work is done by the package: :mod:`frozenseg.data.vocabulary` (the vocabulary),
 :class:`frozenseg.engine.predictor.SegmentationPredictor` (the model),
@@ -38,9 +41,12 @@ import sys
 import time
 
 import numpy as np
+import torch
 
+from frozenseg.data.builtin import check_vocabulary_files
 from frozenseg.data.vocabulary import Vocabulary, VocabularyError, load_vocabulary
 from frozenseg.engine.predictor import TASKS, Prediction, SegmentationPredictor
+from frozenseg.utils.errors import UserInputError
 from frozenseg.utils.prediction_io import write_prediction
 from frozenseg.utils.visualizer import SegmentationVisualizer
 
@@ -147,21 +153,19 @@ def overlay(prediction: Prediction, legend: bool = True) -> np.ndarray:
 
 
 def run_images(predictor: SegmentationPredictor, files: list[str], output: str | None) -> tuple[int, int]:
-    """Predict and write every image; returns (done, failed)."""
-    from frozenseg.utils.image_io import ImageReadError, read_image
-
+    """Predict and write every image; returns (done, failed). An image that cannot be read or
+    segmented (a user error of that image, or out of device memory) is reported in one line and
+    skipped, with nothing written for it."""
     single_file = output is not None and len(files) == 1 and os.path.splitext(output)[1].lower() in IMAGE_EXTENSIONS
     stems = output_stems(files)
     done = failed = 0
     for i, (path, stem) in enumerate(zip(files, stems), start=1):
         try:
-            image = read_image(path)
-        except (FileNotFoundError, ImageReadError, OSError) as e:
+            pred = predictor(path)
+        except (OSError, UserInputError, torch.OutOfMemoryError) as e:  # this image only: go on
             logger.error("[%d/%d] %s: skipped: %s", i, len(files), path, e)
             failed += 1
             continue
-        pred = predictor(image)
-        pred.source = path
         written = ""
         if output is not None:
             paths = write_prediction(pred, output, overlay=overlay(pred), stem=None if single_file else stem)
@@ -174,7 +178,7 @@ def run_images(predictor: SegmentationPredictor, files: list[str], output: str |
                 break
         logger.info(
             "[%d/%d] %s: %s (%dx%d) in %.2f s%s",
-            i, len(files), path, pred.summary(), image.shape[1], image.shape[0], pred.seconds, written,
+            i, len(files), path, pred.summary(), pred.image.shape[1], pred.image.shape[0], pred.seconds, written,
         )
         done += 1
     return done, failed
@@ -260,6 +264,7 @@ def main(argv: list[str] | None = None, predictor: SegmentationPredictor | None 
         cfg.merge_from_file(args.config_file)
         cfg.merge_from_list(list(args.opts))
         vocab: Vocabulary = load_vocabulary(args.vocabulary, args.vocabulary_file, args.dataset_vocabulary, cfg)
+        check_vocabulary_files(cfg)
     except (VocabularyError, ValueError, KeyError, FileNotFoundError) as e:
         logger.error("%s", e)
         return 2
@@ -310,7 +315,7 @@ def main(argv: list[str] | None = None, predictor: SegmentationPredictor | None 
         return 1 if failed else 0
     try:
         run_video(predictor, 0 if args.webcam else args.video_input, args.output)
-    except OSError as e:
+    except (OSError, UserInputError) as e:
         logger.error("%s", e)
         return 1
     return 0

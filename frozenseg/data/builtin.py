@@ -17,6 +17,7 @@ honouring user overrides (``DATASETS.VOCABULARY_FILES`` entries ``"dataset_name:
 from __future__ import annotations
 
 import colorsys
+import difflib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ __all__ = [
     "set_vocabulary_file",
     "apply_vocabulary_overrides",
     "vocabulary_file_overrides",
+    "check_vocabulary_files",
+    "check_dataset_config",
     "export_dataset_vocabulary",
     "dataset_class_colors",
 ]
@@ -457,14 +460,29 @@ def set_vocabulary_file(dataset_name: str, path: str) -> list[str]:
     return vocab
 
 
+def _run_datasets(cfg) -> list[str]:
+    """The datasets of ``DATASETS.TRAIN`` and ``DATASETS.TEST``, in order, without repeats."""
+    return list(dict.fromkeys([*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]))
+
+
+def _valid_names_hint(cfg, name: str = "") -> str:
+    """``"valid names: a, b (DATASETS.TRAIN and DATASETS.TEST); did you mean a?"``."""
+    used = _run_datasets(cfg)
+    close = difflib.get_close_matches(name, used, n=3, cutoff=0.6) if name else []
+    return (f"valid names: {', '.join(used) if used else 'none'} (DATASETS.TRAIN and DATASETS.TEST)"
+            + (f"; did you mean {', '.join(close)}?" if close else "."))
+
+
 def vocabulary_file_overrides(cfg) -> dict[str, str]:
     """``cfg.DATASETS.VOCABULARY_FILES`` (``"dataset_name:path"`` strings) as
-    ``{dataset_name: path}``; the one place that reads and checks that option."""
+    ``{dataset_name: path}``; the one place that reads and checks that option (its form here,
+    its dataset names in :func:`check_vocabulary_files`)."""
     overrides: dict[str, str] = {}
     for item in cfg.DATASETS.VOCABULARY_FILES if cfg is not None else ():
         if ":" not in item:
             raise VocabularyError(
-                f"DATASETS.VOCABULARY_FILES entry {item!r} must be 'dataset_name:path'."
+                f"DATASETS.VOCABULARY_FILES entry {item!r} must be 'dataset_name:path'; "
+                + _valid_names_hint(cfg)
             )
         name, path = (part.strip() for part in item.split(":", 1))
         if name in overrides:
@@ -474,6 +492,36 @@ def vocabulary_file_overrides(cfg) -> dict[str, str]:
             )
         overrides[name] = path
     return overrides
+
+
+def check_vocabulary_files(cfg) -> None:
+    """Refuse, with one sentence (:class:`VocabularyError` listing the valid names and the close
+    ones), a ``DATASETS.VOCABULARY_FILES`` entry that would be ignored: every entry must be
+    ``"dataset_name:path"`` with a registered dataset of ``DATASETS.TRAIN`` or ``DATASETS.TEST``,
+    or of a vocabulary already loaded with this file
+    (``load_vocabulary(dataset_vocabulary=name, cfg=cfg)``). Run when a run starts
+    (``setup_cfg``, the predictor, the demo); the file itself is read when the vocabulary is."""
+    used = _run_datasets(cfg)
+    for name, path in vocabulary_file_overrides(cfg).items():
+        if name in DatasetCatalog and (name in used or MetadataCatalog.get(name).get("vocabulary_file") == path):
+            continue
+        why = ("is not a registered dataset" if name not in DatasetCatalog
+               else "is not in DATASETS.TRAIN or DATASETS.TEST, so the file would be ignored")
+        raise VocabularyError(
+            f"DATASETS.VOCABULARY_FILES entry '{name}:{path}' names {name!r}, which {why}; "
+            + _valid_names_hint(cfg, name)
+        )
+
+
+def check_dataset_config(cfg) -> None:
+    """Check the dataset options of a run before it starts: every dataset of ``DATASETS.TRAIN``
+    and ``DATASETS.TEST`` is registered (:meth:`DatasetCatalog.require
+    <frozenseg.data.catalog._DatasetCatalog.require>`, close names suggested) and every
+    ``DATASETS.VOCABULARY_FILES`` entry is used (:func:`check_vocabulary_files`)."""
+    for key in ("TRAIN", "TEST"):
+        for name in cfg.DATASETS[key]:
+            DatasetCatalog.require(name, f"DATASETS.{key}")
+    check_vocabulary_files(cfg)
 
 
 def apply_vocabulary_overrides(cfg) -> None:
@@ -489,7 +537,10 @@ def dataset_vocabulary(dataset_name: str, cfg=None) -> list[str]:
     for instance datasets the thing classes). Built-in datasets: the released system's class
     strings (:mod:`frozenseg.data.released`), nothing read from disk. A user vocabulary file set
     through ``cfg`` (``DATASETS.VOCABULARY_FILES``) or :func:`set_vocabulary_file` replaces it.
+    Raises :class:`~frozenseg.data.catalog.DatasetNotRegisteredError` when ``dataset_name`` is
+    not registered.
     """
+    DatasetCatalog.require(dataset_name)
     path = vocabulary_file_overrides(cfg).get(dataset_name)
     if path is not None:
         return set_vocabulary_file(dataset_name, path)
@@ -514,14 +565,10 @@ def export_dataset_vocabulary(dataset_name: str, path: str, cfg=None) -> str:
     file, with the dataset's own ids (contiguous ids where the metadata maps none), to start a
     ``DATASETS.VOCABULARY_FILES`` override from. Returns ``path``.
 
-    Raises ``KeyError`` with close matches when ``dataset_name`` is not registered.
+    Raises :class:`~frozenseg.data.catalog.DatasetNotRegisteredError` (a ``KeyError``) with
+    close matches when ``dataset_name`` is not registered.
     """
-    if dataset_name not in DatasetCatalog:
-        import difflib
-
-        close = difflib.get_close_matches(dataset_name, DatasetCatalog.list(), n=3, cutoff=0.3)
-        raise KeyError(f"Dataset {dataset_name!r} is not registered"
-                       + (f"; did you mean {', '.join(close)}?" if close else "."))
+    DatasetCatalog.require(dataset_name)
     meta = MetadataCatalog.get(dataset_name)
     dataset_id: dict[int, int] = {}
     for key in ("stuff_dataset_id_to_contiguous_id", "thing_dataset_id_to_contiguous_id"):

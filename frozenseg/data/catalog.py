@@ -8,13 +8,23 @@ files are read only then). ``MetadataCatalog.get(name)`` returns (creating on fi
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections import UserDict
 from typing import Any, Callable
 
-__all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata"]
+from ..utils.errors import UserInputError
+
+__all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata", "DatasetNotRegisteredError"]
 
 logger = logging.getLogger(__name__)
+
+
+class DatasetNotRegisteredError(UserInputError, KeyError):
+    """A dataset name (in ``DATASETS.TRAIN``/``TEST``, a vocabulary option, ...) is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the sentence
+        return str(self.args[0])
 
 
 class _Catalog(UserDict):
@@ -52,16 +62,22 @@ class _DatasetCatalog(_Catalog):
             raise KeyError(f"Dataset {name!r} is already registered.")
         self[name] = func
 
+    def require(self, name: str, setting: str = "") -> None:
+        """Raise :class:`DatasetNotRegisteredError` (one sentence with the closest registered
+        names) unless ``name`` is registered; ``setting`` names where it was given
+        (``"DATASETS.TEST"``)."""
+        if name in self:
+            return
+        close = difflib.get_close_matches(name, self.list(), n=3, cutoff=0.3)
+        where = f" (in {setting})" if setting else ""
+        hint = (f"did you mean {', '.join(close)}?" if close else
+                "register it with DatasetCatalog.register or use a built-in name (datasets/README.md).")
+        raise DatasetNotRegisteredError(f"Dataset {name!r}{where} is not registered; {hint}")
+
     def get(self, name: str) -> list[dict]:  # type: ignore[override]
         """Call the registered function of ``name`` and return its dataset dicts."""
-        try:
-            func = self[name]
-        except KeyError as e:
-            raise KeyError(
-                f"Dataset {name!r} is not registered. Registered datasets: "
-                f"{', '.join(sorted(self.keys()))}."
-            ) from e
-        return func()
+        self.require(name)
+        return self[name]()
 
 
 class Metadata:

@@ -113,13 +113,16 @@ def resolve_device(cfg, args=None) -> None:
 
 
 def setup_cfg(args, freeze: bool = True):
-    """Config from ``args``: defaults, ``--config-file``, then the ``KEY VALUE`` overrides."""
+    """Config from ``args``: defaults, ``--config-file``, then the ``KEY VALUE`` overrides; its
+    dataset options checked (:func:`frozenseg.data.builtin.check_dataset_config`)."""
     from .. import get_cfg
+    from ..data.builtin import check_dataset_config
 
     cfg = get_cfg()
     if args.config_file:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(list(args.opts or []))
+    check_dataset_config(cfg)
     resolve_device(cfg, args)
     if freeze:
         cfg.freeze()

@@ -38,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..data.builtin import check_vocabulary_files
 from ..data.dataset_mappers.test_mapper import TestDatasetMapper
 from ..data.vocabulary import (
     Vocabulary,
@@ -158,7 +159,8 @@ class SegmentationPredictor:
             the segment, of the pixel's class probability normalised over the vocabulary.
         model: an already built model (skips building and weight loading).
 
-    ``MODEL.WEIGHTS`` is loaded when set (released or project checkpoints); a checkpoint that
+    ``DATASETS.VOCABULARY_FILES`` entries are checked first
+    (:func:`~frozenseg.data.builtin.check_vocabulary_files`). ``MODEL.WEIGHTS`` is loaded when set (released or project checkpoints); a checkpoint that
     contains the frozen CLIP and SAM weights makes loading them from their own sources
     unnecessary. The vocabulary's text embeddings are computed once, when it is set (and reused
     from the disk cache in ``MODEL.FROZEN_SEG.TEXT_CACHE_DIR`` across runs). SAM proposal masks
@@ -176,6 +178,7 @@ class SegmentationPredictor:
         model: torch.nn.Module | None = None,
     ):
         self.cfg = cfg.clone()
+        check_vocabulary_files(self.cfg)  # an entry nothing uses is a mistake: say so now
         if self.cfg.TEST.USE_SAM_MASKS:
             logger.warning("TEST.USE_SAM_MASKS is ignored by the predictor (no cached SAM proposals for new images).")
             self.cfg.TEST.USE_SAM_MASKS = False
@@ -264,15 +267,24 @@ class SegmentationPredictor:
             )
 
     # -- inference ------------------------------------------------------------------------------
-    def _model_input(self, image: np.ndarray) -> dict[str, Any]:
+    def _model_input(self, image: np.ndarray, name: str = "") -> dict[str, Any]:
         """The model input of an (H, W, 3) uint8 RGB image: the test mapper's resize of the
-        (3, H, W) tensor, and the original size to return predictions at."""
+        (3, H, W) tensor, and the original size to return predictions at. Raises
+        :class:`~frozenseg.data.dataset_mappers.test_mapper.ImageSizeError` (naming ``name``) for
+        an image too elongated to segment."""
         h, w = image.shape[:2]
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-        return {"image": self.mapper.resize(tensor), "height": h, "width": w}
+        return {"image": self.mapper.resize(tensor, name), "height": h, "width": w}
 
     def __call__(self, image: np.ndarray | str) -> Prediction:
-        """Predict one image (a path, or an RGB uint8 (H, W, 3) array)."""
+        """Predict one image (a path, or an RGB uint8 (H, W, 3) array).
+
+        Errors of one image are user errors (:class:`~frozenseg.utils.errors.UserInputError`,
+        one sentence) and leave the predictor usable for the next: an unreadable file
+        (``ImageReadError``) and an image too elongated to segment within the pixel budget
+        (``ImageSizeError``, see :meth:`TestDatasetMapper.input_size
+        <frozenseg.data.dataset_mappers.test_mapper.TestDatasetMapper.input_size>`).
+        """
         source = ""
         if isinstance(image, (str, os.PathLike)):
             source = os.fspath(image)
@@ -282,7 +294,7 @@ class SegmentationPredictor:
             raise ValueError(f"image must be an RGB uint8 (H, W, 3) array, got {image.dtype} {image.shape}.")
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = self.model([self._model_input(image)])[0]
+            out = self.model([self._model_input(image, source)])[0]
             pred = self._to_prediction(image, out)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

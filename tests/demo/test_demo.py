@@ -104,3 +104,56 @@ def test_demo_video_and_usage_errors(predictor, tmp_path, monkeypatch):
                           str(tmp_path)], predictor=predictor) == 2
     assert demo_cli.main(["--config-file", TINY, "--input", str(video), "--vocabulary", "a;;b",
                           "--output", str(tmp_path)], predictor=predictor) == 2
+
+
+def test_demo_goes_on_after_an_image_too_elongated_to_segment(tmp_path):
+    """demo/demo.py as a command: a 20000x30 image (refused: one line, no files), a 20000x50 one
+    (segmented within the pixel budget) and an ordinary one after them (segmented); exit status
+    1 for the refused image, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from ..engine.test_predictor import _strip
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(_strip(30, 20000)).save(images / "a_strip30.png")
+    Image.fromarray(_strip(50, 20000)).save(images / "b_strip50.png")
+    Image.fromarray(scene()).save(images / "c_scene.png")
+    out = tmp_path / "out"
+    opts = ["SEED", "0", "MODEL.SAM_IMAGE_SIZE", "256", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "8000"]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1")
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "demo" / "demo.py"), "--config-file", TINY, "--input", str(images),
+         "--output", str(out), "--vocabulary", "sky;grass", "--task", "semantic", "--opts", *opts],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1, text
+    assert "Traceback" not in text
+    refused = [ln for ln in text.splitlines() if "a_strip30.png: skipped: " in ln]
+    assert len(refused) == 1 and refused[0].endswith(
+        f"Image {str(images / 'a_strip30.png')!r} (20000x30 pixels) is too elongated to segment: a 32 px short side needs more than "
+        "the 512000 input pixels allowed (INPUT.MIN_SIZE_TEST x INPUT.MAX_SIZE_TEST); crop it into pieces "
+        "whose long side is at most 500 times the short side, or raise INPUT.MAX_SIZE_TEST to 10667.")
+    assert "2 images done, 1 failed" in text
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"{stem}_{kind}" for stem in ("b_strip50", "c_scene")
+        for kind in ("ids.png", "overlay.png", "segments.json")
+    ]
+    assert json.loads((out / "b_strip50_segments.json").read_text())["width"] == 20000
+    assert np.asarray(Image.open(out / "c_scene_overlay.png")).shape[0] == 48
+
+
+def test_demo_refuses_a_vocabulary_file_entry_it_would_ignore(predictor, tmp_path, caplog):
+    Image.fromarray(scene()).save(tmp_path / "scene.png")
+    out = tmp_path / "out"
+    rc = demo_cli.main(
+        ["--config-file", TINY, "--input", str(tmp_path / "scene.png"), "--output", str(out),
+         "--opts", "DATASETS.VOCABULARY_FILES", "('synthetic_shapes_val_panoptc:v.txt',)"],
+        predictor=predictor,
+    )
+    assert rc == 2 and not out.exists()
+    assert ("DATASETS.VOCABULARY_FILES entry 'synthetic_shapes_val_panoptc:v.txt' names "
+            "'synthetic_shapes_val_panoptc', which is not a registered dataset; valid names: ") in caplog.text

@@ -93,3 +93,32 @@ def test_missing_dataset_folder(tmp_path):
 def test_unknown_key_keeps_its_suggestion(shapes_data, tmp_path, override):
     msg = _the_error(_run(_base(tmp_path / "out", *override), shapes_data, tmp_path))
     assert "Unknown config key 'SOLVER.MAX_ITERS'" in msg and "Did you mean SOLVER.MAX_ITER" in msg
+
+
+@pytest.mark.parametrize("entry,expected", [
+    ("synthetic_shapes_val_panoptc:{v}",  # mistyped dataset name: it used to be ignored (rc 0)
+     "DATASETS.VOCABULARY_FILES entry 'synthetic_shapes_val_panoptc:{v}' names 'synthetic_shapes_val_panoptc', "
+     "which is not a registered dataset; valid names: synthetic_shapes_train_panoptic, "
+     "synthetic_shapes_val_panoptic (DATASETS.TRAIN and DATASETS.TEST); did you mean "
+     "synthetic_shapes_val_panoptic, synthetic_shapes_train_panoptic?"),
+    ("{v}",  # no "name:" prefix
+     "DATASETS.VOCABULARY_FILES entry '{v}' must be 'dataset_name:path'; valid names: "
+     "synthetic_shapes_train_panoptic, synthetic_shapes_val_panoptic (DATASETS.TRAIN and DATASETS.TEST)."),
+])
+def test_vocabulary_file_entry_that_would_be_ignored(shapes_data, tmp_path, entry, expected):
+    vocab = tmp_path / "shapes.txt"
+    vocab.write_text("".join(f"{i}:class{i}\n" for i in range(8)))
+    out = tmp_path / "out"
+    args = _base(out, "DATASETS.VOCABULARY_FILES", f"('{entry.format(v=vocab)}',)")
+    assert _the_error(_run(args, shapes_data, tmp_path)) == expected.format(v=vocab)
+    assert not out.exists()  # refused before the run wrote anything
+
+
+def test_unregistered_test_dataset_is_named(shapes_data, tmp_path):
+    """It used to stop with "Dataset 'x' has no vocabulary" after building the model."""
+    out = tmp_path / "out"
+    args = ["--eval-only", *_base(out, "DATASETS.TEST", "('synthetic_shapes_val_panoptc',)")]
+    assert _the_error(_run(args, shapes_data, tmp_path)) == (
+        "Dataset 'synthetic_shapes_val_panoptc' (in DATASETS.TEST) is not registered; did you mean "
+        "synthetic_shapes_val_panoptic, synthetic_shapes_train_panoptic, synthetic_shapes_val_sem_seg?")
+    assert not out.exists()

@@ -104,3 +104,38 @@ def test_dataset_vocabulary_is_used_verbatim_with_the_benchmark_colours(predicto
     finally:
         predictor.set_task("panoptic")
         predictor.set_vocabulary(["cat"])
+
+
+def _strip(h: int, w: int) -> np.ndarray:
+    """An (h, w, 3) uint8 image of two bands (issue 11: 20000x30 and 20000x50 images)."""
+    img = np.full((h, w, 3), (110, 170, 235), np.uint8)
+    img[h // 2 :] = (60, 150, 50)
+    return img
+
+
+def test_extreme_aspect_ratios_are_refused_in_one_sentence_or_segmented(predictor, tmp_path):
+    """A 20000x30 image made the resize round its height to 0 (RuntimeError) and a 20000x50 one
+    was squeezed to 1 px: now the image is refused in one sentence naming it when no input within
+    the pixel budget keeps a 32 px short side, else segmented at such an input; the predictor
+    goes on with the next image either way."""
+    from frozenseg.data.dataset_mappers.test_mapper import ImageSizeError
+
+    path = tmp_path / "strip.png"
+    Image.fromarray(_strip(30, 20000)).save(path)
+    with pytest.raises(ImageSizeError) as e:  # FAST_OPTS: 64 x 128 = 8192 input pixels at most
+        predictor(str(path))
+    assert str(e.value).startswith(f"Image {str(path)!r} (20000x30 pixels) is too elongated to segment: ")
+    with pytest.raises(ImageSizeError, match=r"^The image \(20000x50 pixels\) is too elongated"):
+        predictor(_strip(50, 20000))
+    assert predictor(scene()).ids.shape == (48, 64)  # the next image is fine
+
+    cfg = predictor.cfg.clone()
+    cfg.defrost()
+    cfg.INPUT.MAX_SIZE_TEST = 8000  # 64 x 8000 pixels: enough for 20000x50, not for 20000x30
+    wide = SegmentationPredictor(cfg, model=predictor.model, vocabulary=["sky", "grass"], task="semantic")
+    with pytest.raises(ImageSizeError, match="raise INPUT.MAX_SIZE_TEST to 10667"):
+        wide(_strip(30, 20000))
+    for h, w in [(50, 20000), (20000, 50)]:
+        assert tuple(wide._model_input(_strip(h, w))["image"].shape[1:]) in [(36, 14311), (14311, 36)]
+        pred = wide(_strip(h, w))
+        assert pred.ids.shape == (h, w) and sum(s["area"] for s in pred.segments) == h * w

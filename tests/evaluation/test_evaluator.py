@@ -108,3 +108,43 @@ def test_comm_without_process_group_is_single_process():
     assert comm.all_gather({"a": 1}) == [{"a": 1}]
     assert comm.gather(3) == [3]
     comm.synchronize()  # no-op
+
+
+class _Shapes(DatasetEvaluator):
+    """Records, per image, the model input size and the size of the semantic output."""
+
+    def reset(self):
+        self.seen = []
+
+    def process(self, inputs, outputs):
+        for x, y in zip(inputs, outputs):
+            self.seen.append((x["image_id"], tuple(x["image"].shape[1:]), tuple(y["sem_seg"].shape[1:])))
+
+    def evaluate(self):
+        return {"shapes": {"n": float(len(self.seen))}}
+
+
+def test_inference_on_dataset_goes_through_an_image_too_elongated_for_the_predictor(tmp_path, caplog):
+    """Issue 11, item 1: a 20000x30 image in a dataset crashed the test-time resize (height 0).
+    Evaluation segments it at the largest input within the pixel budget (with a warning), so the
+    benchmark keeps one prediction per image, and goes on with the next image."""
+    from PIL import Image
+
+    from frozenseg.data import build_detection_test_loader
+    from frozenseg.data.dataset_mappers import TestDatasetMapper
+
+    from ..engine.test_predictor import _strip, scene, tiny_predictor
+
+    Image.fromarray(_strip(30, 20000)).save(tmp_path / "strip.png")
+    Image.fromarray(scene()).save(tmp_path / "scene.png")
+    dataset = [{"file_name": str(tmp_path / "strip.png"), "image_id": 1},
+               {"file_name": str(tmp_path / "scene.png"), "image_id": 2}]
+    loader = build_detection_test_loader(dataset=dataset, mapper=TestDatasetMapper(64, 128), num_workers=0)
+    model = tiny_predictor().model
+    ev = _Shapes()
+    with caplog.at_level(logging.WARNING, logger="frozenseg.data"):
+        assert inference_on_dataset(model, loader, ev) == {"shapes": {"n": 2.0}}
+    (id1, in1, out1), (id2, in2, out2) = ev.seen
+    assert (id1, out1, id2, out2) == (1, (30, 20000), 2, (48, 64))
+    assert in1[1] == 256 and 1 <= in1[0] < 32 and in2 == (64, 85)
+    assert "(20000x30 pixels) is too elongated for a 32 px short side" in caplog.text

@@ -178,6 +178,7 @@ class TextClassifierBuilder:
         self._memory: dict[tuple, tuple[torch.Tensor, list[int]]] = {}
         self._templates_key = _sha256("\n".join(templates))
         self._disk_write_failed = False
+        self._warned_cut: set[str] = set()  # synonyms whose prompts were cut (warned once)
 
     @classmethod
     def from_config(cls, cfg, encoder: TextEncoder) -> dict:
@@ -266,6 +267,7 @@ class TextClassifierBuilder:
         prompts = [t.format(s) for s in synonyms for t in self.templates]
         tokens = self.encoder.tokenize(prompts).long()  # (M*T, L_ctx)
         lengths = tokens.argmax(dim=-1) + 1  # end-of-text (largest id) position + 1
+        self._warn_cut_prompts(synonyms, lengths.view(len(synonyms), n_t), tokens.shape[1])
         feats = None
         if self.share_prefixes and self._encoder_shares_prefixes():
             feats = self._encode_prompts_shared_prefix(tokens, lengths, len(synonyms), n_t)
@@ -273,6 +275,32 @@ class TextClassifierBuilder:
             feats = self._encode_prompts(tokens, lengths)
         feats = feats.reshape(len(synonyms), n_t, -1).mean(dim=1)
         return F.normalize(feats, dim=-1)
+
+    def _word_tokens(self, text: str) -> int:
+        """Number of tokens of ``text`` without start/end-of-text, counted word by word (CLIP's
+        BPE never merges across spaces), so a text longer than the context is counted whole."""
+        words = text.split()
+        if not words:
+            return 0
+        return int((self.encoder.tokenize(words).long().argmax(dim=-1) - 1).sum())
+
+    def _warn_cut_prompts(self, synonyms: list[str], lengths: torch.Tensor, n_ctx: int) -> None:
+        """Warn once per synonym whose prompts the tokenizer cut at the context length ``n_ctx``
+        (CLIP: 77 tokens), naming it and its token count. ``lengths``: (M, T) prompt lengths in
+        tokens as tokenised (a cut prompt ends at the context length)."""
+        for i in (lengths >= n_ctx).any(dim=1).nonzero().flatten().tolist():
+            synonym = synonyms[i]
+            if synonym in self._warned_cut:
+                continue
+            n_cut = sum(self._word_tokens(t.format(synonym)) + 2 > n_ctx for t in self.templates)
+            if n_cut:
+                self._warned_cut.add(synonym)
+                logger.warning(
+                    "Class name %r is %d tokens long: %d of its %d prompts exceed the text encoder's "
+                    "%d-token context and are cut, so the end of the name is ignored; shorten it "
+                    "(or split it into synonyms with ',').",
+                    synonym, self._word_tokens(synonym), n_cut, len(self.templates), n_ctx,
+                )
 
     def _encode_prompts(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(N, D) normalised features of whole prompts, length-sorted truncated batches."""
