@@ -1,6 +1,7 @@
 """Test-time augmentation for semantic segmentation (``TEST.AUG.*``), as Mask2Former's
 ``SemanticSegmentorWithTTA``: every image is run at each shortest-edge size of
-``TEST.AUG.MIN_SIZES`` (longest edge capped at ``TEST.AUG.MAX_SIZE``), and horizontally flipped
+``TEST.AUG.MIN_SIZES`` (longest edge capped at ``TEST.AUG.MAX_SIZE``; elongated images follow
+:meth:`TestDatasetMapper.input_size`), and horizontally flipped
 too when ``TEST.AUG.FLIP``; the per-class semantic scores, all returned at the original image
 size, are averaged. Only ``"sem_seg"`` is returned (panoptic/instance outputs are switched off
 during TTA).
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.dataset_mappers.common import shortest_edge_size
+from ..data.dataset_mappers.test_mapper import TestDatasetMapper
 
 __all__ = ["SemanticSegmentorWithTTA"]
 
@@ -77,7 +78,8 @@ class SemanticSegmentorWithTTA(nn.Module):
         sam = x.get("sam_masks")
         total, n = None, 0
         for min_size in self.min_sizes:
-            size = shortest_edge_size(h, w, min_size, self.max_size)
+            # the test mapper's size rule at this scale (elongated images are kept segmentable)
+            size = TestDatasetMapper(min_size, self.max_size).input_size(h, w, strict=False)
             img = _resize_image(original, size)
             extra = {k: v for k, v in x.items() if k not in ("image", "sam_masks", "height", "width")}
             base = {**extra, "image": img, "height": h, "width": w}

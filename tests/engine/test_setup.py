@@ -81,6 +81,17 @@ def test_tta_averages_flips_and_scales_at_original_size():
     assert model.panoptic_on  # restored
 
 
+def test_tta_segments_an_elongated_image_instead_of_crashing():
+    """A 2000x3 image: the plain shortest-edge rule would make a 0-pixel side at every scale;
+    TTA follows the test mapper's rule and still returns scores at the original size."""
+    from frozenseg import get_cfg
+
+    tta = SemanticSegmentorWithTTA(get_cfg(), _ScaleEcho(), min_sizes=(16, 24), max_size=100, flip=True)
+    image = torch.full((3, 3, 2000), 100, dtype=torch.uint8)
+    out = tta([{"image": image, "height": 3, "width": 2000}])[0]["sem_seg"]
+    assert out.shape == (2, 3, 2000) and torch.isfinite(out).all()
+
+
 def test_synthetic_dataset_generated_on_first_use(tmp_path, monkeypatch):
     import frozenseg.data as fdata
     from frozenseg import get_cfg
