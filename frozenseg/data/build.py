@@ -42,6 +42,7 @@ import torch
 import torch.utils.data as torchdata
 
 from ..utils import comm
+from ..utils.errors import ConfigValueError
 from ..utils.rng import derive_seed, rng_state, seed_all_rng, set_rng_state
 from .catalog import DatasetCatalog
 
@@ -67,10 +68,10 @@ _PASS, _BLOCK, _MAP = 1, 2, 3
 def micro_batch_size(total_batch: int, world_size: int, accum_steps: int) -> int:
     """Images per process and micro-batch: ``IMS_PER_BATCH / (world_size * GRAD_ACCUM_STEPS)``."""
     if accum_steps < 1:
-        raise ValueError(f"SOLVER.GRAD_ACCUM_STEPS must be >= 1, got {accum_steps}.")
+        raise ConfigValueError(f"SOLVER.GRAD_ACCUM_STEPS must be >= 1, got {accum_steps}.")
     div = world_size * accum_steps
     if total_batch <= 0 or total_batch % div:
-        raise ValueError(
+        raise ConfigValueError(
             f"SOLVER.IMS_PER_BATCH ({total_batch}) must be a positive multiple of "
             f"processes x SOLVER.GRAD_ACCUM_STEPS ({world_size} x {accum_steps} = {div})."
         )
@@ -336,7 +337,7 @@ def build_detection_train_loader(cfg=None, mapper: Callable | None = None, *, da
     ``world_size`` from ``torch.distributed``.
     """
     if cfg is not None and cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
-        raise ValueError(f"Unknown DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r}; only TrainingSampler.")
+        raise ConfigValueError(f"Unknown DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r}; only TrainingSampler.")
     if dataset is None:
         dataset = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
     if mapper is None:

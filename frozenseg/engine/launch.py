@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ..utils import comm
-from ..utils.errors import USER_ERROR_EXIT_CODE, exit_on_user_error
+from ..utils.errors import USER_ERROR_EXIT_CODE, ConfigValueError, exit_on_user_error
 
 __all__ = ["launch", "find_free_port", "running_under_torchrun", "DEFAULT_TIMEOUT"]
 
@@ -84,12 +84,12 @@ def launch(
     if world_size <= 1:
         return main_func(*args)
     if torch.cuda.is_available() and num_gpus_per_machine > torch.cuda.device_count():
-        raise ValueError(
+        raise ConfigValueError(
             f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} GPU(s) are visible."
         )
     if dist_url is None or dist_url == "auto":
         if num_machines != 1:
-            raise ValueError("--dist-url auto only works on one machine; give tcp://<machine 0>:<port>.")
+            raise ConfigValueError("--dist-url auto only works on one machine; give tcp://<machine 0>:<port>.")
         dist_url = f"tcp://127.0.0.1:{find_free_port()}"
     if num_machines > 1 and dist_url.startswith("file://"):
         logger.warning("file:// rendezvous across machines needs a shared file system.")

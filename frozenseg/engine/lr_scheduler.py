@@ -23,6 +23,8 @@ from fvcore.common.param_scheduler import (
 )
 from torch.optim.lr_scheduler import LRScheduler
 
+from ..utils.errors import ConfigValueError
+
 __all__ = ["WarmupLR", "WarmupMultiStepLR", "WarmupPolyLR", "warmup_factor_at_iter", "build_lr_scheduler"]
 
 logger = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ def warmup_factor_at_iter(method: str, it: int, warmup_iters: int, warmup_factor
     if method == "linear":
         alpha = it / warmup_iters
         return warmup_factor * (1 - alpha) + alpha
-    raise ValueError(f"Unknown SOLVER.WARMUP_METHOD {method!r}; use 'linear' or 'constant'.")
+    raise ConfigValueError(f"Unknown SOLVER.WARMUP_METHOD {method!r}; use 'linear' or 'constant'.")
 
 
 class WarmupLR(LRScheduler):
@@ -54,7 +56,7 @@ class WarmupLR(LRScheduler):
         last_epoch: int = -1,
     ):
         if max_iter <= 0:
-            raise ValueError(f"SOLVER.MAX_ITER must be positive, got {max_iter}.")
+            raise ConfigValueError(f"SOLVER.MAX_ITER must be positive, got {max_iter}.")
         warmup_factor_at_iter(warmup_method, 0, 1, warmup_factor)  # validates the method
         self.schedule = schedule
         self.max_iter = int(max_iter)
@@ -108,7 +110,7 @@ class WarmupMultiStepLR(WarmupLR):
     ):
         milestones = [int(m) for m in milestones]
         if list(milestones) != sorted(milestones):
-            raise ValueError(f"SOLVER.STEPS must be increasing, got {milestones}.")
+            raise ConfigValueError(f"SOLVER.STEPS must be increasing, got {milestones}.")
         kept = [m for m in milestones if m <= max_iter]
         if len(kept) != len(milestones):
             logger.warning("SOLVER.STEPS %s beyond SOLVER.MAX_ITER %d are ignored.", milestones, max_iter)
@@ -166,4 +168,4 @@ def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer) -> WarmupLR:
         return WarmupMultiStepLR(optimizer, s.STEPS, gamma=s.GAMMA, **common)
     if name == "WarmupPolyLR":
         return WarmupPolyLR(optimizer, power=s.POLY_LR_POWER, constant_ending=s.POLY_LR_CONSTANT_ENDING, **common)
-    raise ValueError(f"Unknown SOLVER.LR_SCHEDULER_NAME {name!r}; use 'WarmupMultiStepLR' or 'WarmupPolyLR'.")
+    raise ConfigValueError(f"Unknown SOLVER.LR_SCHEDULER_NAME {name!r}; use 'WarmupMultiStepLR' or 'WarmupPolyLR'.")

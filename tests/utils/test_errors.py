@@ -64,3 +64,17 @@ def test_debug_and_bugs_keep_the_exception(capsys, monkeypatch):
         with exit_on_user_error("prog"):
             raise ZeroDivisionError()
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: __import__("frozenseg.data.build", fromlist=["x"]).micro_batch_size(5, 2, 1), "IMS_PER_BATCH"),
+        (lambda: __import__("frozenseg.data.build", fromlist=["x"]).micro_batch_size(4, 1, 0), "GRAD_ACCUM_STEPS"),
+    ],
+)
+def test_config_value_errors_are_user_errors(call, match):
+    """A wrong config value ends in one sentence on the command line, and stays a ValueError."""
+    with pytest.raises(ValueError, match=match) as e:
+        call()
+    assert is_user_error(e.value)
