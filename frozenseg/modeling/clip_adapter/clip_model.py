@@ -98,14 +98,14 @@ def build_ovseg_clip_model(
     device = torch.get_default_device()
     load = load_weights and device.type != "meta"
     resolved = resolve_pretrained(arch, weights, require_file=load, config_key=CLIP_WEIGHTS_KEY)
+    path = resolved.file
+    if load and resolved.tag is not None:  # before building: an unavailable tag fails fast
+        path = tag_weights_file(arch, resolved.tag, cache_dir, config_key=CLIP_WEIGHTS_KEY)
     model = open_clip.create_model(arch, pretrained=None, device=device, force_quick_gelu=True)
     if mask_prompt_depth > 0:
         add_mask_embedding(model.visual, mask_prompt_depth)
-    if load and resolved.tag is not None:
-        path = tag_weights_file(arch, resolved.tag, cache_dir, config_key=CLIP_WEIGHTS_KEY)
+    if load and path is not None:
         load_clip_weights(model, path, mask_prompts_required=mask_prompts_required)
-    elif load and resolved.file is not None:
-        load_clip_weights(model, resolved.file, mask_prompts_required=mask_prompts_required)
     return model
 
 
