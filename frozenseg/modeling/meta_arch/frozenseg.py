@@ -33,7 +33,7 @@ from ..postprocessing import (
     semantic_only_inference,
 )
 from ..sam import SAMImageEncoder
-from .inputs import prepare_image, prepare_targets
+from .inputs import checked_train_class_names, prepare_image, prepare_targets
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +125,7 @@ class FrozenSeg(nn.Module):
         self.ensemble_on_valid_mask = ensemble_on_valid_mask
         self.use_sam_masks = use_sam_masks
         self.sam_mask_pred_alpha = sam_mask_pred_alpha
-        self.train_class_names = list(train_class_names) if train_class_names else None
-        if self.train_class_names is not None and len(self.train_class_names) != criterion.num_classes:
-            raise ValueError(
-                f"The training vocabulary has {len(self.train_class_names)} classes but "
-                f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {criterion.num_classes}; make them agree."
-            )
+        self.train_class_names = checked_train_class_names(train_class_names, criterion.num_classes)
         self.vocabulary: Vocabulary | None = None
         if self.train_class_names is not None:
             self.set_vocabulary(self.train_class_names)

@@ -1,11 +1,11 @@
-"""What every meta-architecture does with its inputs: validate and convert an input image, and
-turn training annotations into padded mask targets."""
+"""What every meta-architecture does with its inputs: validate and convert an input image, turn
+training annotations into padded mask targets, and check the training vocabulary."""
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["prepare_image", "prepare_targets"]
+__all__ = ["prepare_image", "prepare_targets", "checked_train_class_names"]
 
 
 def prepare_image(x: dict, device: torch.device) -> torch.Tensor:
@@ -54,3 +54,15 @@ def prepare_targets(batched_inputs: list[dict], padded_size: tuple[int, int], de
         padded[:, : masks.shape[1], : masks.shape[2]] = masks
         targets.append({"labels": inst.gt_classes.to(device), "masks": padded})
     return targets
+
+
+def checked_train_class_names(train_class_names: list[str] | None, num_classes: int) -> list[str] | None:
+    """A copy of the training vocabulary (None stays None), which must have ``num_classes``
+    (``MODEL.SEM_SEG_HEAD.NUM_CLASSES``) classes; ``ValueError`` otherwise."""
+    names = list(train_class_names) if train_class_names else None
+    if names is not None and len(names) != num_classes:
+        raise ValueError(
+            f"The training vocabulary has {len(names)} classes but "
+            f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {num_classes}; make them agree."
+        )
+    return names

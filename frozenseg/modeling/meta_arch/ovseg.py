@@ -34,7 +34,7 @@ from ..clip_adapter import (
     prompt_templates,
 )
 from ..postprocessing import sem_seg_postprocess
-from .inputs import prepare_image, prepare_targets
+from .inputs import checked_train_class_names, prepare_image, prepare_targets
 
 logger = logging.getLogger(__name__)
 
@@ -143,13 +143,7 @@ class OVSeg(nn.Module):
         self.size_divisibility = size_divisibility
         self.clip_ensemble = clip_ensemble
         self.clip_ensemble_weight = clip_ensemble_weight
-        num_train_classes = criterion.empty_weight.shape[0] - 1
-        self.train_class_names = list(train_class_names) if train_class_names else None
-        if self.train_class_names is not None and len(self.train_class_names) != num_train_classes:
-            raise ValueError(
-                f"The training vocabulary has {len(self.train_class_names)} classes but "
-                f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {num_train_classes}; make them agree."
-            )
+        self.train_class_names = checked_train_class_names(train_class_names, criterion.empty_weight.shape[0] - 1)
         self.vocabulary: Vocabulary | None = None
         if self.train_class_names is not None:
             self.set_vocabulary(self.train_class_names)
