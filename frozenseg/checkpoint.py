@@ -1,12 +1,19 @@
-"""Loading released FrozenSeg checkpoints and the project's own.
+"""Loading released checkpoints (FrozenSeg, OVSeg) and the project's own.
 
-The project's module names are the released ones (``backbone.clip_model.*`` in open_clip's names,
-``sam.image_encoder.*`` in segment-anything's names, ``sem_seg_head.*``, ``void_embedding.weight``,
-``criterion.empty_weight``), so no key conversion is needed. Released files may also carry SAM's
-prompt encoder and mask decoder, which the segmentation model does not use: those entries are
-dropped and listed in the report. Released files may lack the frozen CLIP/SAM weights; the
-model then keeps the weights it was built with (from MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS
-and MODEL.SAM_CHECKPOINT).
+The project's module names are the released ones (FrozenSeg: ``backbone.clip_model.*`` in
+open_clip's names, ``sam.image_encoder.*`` in segment-anything's names, ``sem_seg_head.*``,
+``void_embedding.weight``, ``criterion.empty_weight``; OVSeg: ``backbone.*``, ``sem_seg_head.*``,
+``criterion.empty_weight``, ``clip_adapter.*``), so no key conversion is needed. Released
+FrozenSeg files may also carry SAM's prompt encoder and mask decoder, which the segmentation
+model does not use: those entries are dropped and listed in the report.
+
+Checkpoints may lack a model's frozen parts; the model then keeps the weights it was built with.
+Which parts those are, and the config key that supplies them instead, is a property of the model
+(its ``frozen_parts``, read by :func:`frozen_parts`): FrozenSeg's CLIP
+(MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS) and SAM (MODEL.SAM_CHECKPOINT), OVSeg's CLIP
+(MODEL.CLIP_ADAPTER.CLIP_WEIGHTS). A model may also refuse a checkpoint with a sentence more
+precise than a shape mismatch (its ``check_checkpoint_state(state, source)``; OVSeg: the CLIP
+width and the mask-prompt depth).
 
 A file that is missing, is not a checkpoint, is truncated, or holds tensors of another shape, and a
 checkpoint none of whose tensors belongs to the model, end in a one-sentence
@@ -29,7 +36,14 @@ from .utils.errors import CheckpointError, CheckpointNotFoundError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LoadReport", "load_checkpoint", "read_state_dict", "read_checkpoint_file", "require_checkpoint_file"]
+__all__ = [
+    "LoadReport",
+    "frozen_parts",
+    "load_checkpoint",
+    "read_state_dict",
+    "read_checkpoint_file",
+    "require_checkpoint_file",
+]
 
 #: What a checkpoint file is expected to be, for the error messages.
 EXPECTED_CHECKPOINT = (
@@ -37,13 +51,15 @@ EXPECTED_CHECKPOINT = (
     "written by train_net.py"
 )
 
-#: Frozen parts that a checkpoint may omit, with the config key that supplies them instead.
-FROZEN_PREFIXES = {
-    "backbone.clip_model.": "MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS",
-    "sam.image_encoder.": "MODEL.SAM_CHECKPOINT",
-}
-#: Entries of the released layout that the segmentation model does not use.
+#: Entries of the released FrozenSeg layout that the segmentation model does not use.
 UNUSED_PREFIXES = ("sam.prompt_encoder.", "sam.mask_decoder.")
+
+
+def frozen_parts(model: nn.Module | type) -> dict[str, str]:
+    """The frozen parts a checkpoint of ``model`` (an instance or its class) may omit:
+    ``{state-dict prefix: config key that supplies those weights instead}``, the model's
+    ``frozen_parts`` attribute; none when it declares none."""
+    return dict(getattr(model, "frozen_parts", {}))
 
 
 @dataclass
@@ -165,9 +181,10 @@ def load_checkpoint(
             (which then keeps all of its weights); by default that refuses, since a file that
             loads nothing is almost always the wrong file.
     Returns a ``LoadReport`` (logged once: info when it is complete, a warning otherwise).
-    Raises ``CheckpointError`` naming the checkpoint when tensors' shapes differ from the model's
-    (for example a checkpoint of another CLIP model or another number of queries) or when no
-    tensor matches; errors of reading the file as in :func:`read_checkpoint_file`.
+    Raises ``CheckpointError`` naming the checkpoint when the model's ``check_checkpoint_state``
+    refuses it, when tensors' shapes differ from the model's (for example a checkpoint of another
+    CLIP model or another number of queries) or when no tensor matches; errors of reading the
+    file as in :func:`read_checkpoint_file`.
     """
     if isinstance(path_or_state_dict, (str, os.PathLike)):
         state = read_state_dict(os.fspath(path_or_state_dict))
@@ -175,6 +192,9 @@ def load_checkpoint(
     else:
         state = _extract_state_dict(path_or_state_dict, "the given state dict")
         source = "the given state dict"
+    check = getattr(model, "check_checkpoint_state", None)
+    if callable(check):
+        check(state, source)
     report = LoadReport()
     report.dropped_unused = sorted(k for k in state if k.startswith(UNUSED_PREFIXES))
     state = {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIXES)}
@@ -195,9 +215,9 @@ def load_checkpoint(
         raise CheckpointError(
             f"None of the {len(state)} tensors of {source} belongs to the model (it has e.g. "
             f"{sorted(state)[:3]}, the model expects e.g. {sorted(expected)[:3]}): it is probably "
-            "not a FrozenSeg checkpoint; pass the right file (or allow_no_match=True to load nothing)."
+            "not a checkpoint of this model; pass the right file (or allow_no_match=True to load nothing)."
         )
-    for prefix, key in FROZEN_PREFIXES.items():
+    for prefix, key in frozen_parts(model).items():
         if any(k.startswith(prefix) for k in expected) and not any(k.startswith(prefix) for k in state):
             report.frozen_not_in_checkpoint[prefix] = key
     skipped = tuple(report.frozen_not_in_checkpoint)

@@ -320,9 +320,13 @@ _C.MODEL.CLIP_ADAPTER = CN()
 _C.MODEL.CLIP_ADAPTER.TEXT_TEMPLATES = "vild"
 _C.MODEL.CLIP_ADAPTER.PREDEFINED_PROMPT_TEMPLATES = ["a photo of a {}."]  # used with "predefined"
 _C.MODEL.CLIP_ADAPTER.PROMPT_CHECKPOINT = ""  # release key, unused
-_C.MODEL.CLIP_ADAPTER.CLIP_MODEL_NAME = "ViT-B/16"  # "ViT-B/16" or "ViT-L/14" (OpenAI, QuickGELU)
-# Local CLIP weights file (OpenAI TorchScript/state dict or OpenCLIP checkpoint) loaded into the
-# CLIP model; "" keeps random weights (tests, or when MODEL.WEIGHTS holds the CLIP weights).
+# "ViT-B/16" or "ViT-L/14" (OpenAI, QuickGELU), or another open_clip ViT model name (built with
+# QuickGELU), e.g. the tiny test model "tiny_vit_clip" shipped in frozenseg/modeling/backbone/clip_models/.
+_C.MODEL.CLIP_ADAPTER.CLIP_MODEL_NAME = "ViT-B/16"
+# CLIP weights loaded into the CLIP model: an open_clip pretrained tag of the model ("openai": the
+# OpenAI weights the release loads, found in the local caches as for FrozenSeg's CLIP), a local file
+# (OpenAI TorchScript, state dict, safetensors or OpenCLIP checkpoint), or "" for random weights
+# (tests, or when MODEL.WEIGHTS holds the CLIP weights).
 _C.MODEL.CLIP_ADAPTER.CLIP_WEIGHTS = ""
 _C.MODEL.CLIP_ADAPTER.MASK_FILL = "mean"  # background fill of the crops: "mean" (255*CLIP mean) or "zero"
 _C.MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO = 1.0  # scale of the crop box about its centre
@@ -333,3 +337,7 @@ _C.MODEL.CLIP_ADAPTER.CLIP_ENSEMBLE = True  # classify proposals with CLIP and e
 _C.MODEL.CLIP_ADAPTER.CLIP_ENSEMBLE_WEIGHT = 0.7  # lambda: p = p_mf^(1-lambda) * p_clip^lambda (0: CLIP only)
 _C.MODEL.CLIP_ADAPTER.MASK_PROMPT_DEPTH = 3  # rows of visual.mask_embedding (prompted depths)
 _C.MODEL.CLIP_ADAPTER.MASK_PROMPT_FWD = False  # replace background patch tokens by mask prompts
+# With MASK_PROMPT_FWD True, accept CLIP weights without visual.mask_embedding (a CLIP_WEIGHTS file
+# or MODEL.WEIGHTS checkpoint): the prompts then stay zeros, which is NOT the plain CLIP forward
+# (spec quirk 18). False refuses such weights; for plain CLIP set MASK_PROMPT_FWD False instead.
+_C.MODEL.CLIP_ADAPTER.ALLOW_ZERO_MASK_PROMPTS = False

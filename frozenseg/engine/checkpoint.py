@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from fvcore.common.checkpoint import Checkpointer
 
-from ..checkpoint import FROZEN_PREFIXES, load_checkpoint, read_checkpoint_file, require_checkpoint_file
+from ..checkpoint import frozen_parts, load_checkpoint, read_checkpoint_file, require_checkpoint_file
 from ..utils.errors import CheckpointError
 from ..utils.file_io import atomic_write
 
@@ -161,15 +161,19 @@ class GradScalerCheckpointable:
         self.scaler.load_state_dict(state)
 
 
-def checkpoint_has_frozen_weights(path: str) -> bool:
-    """True when the checkpoint at ``path`` holds both the frozen CLIP and SAM weights, so the
-    model need not load them from ``MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS`` /
-    ``MODEL.SAM_CHECKPOINT`` first. Missing files count as False; an unreadable file raises
-    ``CheckpointError`` naming it."""
+def checkpoint_has_frozen_weights(path: str, meta_architecture: str = "FrozenSeg") -> bool:
+    """True when the checkpoint at ``path`` holds every frozen part of ``meta_architecture``
+    (:func:`frozenseg.checkpoint.frozen_parts`; FrozenSeg: the CLIP and SAM weights, OVSeg: its
+    CLIP), so the model need not load them from their own config keys first. Missing files
+    count as False; an unreadable file raises ``CheckpointError`` naming it."""
+    from ..modeling import meta_arch  # noqa: F401  (registers the meta-architectures)
+    from ..utils.registry import META_ARCH_REGISTRY
+
     if not path or not os.path.isfile(path):
         return False
     obj = read_checkpoint_file(path, mmap=True)
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     keys = [k.removeprefix("module.") for k in obj] if isinstance(obj, dict) else []
-    return all(any(k.startswith(prefix) for k in keys) for prefix in FROZEN_PREFIXES)
+    prefixes = frozen_parts(META_ARCH_REGISTRY.get(meta_architecture))
+    return all(any(k.startswith(prefix) for k in keys) for prefix in prefixes)

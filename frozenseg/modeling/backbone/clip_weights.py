@@ -1,7 +1,8 @@
 """Pretrained CLIP weights: tag and file resolution, the local caches, offline mode, loading.
 
-``MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS`` is an open_clip pretrained tag (e.g.
-``laion2b_s29b_b131k_ft_soup``), a local weights file, or "" (random weights). A tag is looked up
+``MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS`` (and OVSeg's ``MODEL.CLIP_ADAPTER.CLIP_WEIGHTS``) is
+an open_clip pretrained tag (e.g. ``laion2b_s29b_b131k_ft_soup``, or ``openai`` for the OpenAI
+weights), a local weights file, or "" (random weights). A tag is looked up
 in the local caches first (Hugging Face hub cache, open_clip's URL cache) and downloaded only
 when the Hugging Face offline switches (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``, read at
 call time) are off; every failure names the file to download and the key to set.
@@ -36,6 +37,8 @@ __all__ = [
 _WEIGHT_FILE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".safetensors", ".npz", ".npy")
 _HF_WEIGHTS_NAME = "open_clip_pytorch_model.bin"
 _HF_SAFE_WEIGHTS_NAME = "open_clip_model.safetensors"
+#: The key that names the weights in the messages, unless the caller names another.
+_CONFIG_KEY = "MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS"
 
 
 class CLIPBackboneError(UserInputError):
@@ -137,7 +140,9 @@ def _cached_tag_file(tag_cfg: dict, cache_dir: Optional[str]) -> Optional[str]:
     return None
 
 
-def resolve_pretrained(model_name: str, pretrained: str, *, require_file: bool) -> PretrainedWeights:
+def resolve_pretrained(
+    model_name: str, pretrained: str, *, require_file: bool, config_key: str = _CONFIG_KEY
+) -> PretrainedWeights:
     """Classify ``MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS`` without touching the network.
 
     Args:
@@ -145,6 +150,8 @@ def resolve_pretrained(model_name: str, pretrained: str, *, require_file: bool) 
         pretrained: a pretrained tag of ``model_name``, a local file path, or "" (random).
         require_file: a path-like value that names no existing file is an error (False for
             meta-device builds and when the weights are not loaded).
+        config_key: the config key that holds ``pretrained``, for the messages (OVSeg:
+            ``MODEL.CLIP_ADAPTER.CLIP_WEIGHTS``).
     Raises:
         CLIPWeightsNotFoundError: a path-like value names no file (and ``require_file``).
         UnknownCLIPPretrainedTagError: neither a tag of the model nor a path.
@@ -160,12 +167,12 @@ def resolve_pretrained(model_name: str, pretrained: str, *, require_file: bool) 
         tags = open_clip.list_pretrained_tags_by_model(model_name)
         raise UnknownCLIPPretrainedTagError(
             f"Unknown pretrained tag {pretrained!r} for CLIP model {model_name!r} "
-            f"(MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS); valid tags are: "
+            f"({config_key}); valid tags are: "
             f"{', '.join(tags) if tags else '(none)'}, or give a local weights file path."
         )
     if require_file:
         raise CLIPWeightsNotFoundError(
-            f"CLIP weights file {path!r} (MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS) "
+            f"CLIP weights file {path!r} ({config_key}) "
             f"does not exist; point it to an existing open_clip weights file or to "
             f"a pretrained tag of {model_name!r}."
         )
@@ -187,8 +194,10 @@ def text_quick_gelu(model_name: str, tag: Optional[str]) -> bool:
     return bool(cfgs) and all(c.get("quick_gelu", False) for c in cfgs)
 
 
-def tag_weights_file(model_name: str, tag: str, cache_dir: Optional[str]) -> str:
+def tag_weights_file(model_name: str, tag: str, cache_dir: Optional[str], config_key: str = _CONFIG_KEY) -> str:
     """Local path of a pretrained tag's weights: cache first, then download when online.
+
+    ``config_key`` names the key that holds the tag, for the messages.
 
     Raises:
         CLIPWeightsUnavailableError: not cached and offline, or the download failed.
@@ -196,7 +205,7 @@ def tag_weights_file(model_name: str, tag: str, cache_dir: Optional[str]) -> str
     tag_cfg = open_clip.get_pretrained_cfg(model_name, tag)
     hint = (
         f"download {_tag_download_hint(tag_cfg)} on a machine with network access and set "
-        f"MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS to the local file path (e.g. "
+        f"{config_key} to the local file path (e.g. "
         f".../{_HF_WEIGHTS_NAME})"
     )
     cached = _cached_tag_file(tag_cfg, cache_dir)

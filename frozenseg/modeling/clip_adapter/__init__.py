@@ -5,13 +5,16 @@ and the prompt-template text classifier both models share (``modeling.backbone.t
 
 from .adapter import OVSegClipAdapter
 from .clip_model import (
+    CLIP_WEIGHTS_KEY,
     OVSEG_CLIP_MODELS,
     OpenCLIPTextEncoder,
     build_ovseg_clip_model,
+    check_clip_state,
     load_clip_weights,
+    ovseg_clip_arch,
     prompt_templates,
 )
-from .ensemble import ovseg_class_scores, ovseg_semantic_inference
+from .ensemble import ovseg_class_scores, ovseg_demo_semantic_inference, ovseg_semantic_inference
 from .mask_prompt import add_mask_embedding, encode_image_with_mask_prompts, mask_prompt_depth
 from .regions import (
     CLIP_PIXEL_MEAN,
@@ -26,12 +29,16 @@ from .regions import (
 
 __all__ = [
     "OVSegClipAdapter",
+    "CLIP_WEIGHTS_KEY",
     "OVSEG_CLIP_MODELS",
     "OpenCLIPTextEncoder",
     "build_ovseg_clip_model",
+    "check_clip_state",
     "load_clip_weights",
+    "ovseg_clip_arch",
     "prompt_templates",
     "ovseg_class_scores",
+    "ovseg_demo_semantic_inference",
     "ovseg_semantic_inference",
     "add_mask_embedding",
     "encode_image_with_mask_prompts",

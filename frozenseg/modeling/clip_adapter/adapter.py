@@ -20,8 +20,8 @@ from torch.nn import functional as F
 from ...config import configurable
 from ..open_vocab import get_classification_logits
 from ..transformer_decoder.open_vocab_transformer_predictor import OVSEG_LOGIT_TEMPERATURE
-from .clip_model import OVSEG_CLIP_MODELS, OpenCLIPTextEncoder, build_ovseg_clip_model
-from .mask_prompt import check_plain_vit, encode_image_with_mask_prompts
+from .clip_model import OpenCLIPTextEncoder, build_ovseg_clip_model, check_clip_state, ovseg_clip_arch
+from .mask_prompt import check_plain_vit, encode_image_with_mask_prompts, mask_prompt_depth
 from .regions import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, prepare_clip_regions, mask_fill_color
 
 __all__ = ["OVSegClipAdapter"]
@@ -41,6 +41,7 @@ class OVSegClipAdapter(nn.Module):
         mask_expand_ratio: float = 1.0,
         mask_matting: bool = False,
         mask_prompt_fwd: bool = False,
+        allow_zero_mask_prompts: bool = False,
     ):
         """
         Args:
@@ -52,9 +53,16 @@ class OVSegClipAdapter(nn.Module):
             mask_expand_ratio: crop box scale (``MASK_EXPAND_RATIO``).
             mask_matting: blend crops with the soft masks (``MASK_MATTING``).
             mask_prompt_fwd: replace background patch tokens by mask prompts (``MASK_PROMPT_FWD``).
+            allow_zero_mask_prompts: with ``mask_prompt_fwd``, accept CLIP weights without
+                ``visual.mask_embedding`` (zero prompts, spec quirk 18; ``ALLOW_ZERO_MASK_PROMPTS``).
         """
         super().__init__()
         check_plain_vit(clip_model.visual)
+        if mask_prompt_fwd and mask_prompt_depth(clip_model.visual) == 0:
+            raise ValueError(
+                "MODEL.CLIP_ADAPTER.MASK_PROMPT_FWD is True but the CLIP model has no mask prompts; set "
+                "MODEL.CLIP_ADAPTER.MASK_PROMPT_DEPTH >= 1 (3 released) or MASK_PROMPT_FWD False."
+            )
         self.clip_model = clip_model.requires_grad_(False)
         embed_dim = clip_model.text_projection.shape[-1]
         self.non_object_embedding = nn.Parameter(torch.empty(1, embed_dim))
@@ -67,24 +75,46 @@ class OVSegClipAdapter(nn.Module):
         self.mask_expand_ratio = mask_expand_ratio
         self.mask_matting = mask_matting
         self.mask_prompt_fwd = mask_prompt_fwd
+        self.allow_zero_mask_prompts = allow_zero_mask_prompts
         self.input_size = clip_model.visual.image_size[0]
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
+    def from_config(cls, cfg, *, load_clip_weights: bool = True) -> dict:
         """Builds the CLIP model of ``MODEL.CLIP_ADAPTER.{CLIP_MODEL_NAME, MASK_PROMPT_DEPTH,
-        CLIP_WEIGHTS}`` and reads the other ``MODEL.CLIP_ADAPTER`` keys."""
+        CLIP_WEIGHTS}`` (``load_clip_weights`` False: random weights, no file read) and reads
+        the other ``MODEL.CLIP_ADAPTER`` keys."""
         ca = cfg.MODEL.CLIP_ADAPTER
         if not ca.REGION_RESIZED:
             raise ValueError("Only resized CLIP crops are supported; set MODEL.CLIP_ADAPTER.REGION_RESIZED True.")
+        clip_model = build_ovseg_clip_model(
+            ca.CLIP_MODEL_NAME,
+            ca.MASK_PROMPT_DEPTH,
+            ca.CLIP_WEIGHTS,
+            load_weights=load_clip_weights,
+            mask_prompts_required=ca.MASK_PROMPT_FWD and not ca.ALLOW_ZERO_MASK_PROMPTS,
+        )
         return {
-            "clip_model": build_ovseg_clip_model(ca.CLIP_MODEL_NAME, ca.MASK_PROMPT_DEPTH, ca.CLIP_WEIGHTS),
-            "tokenizer_name": OVSEG_CLIP_MODELS.get(ca.CLIP_MODEL_NAME, ca.CLIP_MODEL_NAME),
+            "clip_model": clip_model,
+            "tokenizer_name": ovseg_clip_arch(ca.CLIP_MODEL_NAME),
             "mask_thr": ca.MASK_THR,
             "mask_fill": ca.MASK_FILL,
             "mask_expand_ratio": ca.MASK_EXPAND_RATIO,
             "mask_matting": ca.MASK_MATTING,
             "mask_prompt_fwd": ca.MASK_PROMPT_FWD,
+            "allow_zero_mask_prompts": ca.ALLOW_ZERO_MASK_PROMPTS,
         }
+
+    def check_state(self, state, source: str, prefix: str) -> None:
+        """Refuse CLIP weights under ``prefix`` in ``state`` that do not fit this adapter's CLIP
+        (width, mask-prompt depth, mask prompts required by ``mask_prompt_fwd``), with one
+        sentence; see :func:`~frozenseg.modeling.clip_adapter.clip_model.check_clip_state`."""
+        check_clip_state(
+            state,
+            self.clip_model,
+            source,
+            prefix=prefix,
+            mask_prompts_required=self.mask_prompt_fwd and not self.allow_zero_mask_prompts,
+        )
 
     def train(self, mode: bool = True) -> "OVSegClipAdapter":
         """The frozen CLIP always stays in eval mode."""

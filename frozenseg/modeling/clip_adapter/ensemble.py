@@ -1,5 +1,5 @@
 """OVSeg's ensemble of MaskFormer and CLIP class probabilities and its semantic output
-(spec §2.6, §2.10-2.12; quirks 1, 2, 10).
+(spec §2.6, §2.10-2.12, and the demo's rule §2.14; quirks 1, 2, 10, 15).
 
 Units: logits in, probabilities out; masks are sigmoid probabilities. Nothing is renormalised.
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ovseg_class_scores", "ovseg_semantic_inference"]
+__all__ = ["ovseg_class_scores", "ovseg_semantic_inference", "ovseg_demo_semantic_inference"]
 
 
 def ovseg_class_scores(
@@ -75,3 +75,34 @@ def ovseg_semantic_inference(
     """
     scores, keep = ovseg_class_scores(mf_logits, clip_logits, valid, ensemble_weight)
     return torch.einsum("qc,qhw->chw", scores, mask_probs[keep])
+
+
+def ovseg_demo_semantic_inference(
+    scores: torch.Tensor, binary_masks: torch.Tensor, num_selecting: int | None = None
+) -> torch.Tensor:
+    """The demo's semantic scores (``OVSegDEMO.demo_inference``, spec §2.14): one query per class.
+
+    For each of the first ``num_selecting`` classes the query with the highest score for that
+    class is kept (the first one on ties; a query chosen by several classes is kept once) with
+    its whole score row; the other queries are dropped, and the kept rows are summed over their
+    *binary* masks. Unlike the release, ``scores`` and ``binary_masks`` index the same queries
+    (the valid ones; quirk 15 FIX: the release indexes the valid queries' scores with indices of
+    all queries when lambda > 0).
+
+    Args:
+        scores: (N, K) class scores of the N valid queries (:func:`ovseg_class_scores` restricted
+            to the valid queries).
+        binary_masks: (N, H, W) bool or 0/1 masks of the same queries (``M > MASK_THR``).
+        num_selecting: classes that select a query (default all K); the release's one-class
+            demo vocabulary ``[name, "others"]`` selects for ``name`` only (1).
+    Returns:
+        (K, H, W) scores; a pixel covered by no kept mask has the score 0 for every class
+        ("unlabelled"); all zeros when N = 0.
+    """
+    num_classes = scores.shape[-1]
+    if scores.shape[0] == 0:
+        return scores.new_zeros(num_classes, *binary_masks.shape[-2:])
+    chosen = scores[:, : (num_classes if num_selecting is None else num_selecting)].argmax(dim=0)
+    selected = torch.zeros_like(scores)
+    selected[chosen] = scores[chosen]
+    return torch.einsum("qc,qhw->chw", selected, binary_masks.to(scores.dtype))

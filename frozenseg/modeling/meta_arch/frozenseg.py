@@ -33,6 +33,7 @@ from ..postprocessing import (
     semantic_only_inference,
 )
 from ..sam import SAMImageEncoder
+from .inputs import checked_train_class_names, prepare_image, prepare_targets
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,13 @@ class FrozenSeg(nn.Module):
     Train-mode input additionally needs ``"instances"`` with ``gt_classes`` (N,) and
     ``gt_masks`` (N, H, W), in the training vocabulary.
     """
+
+    #: Frozen parts a checkpoint may omit, with the config key that supplies them instead
+    #: (read by ``frozenseg.load_checkpoint``).
+    frozen_parts = {
+        "backbone.clip_model.": "MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS",
+        "sam.image_encoder.": "MODEL.SAM_CHECKPOINT",
+    }
 
     @configurable
     def __init__(
@@ -117,12 +125,7 @@ class FrozenSeg(nn.Module):
         self.ensemble_on_valid_mask = ensemble_on_valid_mask
         self.use_sam_masks = use_sam_masks
         self.sam_mask_pred_alpha = sam_mask_pred_alpha
-        self.train_class_names = list(train_class_names) if train_class_names else None
-        if self.train_class_names is not None and len(self.train_class_names) != criterion.num_classes:
-            raise ValueError(
-                f"The training vocabulary has {len(self.train_class_names)} classes but "
-                f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {criterion.num_classes}; make them agree."
-            )
+        self.train_class_names = checked_train_class_names(train_class_names, criterion.num_classes)
         self.vocabulary: Vocabulary | None = None
         if self.train_class_names is not None:
             self.set_vocabulary(self.train_class_names)
@@ -212,28 +215,7 @@ class FrozenSeg(nn.Module):
     # Forward
     # ------------------------------------------------------------------------------------------
     def _prepare_image(self, x: dict) -> torch.Tensor:
-        image = x.get("image") if isinstance(x, dict) else None
-        if not isinstance(image, torch.Tensor):
-            raise TypeError('Each input must be a dict with an "image" tensor of shape (3, H, W).')
-        if image.dtype in (torch.int16, torch.int32, torch.uint16, torch.uint32, torch.int64):
-            raise ValueError(
-                f"Image tensor has dtype {image.dtype} (a 16/32-bit image?); convert it to 8-bit "
-                "RGB (uint8 0..255 or float 0..255) first, e.g. with frozenseg.utils.image_io.read_image."
-            )
-        if image.dim() == 2:
-            image = image[None]
-        if image.dim() != 3 or image.shape[0] not in (1, 3, 4):
-            raise ValueError(
-                f"Image must be (3, H, W) RGB; got shape {tuple(image.shape)}. Grayscale (1, H, W) "
-                "and RGBA (4, H, W) are converted; other layouts must be converted to RGB first."
-            )
-        if image.shape[-1] == 0 or image.shape[-2] == 0:
-            raise ValueError(f"Image has an empty side: shape {tuple(image.shape)}.")
-        if image.shape[0] == 1:
-            image = image.expand(3, -1, -1)
-        elif image.shape[0] == 4:
-            image = image[:3]
-        return image.to(self.device, non_blocking=True).float()
+        return prepare_image(x, self.device)
 
     def forward(self, batched_inputs: list[dict]):
         """Train mode: dict of weighted losses. Eval mode: one result dict per image."""
@@ -271,17 +253,7 @@ class FrozenSeg(nn.Module):
 
     def _prepare_targets(self, batched_inputs: list[dict], images: ImageList) -> list[dict]:
         """Per image ``labels`` (N,) and ``masks`` (N, H_pad, W_pad) padded with zeros."""
-        h_pad, w_pad = images.tensor.shape[-2:]
-        targets = []
-        for x in batched_inputs:
-            if "instances" not in x:
-                raise ValueError('Training inputs need "instances" with gt_classes and gt_masks.')
-            inst = x["instances"]
-            masks = inst.gt_masks.to(self.device)
-            padded = masks.new_zeros((masks.shape[0], h_pad, w_pad))
-            padded[:, : masks.shape[1], : masks.shape[2]] = masks
-            targets.append({"labels": inst.gt_classes.to(self.device), "masks": padded})
-        return targets
+        return prepare_targets(batched_inputs, tuple(images.tensor.shape[-2:]), self.device)
 
     def _clip_classify(self, dense: torch.Tensor, mask_logits: torch.Tensor, classifier: _Classifier) -> torch.Tensor:
         """CLIP ("out-of-vocabulary") logits (B, M, K+1) of mask logits (B, M, h, w)."""

@@ -1,0 +1,322 @@
+"""The OVSeg meta-architecture (OVSeg spec §2, §2.14, §3.A).
+
+A MaskFormer-v1 proposal generator (``backbone``, ``sem_seg_head``) whose queries are classified
+against CLIP text embeddings, and a mask-adapted CLIP (``clip_adapter``) that classifies each
+proposal's masked crop; the two are ensembled geometrically (§2.11) into a semantic map (§2.12).
+``criterion.empty_weight`` is part of the released checkpoints (quirk 20). The CLIP
+(``clip_adapter.clip_model``) is frozen; the backbone, the head and
+``clip_adapter.non_object_embedding`` are trained (§3.A).
+
+Provenance: ``OVSeg`` / ``OVSegDEMO`` of the OVSeg release (Liang et al., CVPR 2023).
+Independent implementation.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ...config import configurable
+from ...data.vocabulary import Vocabulary
+from ...structures import ImageList
+from ...utils.registry import BACKBONE_REGISTRY, META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
+from ..backbone.text_classifier import TextClassifierBuilder
+from ..clip_adapter import (
+    CLIP_WEIGHTS_KEY,
+    OVSegClipAdapter,
+    ovseg_class_scores,
+    ovseg_demo_semantic_inference,
+    ovseg_semantic_inference,
+    prompt_templates,
+)
+from ..postprocessing import sem_seg_postprocess
+from .inputs import checked_train_class_names, prepare_image, prepare_targets
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["OVSeg", "OVSegDEMO", "BACKGROUND_CLASS"]
+
+#: The class a one-class vocabulary is classified against (the release's demo appends it to the
+#: user's list; here it is appended to a copy and never returned, see ``OVSeg.set_vocabulary``).
+BACKGROUND_CLASS = "others"
+
+
+class _PendingCriterion(nn.Module):
+    """PLACEHOLDER until ``frozenseg.modeling.maskformer_criterion`` provides OVSeg's
+    MaskFormer-v1 criterion (``build_maskformer_criterion(cfg)``): it holds the released
+    ``criterion.empty_weight`` buffer, (K_train + 1,) ones with the no-object weight last, so the
+    released checkpoints load, and refuses to compute losses."""
+
+    def __init__(self, num_classes: int, no_object_weight: float):
+        super().__init__()
+        empty_weight = torch.ones(num_classes + 1)
+        empty_weight[-1] = no_object_weight
+        self.register_buffer("empty_weight", empty_weight)
+        self.weight_dict: dict[str, float] = {}
+
+    def forward(self, outputs: dict, targets: list[dict]) -> dict:
+        raise NotImplementedError(
+            "OVSeg's training criterion (frozenseg.modeling.maskformer_criterion) is not part of this "
+            "installation; OVSeg runs in eval mode only (call model.eval())."
+        )
+
+
+def build_ovseg_criterion(cfg) -> nn.Module:
+    """OVSeg's criterion: ``build_maskformer_criterion(cfg)`` (a module with the persistent buffer
+    ``empty_weight`` (NUM_CLASSES + 1,), a ``weight_dict`` and ``forward(outputs, targets) ->
+    losses``), or the eval-only placeholder while that module does not exist."""
+    try:
+        from ..maskformer_criterion import build_maskformer_criterion
+    except ModuleNotFoundError as e:
+        if e.name != f"{__package__.rsplit('.', 1)[0]}.maskformer_criterion":
+            raise
+        return _PendingCriterion(cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, cfg.MODEL.MASK_FORMER.NO_OBJECT_WEIGHT)
+    return build_maskformer_criterion(cfg)
+
+
+@META_ARCH_REGISTRY.register()
+class OVSeg(nn.Module):
+    """MaskFormer proposals classified by CLIP text embeddings and by a mask-adapted CLIP.
+
+    Eval-mode input: a list of dicts with ``"image"`` ((3, H, W) RGB 0..255, uint8 or float,
+    already resized: the CLIP crops are cut from it) and optional ``"height"``/``"width"``
+    (output size; default the input size). Output per image: ``{"sem_seg": (K, height, width)}``
+    unnormalised class scores (spec §2.12). Train-mode input additionally needs ``"instances"``
+    with ``gt_classes`` (N,) in the training vocabulary and ``gt_masks`` (N, H, W).
+
+    A one-class vocabulary ``[c]`` is classified against ``[c, "others"]`` (``BACKGROUND_CLASS``;
+    with one class CLIP's softmax over the classes would be 1 for every proposal, which is why
+    the release's demo appends "others" to the caller's list, quirk 15); the output keeps c's
+    channel only, (1, height, width), with the score 0 at pixels where "others" scores higher,
+    so that an all-zero pixel means "unlabelled" as in the demo mode (:class:`OVSegDEMO`).
+    """
+
+    #: Frozen parts a checkpoint may omit, with the config key that supplies them instead
+    #: (read by ``frozenseg.load_checkpoint``).
+    frozen_parts = {"clip_adapter.clip_model.": CLIP_WEIGHTS_KEY}
+    #: The release's demo rule (one query per class, binary masks; ``OVSegDEMO``).
+    demo = False
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        sem_seg_head: nn.Module,
+        criterion: nn.Module,
+        clip_adapter: OVSegClipAdapter,
+        text_classifier_builder: TextClassifierBuilder,
+        train_class_names: list[str] | None,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        size_divisibility: int = 32,
+        clip_ensemble: bool = True,
+        clip_ensemble_weight: float = 0.7,
+    ):
+        """
+        Args:
+            backbone: Swin or DeepLab ResNet, features res2..res5.
+            sem_seg_head: ``OpenVocabMaskFormerHead``.
+            criterion: module with the buffer ``empty_weight`` (K_train + 1,), a ``weight_dict``
+                and ``forward(outputs, targets) -> losses``.
+            clip_adapter: the mask-adapted CLIP; its text tower encodes the class names.
+            text_classifier_builder: encodes class names with the prompt templates (literal names).
+            train_class_names: the training vocabulary (K_train literal names), or None.
+            pixel_mean, pixel_std: normalisation of the segmentation input, RGB 0..255
+                (ImageNet statistics in the released configs).
+            size_divisibility: pad the normalised batch with 0 to a multiple of this (32).
+            clip_ensemble: classify the proposals with CLIP too (``CLIP_ENSEMBLE``).
+            clip_ensemble_weight: lambda of the ensemble (``CLIP_ENSEMBLE_WEIGHT``).
+        """
+        super().__init__()
+        self.backbone = backbone
+        self.sem_seg_head = sem_seg_head
+        self.criterion = criterion
+        self.clip_adapter = clip_adapter
+        self.text_classifier_builder = text_classifier_builder
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.size_divisibility = size_divisibility
+        self.clip_ensemble = clip_ensemble
+        self.clip_ensemble_weight = clip_ensemble_weight
+        self.train_class_names = checked_train_class_names(train_class_names, criterion.empty_weight.shape[0] - 1)
+        self.vocabulary: Vocabulary | None = None
+        if self.train_class_names is not None:
+            self.set_vocabulary(self.train_class_names)
+
+    @classmethod
+    def from_config(cls, cfg, *, device: str | torch.device | None = None, load_frozen_weights: bool = True):
+        """Components from the config. ``device`` is not used: ``build_model`` builds on the CPU
+        (then moves the model) or inside ``torch.device("meta")``. ``load_frozen_weights`` False
+        reads no weight file (the CLIP keeps random weights until a checkpoint is loaded)."""
+        from ...data import training_vocabulary
+
+        backbone = BACKBONE_REGISTRY.get(cfg.MODEL.BACKBONE.NAME)(cfg)
+        sem_seg_head = SEM_SEG_HEADS_REGISTRY.get(cfg.MODEL.SEM_SEG_HEAD.NAME)(cfg, backbone.output_shape())
+        clip_adapter = OVSegClipAdapter(cfg, load_clip_weights=load_frozen_weights)
+        clip_dim = clip_adapter.non_object_embedding.shape[-1]
+        if cfg.MODEL.SEM_SEG_HEAD.EMBEDDING_DIM != clip_dim:
+            raise ValueError(
+                f"MODEL.SEM_SEG_HEAD.EMBEDDING_DIM is {cfg.MODEL.SEM_SEG_HEAD.EMBEDDING_DIM} but the CLIP model "
+                f"{cfg.MODEL.CLIP_ADAPTER.CLIP_MODEL_NAME!r} embeds texts in {clip_dim} dimensions; set "
+                f"MODEL.SEM_SEG_HEAD.EMBEDDING_DIM to {clip_dim}."
+            )
+        ca = cfg.MODEL.CLIP_ADAPTER
+        builder = TextClassifierBuilder(
+            encoder=clip_adapter.text_encoder,
+            templates=prompt_templates(ca.TEXT_TEMPLATES, ca.PREDEFINED_PROMPT_TEMPLATES),
+            cache_dir="",
+        )
+        return {
+            "backbone": backbone,
+            "sem_seg_head": sem_seg_head,
+            "criterion": build_ovseg_criterion(cfg),
+            "clip_adapter": clip_adapter,
+            "text_classifier_builder": builder,
+            "train_class_names": training_vocabulary(cfg),
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "size_divisibility": cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY,
+            "clip_ensemble": ca.CLIP_ENSEMBLE,
+            "clip_ensemble_weight": ca.CLIP_ENSEMBLE_WEIGHT,
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # Vocabulary and checkpoints
+    # ------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def set_vocabulary(self, class_names: Sequence[str], thing_classes: Sequence[int] | None = None) -> None:
+        """Set the vocabulary used in eval mode: a literal
+        :class:`~frozenseg.data.vocabulary.Vocabulary` (each class string is one prompt, commas
+        kept, outer spaces stripped; spec §2.5). ``class_names`` is copied, never modified.
+
+        Args:
+            class_names: K >= 1 class strings (K = 1: see the class docstring).
+            thing_classes: indices of the thing classes (metadata only; the output is semantic).
+        Raises ``ValueError`` (keeping the previous vocabulary) on an empty vocabulary or a blank
+        class.
+        """
+        self.vocabulary = Vocabulary(list(class_names), thing_classes, literal=True)
+
+    def _inference_class_names(self) -> list[str]:
+        """The vocabulary's classes, with ``BACKGROUND_CLASS`` appended to a one-class vocabulary."""
+        if self.vocabulary is None:
+            raise ValueError("No vocabulary set: call model.set_vocabulary(class_names) before inference.")
+        names = list(self.vocabulary.class_names)
+        return names + [BACKGROUND_CLASS] if len(names) == 1 else names
+
+    def _text_classifier(self, class_names: list[str]) -> torch.Tensor:
+        """(K + 1, D): the L2-normalised text embedding of each class (prompt-template mean,
+        spec §2.5), then the normalised no-object embedding."""
+        rows, _ = self.text_classifier_builder.build(class_names, literal=True)
+        return self.clip_adapter.with_non_object(rows.to(self.device))
+
+    def check_checkpoint_state(self, state: dict[str, torch.Tensor], source: str) -> None:
+        """Called by ``frozenseg.load_checkpoint`` before loading: refuses, with one sentence, a
+        checkpoint whose CLIP has another width or a mask embedding of another depth than
+        ``MASK_PROMPT_DEPTH``, or none while ``MASK_PROMPT_FWD`` needs it (spec quirk 18).
+        A checkpoint without any CLIP weights is not checked (the CLIP is a frozen part)."""
+        prefix = next(iter(self.frozen_parts))
+        if any(k.startswith(prefix) for k in state):
+            self.clip_adapter.check_state(state, source, prefix)
+
+    # ------------------------------------------------------------------------------------------
+    # Forward
+    # ------------------------------------------------------------------------------------------
+    def forward(self, batched_inputs: list[dict]):
+        """Train mode: dict of weighted losses. Eval mode: one ``{"sem_seg"}`` dict per image."""
+        if len(batched_inputs) == 0:
+            raise ValueError("OVSeg.forward received an empty batch.")
+        images = [prepare_image(x, self.device) for x in batched_inputs]
+        batch = ImageList.from_tensors(
+            [(img - self.pixel_mean) / self.pixel_std for img in images], self.size_divisibility
+        )
+        features = self.backbone(batch.tensor)
+        if self.training:
+            if self.train_class_names is None:
+                raise ValueError(
+                    "Training needs a training vocabulary: set DATASETS.TRAIN to a registered dataset."
+                )
+            class_names = self.train_class_names
+        else:
+            class_names = self._inference_class_names()
+        text_classifier = self._text_classifier(class_names)
+        outputs = self.sem_seg_head(features, text_classifier)
+        if self.training:
+            targets = prepare_targets(batched_inputs, tuple(batch.tensor.shape[-2:]), self.device)
+            losses = self.criterion(outputs, targets)
+            weights = self.criterion.weight_dict
+            return {k: v * weights[k] for k, v in losses.items() if k in weights}
+        padded_size = tuple(batch.tensor.shape[-2:])
+        results = []
+        for i, x in enumerate(batched_inputs):
+            image_size = tuple(batch.image_sizes[i])
+            output_size = (int(x.get("height", image_size[0])), int(x.get("width", image_size[1])))
+            sem_seg = self._semantic_inference(
+                images[i], outputs["pred_logits"][i], outputs["pred_masks"][i], padded_size, output_size, text_classifier
+            )
+            results.append({"sem_seg": sem_seg})
+        return results
+
+    def _semantic_inference(
+        self,
+        image: torch.Tensor,
+        mf_logits: torch.Tensor,
+        mask_pred: torch.Tensor,
+        padded_size: tuple[int, int],
+        output_size: tuple[int, int],
+        text_classifier: torch.Tensor,
+    ) -> torch.Tensor:
+        """The semantic scores of one image (spec §2.7-2.12; §2.14 in demo mode).
+
+        Args:
+            image: (3, H, W) the input image, RGB 0..255, unpadded and unnormalised (CLIP crops).
+            mf_logits: (Q, K' + 1) MaskFormer logits (K' = K, or 2 for a one-class vocabulary).
+            mask_pred: (Q, Hp/4, Wp/4) mask logits at stride 4 of the padded input.
+            padded_size: (Hp, Wp).
+            output_size: (height, width) of the result.
+            text_classifier: (K' + 1, D) text rows, no-object last.
+        Returns:
+            (K, height, width) scores.
+        """
+        height, width = image.shape[-2:]
+        masks = F.interpolate(mask_pred[None], size=padded_size, mode="bilinear", align_corners=False)[0]
+        masks = masks[:, :height, :width].sigmoid()  # (Q, H, W), spec §2.7
+        if self.clip_ensemble:
+            clip_logits, valid = self.clip_adapter(image, masks, text_classifier)
+        else:
+            clip_logits, valid = None, (masks > self.clip_adapter.mask_thr).flatten(1).any(dim=1)
+        background = len(self.vocabulary) == 1
+        if self.demo:
+            scores, keep = ovseg_class_scores(mf_logits, clip_logits, valid, self.clip_ensemble_weight)
+            sem_seg = ovseg_demo_semantic_inference(
+                scores[valid[keep]],
+                masks[valid] > self.clip_adapter.mask_thr,
+                num_selecting=len(self.vocabulary),
+            )
+        else:
+            sem_seg = ovseg_semantic_inference(mf_logits, masks, clip_logits, valid, self.clip_ensemble_weight)
+        sem_seg = sem_seg_postprocess(sem_seg, (height, width), *output_size)
+        if background:
+            sem_seg = torch.where(sem_seg[0] >= sem_seg[1], sem_seg[0], 0.0)[None]
+        return sem_seg
+
+
+@META_ARCH_REGISTRY.register()
+class OVSegDEMO(OVSeg):
+    """OVSeg with the release demo's rule (``META_ARCHITECTURE: "OVSegDEMO"``, spec §2.14): only
+    the valid proposals (a mask pixel above ``MASK_THR``) take part; each class keeps the one
+    proposal that scores it highest (scores as in OVSeg: with ``CLIP_ENSEMBLE_WEIGHT`` 0, the
+    demo config, CLIP's alone), and the kept proposals' score rows are summed over their binary
+    masks. Pixels covered by no kept mask have score 0 for every class: "unlabelled" is an
+    all-zero score vector in ``sem_seg`` (the release's visualiser tests class 0's score only;
+    with strictly positive probabilities that is the same pixels)."""
+
+    demo = True
