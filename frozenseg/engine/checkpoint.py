@@ -161,7 +161,7 @@ class GradScalerCheckpointable:
         self.scaler.load_state_dict(state)
 
 
-def checkpoint_has_frozen_weights(path: str, meta_architecture: str = "FrozenSeg") -> bool:
+def checkpoint_has_frozen_weights(path: str, meta_architecture: str) -> bool:
     """True when the checkpoint at ``path`` holds every frozen part of ``meta_architecture``
     (:func:`frozenseg.checkpoint.frozen_parts`; FrozenSeg: the CLIP and SAM weights, OVSeg: its
     CLIP), so the model need not load them from their own config keys first. Missing files

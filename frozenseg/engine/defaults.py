@@ -330,7 +330,7 @@ class DefaultTrainer(SimpleTrainer):
         pretrained sources unless ``weights`` (the file that will be loaded) contains them."""
         from .. import build_model
 
-        load_frozen = not checkpoint_has_frozen_weights(weights or "")
+        load_frozen = not checkpoint_has_frozen_weights(weights or "", cfg.MODEL.META_ARCHITECTURE)
         model = build_model(cfg, device=cfg.MODEL.DEVICE, load_frozen_weights=load_frozen)
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         n_all = sum(p.numel() for p in model.parameters())

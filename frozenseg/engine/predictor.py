@@ -132,7 +132,7 @@ def _build_model(cfg) -> torch.nn.Module:
     t0 = time.perf_counter()
     weights = os.path.expanduser(cfg.MODEL.WEIGHTS) if cfg.MODEL.WEIGHTS else ""
     state = read_state_dict(weights) if weights else None  # a missing file fails before building
-    model = build_model(cfg, load_frozen_weights=not checkpoint_has_frozen_weights(weights))
+    model = build_model(cfg, load_frozen_weights=not checkpoint_has_frozen_weights(weights, cfg.MODEL.META_ARCHITECTURE))
     if state is not None:
         load_checkpoint(model, state)
     else:

@@ -84,7 +84,7 @@ def test_unreadable_weights_are_named(tmp_path):
     path = tmp_path / "weights.pth"
     path.write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match="is not a PyTorch checkpoint"):
-        checkpoint_has_frozen_weights(str(path))
+        checkpoint_has_frozen_weights(str(path), "FrozenSeg")
     with pytest.raises(CheckpointError, match="weights.pth"):
         _checkpointer(tmp_path / "out").load(str(path), checkpointables=[])
-    assert checkpoint_has_frozen_weights(str(tmp_path / "missing.pth")) is False
+    assert checkpoint_has_frozen_weights(str(tmp_path / "missing.pth"), "FrozenSeg") is False

@@ -33,6 +33,7 @@ from ..clip_adapter import (
     ovseg_semantic_inference,
     prompt_templates,
 )
+from ..maskformer_criterion import build_maskformer_criterion
 from ..postprocessing import sem_seg_postprocess
 from .inputs import checked_train_class_names, prepare_image, prepare_targets
 
@@ -45,37 +46,6 @@ __all__ = ["OVSeg", "OVSegDEMO", "BACKGROUND_CLASS"]
 BACKGROUND_CLASS = "others"
 
 
-class _PendingCriterion(nn.Module):
-    """PLACEHOLDER until ``frozenseg.modeling.maskformer_criterion`` provides OVSeg's
-    MaskFormer-v1 criterion (``build_maskformer_criterion(cfg)``): it holds the released
-    ``criterion.empty_weight`` buffer, (K_train + 1,) ones with the no-object weight last, so the
-    released checkpoints load, and refuses to compute losses."""
-
-    def __init__(self, num_classes: int, no_object_weight: float):
-        super().__init__()
-        empty_weight = torch.ones(num_classes + 1)
-        empty_weight[-1] = no_object_weight
-        self.register_buffer("empty_weight", empty_weight)
-        self.weight_dict: dict[str, float] = {}
-
-    def forward(self, outputs: dict, targets: list[dict]) -> dict:
-        raise NotImplementedError(
-            "OVSeg's training criterion (frozenseg.modeling.maskformer_criterion) is not part of this "
-            "installation; OVSeg runs in eval mode only (call model.eval())."
-        )
-
-
-def build_ovseg_criterion(cfg) -> nn.Module:
-    """OVSeg's criterion: ``build_maskformer_criterion(cfg)`` (a module with the persistent buffer
-    ``empty_weight`` (NUM_CLASSES + 1,), a ``weight_dict`` and ``forward(outputs, targets) ->
-    losses``), or the eval-only placeholder while that module does not exist."""
-    try:
-        from ..maskformer_criterion import build_maskformer_criterion
-    except ModuleNotFoundError as e:
-        if e.name != f"{__package__.rsplit('.', 1)[0]}.maskformer_criterion":
-            raise
-        return _PendingCriterion(cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, cfg.MODEL.MASK_FORMER.NO_OBJECT_WEIGHT)
-    return build_maskformer_criterion(cfg)
 
 
 @META_ARCH_REGISTRY.register()
@@ -174,7 +144,7 @@ class OVSeg(nn.Module):
         return {
             "backbone": backbone,
             "sem_seg_head": sem_seg_head,
-            "criterion": build_ovseg_criterion(cfg),
+            "criterion": build_maskformer_criterion(cfg),
             "clip_adapter": clip_adapter,
             "text_classifier_builder": builder,
             "train_class_names": training_vocabulary(cfg),

@@ -90,7 +90,7 @@ def test_round_trip_and_frozen_weights_detection(tmp_path):
     torch.save({k: v for k, v in source.state_dict().items() if not k.startswith(CLIP_PREFIX)}, trainable)
     assert checkpoint_has_frozen_weights(str(full), "OVSeg")
     assert not checkpoint_has_frozen_weights(str(trainable), "OVSeg")
-    assert not checkpoint_has_frozen_weights(str(full))  # FrozenSeg's frozen parts are not there
+    assert not checkpoint_has_frozen_weights(str(full), "FrozenSeg")  # FrozenSeg's frozen parts are not there
 
 
 def test_checkpoint_mask_prompt_depth_and_width_are_named():

@@ -284,11 +284,34 @@ def test_training_forward_feeds_the_criterion():
     assert all(p.grad is None for p in model.clip_adapter.clip_model.parameters())
 
 
-def test_eval_only_criterion_placeholder_refuses_training():
-    from frozenseg.modeling.meta_arch.ovseg import _PendingCriterion
 
-    criterion = _PendingCriterion(171, 0.1)
-    assert criterion.empty_weight.shape == (172,) and criterion.empty_weight[-1] == pytest.approx(0.1)
-    assert torch.equal(criterion.empty_weight[:-1], torch.ones(171))
-    with pytest.raises(NotImplementedError, match="eval mode only"):
-        criterion({}, [])
+
+@pytest.mark.parametrize("kind", ["swin", "resnet"])
+def test_training_step_with_the_maskformer_v1_criterion(kind):
+    """A real step on a tiny config: the release's loss terms with deep supervision, weighted
+    (ce 1, mask 20, dice 1), gradients on the trainable parts only, loss falls after steps."""
+    from frozenseg.modeling.maskformer_criterion import MaskFormerSetCriterion
+    from frozenseg.structures import Instances
+
+    torch.manual_seed(0)
+    model = tiny_model(kind)
+    assert isinstance(model.criterion, MaskFormerSetCriterion)
+    assert model.criterion.weight_dict["loss_ce"] == 1.0 and model.criterion.weight_dict["loss_mask"] == 20.0
+    model.train()
+    masks = torch.zeros(2, HEIGHT, WIDTH, dtype=torch.bool)
+    masks[0, :, : WIDTH // 2], masks[1, :, WIDTH // 2 :] = True, True
+    batch = [{"image": tiny_image(), "instances": Instances((HEIGHT, WIDTH), gt_classes=torch.tensor([1, 6]), gt_masks=masks)}]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=1e-3)
+    totals = []
+    for _ in range(5):
+        losses = model(batch)
+        assert {"loss_ce", "loss_mask", "loss_dice", "loss_ce_0"} <= set(losses)
+        total = sum(losses.values())
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        totals.append(float(total))
+    assert all(p.grad is None for p in model.clip_adapter.clip_model.parameters())
+    assert model.clip_adapter.non_object_embedding.grad is not None
+    assert totals[-1] < totals[0]
