@@ -19,11 +19,6 @@ _C.MODEL = CN()
 _C.MODEL.META_ARCHITECTURE = "FrozenSeg"  # name in META_ARCH_REGISTRY
 _C.MODEL.DEVICE = "cpu"  # "cpu", "cuda" or "cuda:N"; train_net.py switches to cuda when present
 _C.MODEL.WEIGHTS = ""  # checkpoint loaded by train_net.py / demo (released or project layout)
-# Exact fast forwards of the frozen encoders (issue 14): SAM's ViT through
-# frozenseg.modeling.sam.fast_vit (fused attention; equal to the upstream forward up to float
-# rounding) and the CLIP ConvNeXt trunk on channels-last tensors. False runs the upstream
-# forwards as they are (bit-identical to earlier releases of this project).
-_C.MODEL.FAST_INFERENCE = True
 _C.MODEL.PIXEL_MEAN = [122.7709383, 116.7460125, 104.09373615]  # CLIP branch mean, RGB 0..255
 _C.MODEL.PIXEL_STD = [68.5005327, 66.6321579, 70.32316305]  # CLIP branch std, RGB 0..255
 _C.MODEL.LOAD_PROPOSALS = False  # Detectron2 key, unused
@@ -140,6 +135,11 @@ _C.MODEL.SAM_NAME = "vit_b"  # vit_b, vit_l, vit_h (segment-anything), vit_t (Mo
 # MODEL.WEIGHTS holds the SAM weights).
 _C.MODEL.SAM_CHECKPOINT = "pretrained_checkpoint/sam_vit_b_01ec64.pth"
 _C.MODEL.SAM_IMAGE_SIZE = 1024  # input side of the SAM encoder (fixed by SAM's position embedding)
+# Exact fast forward of the frozen SAM ViT (frozenseg.modeling.sam.fast_vit: fused attention
+# with the relative-position bias; equal to segment-anything's forward up to float rounding,
+# max relative difference ~1e-6). False runs the upstream forward as it is (outputs
+# bit-identical to this project before the fast path).
+_C.MODEL.FAST_INFERENCE = True
 
 # ---------------------------------------------------------------------------------------------
 # INPUT
