@@ -23,12 +23,15 @@ import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from fvcore.nn import jit_handles
 from fvcore.nn.jit_analysis import JitModelAnalysis
 from torch import nn
+
+if TYPE_CHECKING:
+    from ..modeling.sam import ViTEncoderSpec
 
 __all__ = [
     "MATMUL_SIZE",
@@ -136,21 +139,15 @@ def fvcore_gflop(module: nn.Module, args: tuple, kwargs: dict | None = None) -> 
 
 
 def vit_encoder_gflop(
-    *,
-    embed_dim: int,
-    depth: int,
-    num_heads: int,
-    global_attn_indexes: Sequence[int],
-    window_size: int,
-    patch_size: int,
-    mlp_ratio: float,
+    vit: "ViTEncoderSpec",
     out_chans: int,
     image_size: int,
     batch: int = 1,
     padded_projections: bool = False,
 ) -> float:
     """GFLOP (2 per multiply-add) of segment-anything's ``ImageEncoderViT`` with relative
-    positions on (batch, 3, S, S) inputs, S = ``image_size``.
+    positions, architecture ``vit`` and neck width ``out_chans``, on (batch, 3, S, S) inputs,
+    S = ``image_size``.
 
     Counts the patch embedding, per block the qkv and output projections, ``q kᵀ`` and the
     weighted sum of ``v``, the two relative-position einsums and the MLP, and the neck's two
@@ -158,13 +155,13 @@ def vit_encoder_gflop(
     also counts the qkv and output projections of the padding tokens (the upstream forward;
     the fast path projects the H×W tokens only).
     """
-    t = image_size // patch_size
+    t = image_size // vit.patch_size
     tokens = t * t
-    c, hd = embed_dim, embed_dim // num_heads
-    mlp = int(embed_dim * mlp_ratio)
-    macs = tokens * c * 3 * patch_size**2  # patch embedding
-    for i in range(depth):
-        window = 0 if i in global_attn_indexes else window_size
+    c, heads = vit.embed_dim, vit.num_heads
+    hd, mlp = c // heads, int(c * vit.mlp_ratio)
+    macs = tokens * c * 3 * vit.patch_size**2  # patch embedding
+    for i in range(vit.depth):
+        window = 0 if i in vit.global_attn_indexes else vit.window_size
         if window:
             side = -(-t // window) * window
             windows, grid = (side // window) ** 2, window
@@ -173,8 +170,8 @@ def vit_encoder_gflop(
         n = grid * grid
         projected = side * side if padded_projections else tokens
         macs += projected * c * 4 * c  # qkv (3C) and output projection (C)
-        macs += windows * num_heads * n * n * 2 * hd  # q kᵀ and attn · v
-        macs += windows * num_heads * n * grid * hd * 2  # relative positions (h and w)
+        macs += windows * heads * n * n * 2 * hd  # q kᵀ and attn · v
+        macs += windows * heads * n * grid * hd * 2  # relative positions (h and w)
         macs += tokens * c * mlp * 2  # MLP
     macs += tokens * c * out_chans + tokens * out_chans * out_chans * 9  # neck
     return 2.0 * batch * macs / 1e9
@@ -190,17 +187,7 @@ def sam_vit_gflop(sam: nn.Module, args: tuple, kwargs: dict | None = None) -> fl
     if vit is None:
         return fvcore_gflop(sam, args, kwargs)
     return vit_encoder_gflop(
-        embed_dim=vit.embed_dim,
-        depth=vit.depth,
-        num_heads=vit.num_heads,
-        global_attn_indexes=vit.global_attn_indexes,
-        window_size=vit.window_size,
-        patch_size=vit.patch_size,
-        mlp_ratio=vit.mlp_ratio,
-        out_chans=sam.out_chans,
-        image_size=sam.image_size,
-        batch=int(args[0].shape[0]),
-        padded_projections=not sam.fast_inference,
+        vit, sam.out_chans, sam.image_size, batch=int(args[0].shape[0]), padded_projections=not sam.fast_inference
     )
 
 

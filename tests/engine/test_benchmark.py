@@ -13,13 +13,8 @@ from frozenseg.modeling.sam import SAM_SPECS, SAMImageEncoder
 
 
 def _tiny_vit_gflop(image_size: int, padded_projections: bool) -> float:
-    vit = SAM_SPECS["tiny"].vit
-    return benchmark.vit_encoder_gflop(
-        embed_dim=vit.embed_dim, depth=vit.depth, num_heads=vit.num_heads,
-        global_attn_indexes=vit.global_attn_indexes, window_size=vit.window_size,
-        patch_size=vit.patch_size, mlp_ratio=vit.mlp_ratio, out_chans=SAM_SPECS["tiny"].out_chans,
-        image_size=image_size, padded_projections=padded_projections,
-    )
+    spec = SAM_SPECS["tiny"]
+    return benchmark.vit_encoder_gflop(spec.vit, spec.out_chans, image_size, padded_projections=padded_projections)
 
 
 @pytest.mark.parametrize("image_size", [256, 224], ids=["windows-padded", "no-padding"])
