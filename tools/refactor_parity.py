@@ -11,6 +11,10 @@ threads, fp32; about a minute per configuration on a 2-core machine.
 
     python tools/refactor_parity.py record --dir /tmp/parity    # before the change
     python tools/refactor_parity.py compare --dir /tmp/parity   # after it; exit status 1 on a difference
+
+``--opts KEY VALUE ...`` overrides config keys of both configurations, e.g. ``--opts
+MODEL.FAST_INFERENCE False`` to compare the upstream forwards of the frozen encoders with a
+baseline recorded before the fast path existed.
 """
 
 from __future__ import annotations
@@ -46,12 +50,12 @@ def _image() -> torch.Tensor:
     return img.round().to(torch.uint8)
 
 
-def _build(name: str):
+def _build(name: str, opts: list[str]):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cfg = frozenseg.get_cfg()
     cfg.merge_from_file(os.path.join(repo, CONFIGS[name]))
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.FROZEN_SEG.TEXT_CACHE_DIR", "",
-                         "MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS", "", "MODEL.SAM_CHECKPOINT", ""])
+                         "MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS", "", "MODEL.SAM_CHECKPOINT", "", *opts])
     torch.manual_seed(0)
     model = frozenseg.build_model(cfg, load_frozen_weights=False)
     return model.eval()
@@ -85,20 +89,20 @@ def _run(model) -> dict[str, torch.Tensor]:
     return out
 
 
-def record(directory: str) -> None:
+def record(directory: str, opts: list[str]) -> None:
     os.makedirs(directory, exist_ok=True)
     for name in CONFIGS:
-        model = _build(name)
+        model = _build(name, opts)
         torch.save(model.state_dict(), os.path.join(directory, f"{name}_weights.pth"))
         outputs = _run(model)
         torch.save(outputs, os.path.join(directory, f"{name}_outputs.pth"))
         logger.info("%s: recorded %d output tensors", name, len(outputs))
 
 
-def compare(directory: str) -> bool:
+def compare(directory: str, opts: list[str]) -> bool:
     same = True
     for name in CONFIGS:
-        model = _build(name)
+        model = _build(name, opts)
         state = torch.load(os.path.join(directory, f"{name}_weights.pth"), map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
         now = _run(model)
@@ -116,13 +120,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("action", choices=["record", "compare"])
     ap.add_argument("--dir", required=True, help="folder of the recorded weights and outputs")
+    ap.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
+                    help="config overrides for both configurations, e.g. MODEL.FAST_INFERENCE False")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(2)
     if args.action == "record":
-        record(args.dir)
+        record(args.dir, args.opts)
         return 0
-    return 0 if compare(args.dir) else 1
+    return 0 if compare(args.dir, args.opts) else 1
 
 
 if __name__ == "__main__":

@@ -135,6 +135,11 @@ _C.MODEL.SAM_NAME = "vit_b"  # vit_b, vit_l, vit_h (segment-anything), vit_t (Mo
 # MODEL.WEIGHTS holds the SAM weights).
 _C.MODEL.SAM_CHECKPOINT = "pretrained_checkpoint/sam_vit_b_01ec64.pth"
 _C.MODEL.SAM_IMAGE_SIZE = 1024  # input side of the SAM encoder (fixed by SAM's position embedding)
+# Exact fast forward of the frozen SAM ViT (frozenseg.modeling.sam.fast_vit: fused attention
+# with the relative-position bias; equal to segment-anything's forward up to float rounding,
+# max relative difference ~1e-6). False runs the upstream forward as it is (outputs
+# bit-identical to this project before the fast path).
+_C.MODEL.FAST_INFERENCE = True
 
 # ---------------------------------------------------------------------------------------------
 # INPUT

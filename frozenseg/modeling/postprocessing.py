@@ -152,29 +152,39 @@ def panoptic_inference(
     if cur_masks.shape[0] == 0:
         return panoptic_seg, segments_info
 
+    n = cur_masks.shape[0]
     is_thing = is_thing.to(device="cpu", dtype=torch.bool)
-    cur_mask_ids = cur_prob_masks.argmax(0)
+    cur_mask_ids = cur_prob_masks.argmax(0)  # (H, W) owner of each pixel
+    # The per-query areas of Mask2Former's loop, all at once: pixels owned by k, pixels with
+    # sigmoid(mask_k) >= 0.5, and pixels owned by k with its own mask >= 0.5 (= ``mask``).
+    confident = cur_masks >= 0.5
+    owned_confident = confident.gather(0, cur_mask_ids[None])[0]
+    mask_areas = torch.bincount(cur_mask_ids.flatten(), minlength=n).tolist()
+    original_areas = confident.flatten(1).sum(1).tolist()
+    kept_areas = torch.bincount(cur_mask_ids[owned_confident], minlength=n).tolist()
+    # The owners partition the pixels, so the masks are disjoint: painting them in query order
+    # is a lookup of each pixel's owner in the segment id chosen for it (0 = not painted).
+    segment_of_query = [0] * n
     stuff_memory_list: dict[int, int] = {}
     current_segment_id = 0
-    for k in range(cur_classes.shape[0]):
-        pred_class = int(cur_classes[k].item())
+    for k, pred_class in enumerate(cur_classes.tolist()):
         isthing = bool(is_thing[pred_class].item())
-        mask_area = (cur_mask_ids == k).sum().item()
-        original_area = (cur_masks[k] >= 0.5).sum().item()
-        mask = (cur_mask_ids == k) & (cur_masks[k] >= 0.5)
-        if mask_area > 0 and original_area > 0 and mask.sum().item() > 0:
+        mask_area, original_area = mask_areas[k], original_areas[k]
+        if mask_area > 0 and original_area > 0 and kept_areas[k] > 0:
             if mask_area / original_area < overlap_threshold:
                 continue
             if not isthing:
                 if pred_class in stuff_memory_list:
-                    panoptic_seg[mask] = stuff_memory_list[pred_class]
+                    segment_of_query[k] = stuff_memory_list[pred_class]
                     continue
                 stuff_memory_list[pred_class] = current_segment_id + 1
             current_segment_id += 1
-            panoptic_seg[mask] = current_segment_id
+            segment_of_query[k] = current_segment_id
             segments_info.append(
                 {"id": current_segment_id, "isthing": isthing, "category_id": pred_class}
             )
+    lookup = torch.tensor(segment_of_query, dtype=torch.int32, device=masks.device)
+    panoptic_seg = torch.where(owned_confident, lookup[cur_mask_ids], panoptic_seg)
     return panoptic_seg, segments_info
 
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from frozenseg.modeling.postprocessing import (
     geometric_ensemble,
@@ -169,6 +170,65 @@ def test_panoptic_inference_nothing_kept():
     mask_cls = torch.tensor([[0.1, 0.1, 0.8], [0.4, 0.3, 0.3]]).log()
     seg, info = panoptic_inference(mask_cls, torch.ones(2, 3, 3), torch.tensor([True, False]), 0.8, 0.8)
     assert torch.equal(seg, torch.zeros(3, 3, dtype=torch.int32)) and info == []
+
+
+def _mask2former_panoptic_loop(mask_cls, mask_pred, is_thing, object_mask_threshold, overlap_threshold):
+    """Mask2Former's panoptic merge as released (a Python loop painting one mask per query):
+    the oracle of ``panoptic_inference``."""
+    num_classes = mask_cls.shape[-1] - 1
+    scores, labels = F.softmax(mask_cls, dim=-1).max(-1)
+    masks = mask_pred.sigmoid()
+    keep = labels.ne(num_classes) & (scores > object_mask_threshold)
+    cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], masks[keep]
+    cur_prob_masks = cur_scores.view(-1, 1, 1) * cur_masks
+    panoptic_seg = torch.zeros(masks.shape[-2:], dtype=torch.int32)
+    segments_info = []
+    if cur_masks.shape[0] == 0:
+        return panoptic_seg, segments_info
+    cur_mask_ids = cur_prob_masks.argmax(0)
+    stuff_memory_list = {}
+    current_segment_id = 0
+    for k in range(cur_classes.shape[0]):
+        pred_class = cur_classes[k].item()
+        isthing = bool(is_thing[pred_class])
+        mask_area = (cur_mask_ids == k).sum().item()
+        original_area = (cur_masks[k] >= 0.5).sum().item()
+        mask = (cur_mask_ids == k) & (cur_masks[k] >= 0.5)
+        if mask_area > 0 and original_area > 0 and mask.sum().item() > 0:
+            if mask_area / original_area < overlap_threshold:
+                continue
+            if not isthing:
+                if int(pred_class) in stuff_memory_list:
+                    panoptic_seg[mask] = stuff_memory_list[int(pred_class)]
+                    continue
+                stuff_memory_list[int(pred_class)] = current_segment_id + 1
+            current_segment_id += 1
+            panoptic_seg[mask] = current_segment_id
+            segments_info.append({"id": current_segment_id, "isthing": isthing, "category_id": int(pred_class)})
+    return panoptic_seg, segments_info
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("thresholds", [(0.0, 0.8), (0.3, 0.5), (0.0, 0.0)])
+def test_panoptic_inference_equals_mask2former_loop(seed, thresholds):
+    """The vectorised merge gives Mask2Former's loop's map and segments exactly: many queries,
+    few classes (stuff merges), overlapping masks, overlap-threshold drops, empty masks."""
+    g = torch.Generator().manual_seed(seed)
+    q, k, h, w, r = 40, 5, 23, 31, 8
+    fields = torch.randn(1, r, 3, 4, generator=g)
+    regions = F.interpolate(fields, size=(h, w), mode="bilinear", align_corners=False)[0].argmax(0)
+    # each query: a noisy mask of one of r regions (several queries per region compete)
+    region_of_query = torch.randint(0, r, (q,), generator=g)
+    inside = (regions[None] == region_of_query[:, None, None]).float()
+    mask_pred = inside * 8 - 4 + torch.randn(q, 1, 1, generator=g) * 2 + torch.randn(q, h, w, generator=g) * 0.5
+    mask_pred[::9] = -20.0  # queries with empty masks
+    mask_cls = torch.randn(q, k + 1, generator=g) * 3
+    is_thing = torch.rand(k, generator=g) < 0.5
+    seg, info = panoptic_inference(mask_cls, mask_pred, is_thing, *thresholds)
+    ref_seg, ref_info = _mask2former_panoptic_loop(mask_cls, mask_pred, is_thing, *thresholds)
+    assert seg.dtype == torch.int32 and torch.equal(seg, ref_seg)
+    assert info == ref_info
+    assert len(info) > 1
 
 
 # ------------------------------------------------------------------ instance inference

@@ -34,3 +34,27 @@ def test_make_synthetic_dataset_outside_the_checkout(tmp_path):
         with open(d / "panoptic.json") as f:
             assert len(json.load(f)["images"]) == n
         assert len(list((d / "images").glob("*.png"))) == n
+
+
+def test_benchmark_json_figures(tmp_path):
+    """benchmark.py on the tiny model: the JSON has the documented keys; the stages (the rest
+    included) add up to the total; the SAM floor is its FLOPs at the measured rate."""
+    config = TOOLS.parent / "configs" / "tiny" / "frozenseg_tiny_convnext.yaml"
+    r = _run("benchmark.py", "--config-file", str(config), "--height", "64", "--width", "96",
+             "--warmup", "0", "--iters", "1", "--compare-upstream", "--json", "out.json",
+             "MODEL.SAM_IMAGE_SIZE", "256", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "out.json") as f:
+        out = json.load(f)
+    for key in ("total_per_image_s", "sam_encoder_s", "sam_encoder_floor_s", "upstream_total_per_image_s",
+                "matmul_gflops", "text_classifier_s"):
+        assert out[key] > 0, key
+    assert out["stages"] == ["sam_encoder", "clip_backbone", "decoder", "postprocess"]
+    assert out["gflop_method"]["sam_encoder"] == "formula"
+    for name in out["stages"][:-1]:
+        assert out[f"{name}_gflop"] > 0
+        assert out[f"{name}_efficiency"] == pytest.approx(out[f"{name}_gflop"] / out[f"{name}_s"] / out["matmul_gflops"])
+    for prefix in ("", "upstream_"):
+        parts = sum(out[f"{prefix}{name}_s"] for name in out["stages"])
+        assert parts == pytest.approx(out[f"{prefix}total_per_image_s"], rel=1e-9)
+    assert out["sam_encoder_floor_s"] == pytest.approx(out["sam_encoder_gflop"] / out["matmul_gflops"])

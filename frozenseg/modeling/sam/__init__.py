@@ -1,7 +1,7 @@
 """Frozen SAM (spec §3): the architectures as data (:mod:`.specs`), their builders
 (:mod:`.build`), checkpoint files (:mod:`.checkpoint`), the segmentation model's frozen image
-encoder (:mod:`.image_encoder`) and SAM as a source of automatic mask proposals
-(:mod:`.automatic`, imported on its own)."""
+encoder (:mod:`.image_encoder`) with its exact fast ViT forward (:mod:`.fast_vit`) and SAM as a
+source of automatic mask proposals (:mod:`.automatic`, imported on its own)."""
 
 from .build import build_image_encoder, build_sam, build_vit_image_encoder, load_sam
 from .checkpoint import SAMCheckpointError, default_checkpoint_path, read_sam_checkpoint

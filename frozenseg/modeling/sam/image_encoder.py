@@ -8,6 +8,11 @@ Only SAM's image encoder is used by the segmentation model. It is segment-anythi
 eval mode and ``forward`` runs without gradients. Its architecture, including the output width,
 is the entry of :data:`~.specs.SAM_SPECS` named by MODEL.SAM_NAME.
 
+Fast path (MODEL.FAST_INFERENCE, on by default): a segment-anything ViT runs through
+:func:`~.fast_vit.fast_vit_forward`, the project's own forward over the same parameters (fused
+attention with the relative-position bias, windowing done once); it equals the upstream forward
+up to float rounding. Off, or for MobileSAM, ``forward`` is ``image_encoder(images)`` as is.
+
 Provenance: the inference preprocessing (pad the normalised batch to /32, then resize to
 1024x1024 without keeping the aspect ratio) is the released FrozenSeg behaviour.
 """
@@ -26,6 +31,7 @@ from frozenseg.structures.image_list import ImageList
 
 from .build import build_image_encoder
 from .checkpoint import load_sam_weights, read_sam_checkpoint
+from .fast_vit import fast_vit_forward, supports_fast_path
 from .specs import SAM_PIXEL_MEAN, SAM_PIXEL_STD, sam_spec
 
 __all__ = ["SAMImageEncoder"]
@@ -52,6 +58,7 @@ class SAMImageEncoder(nn.Module):
         checkpoint: str = "",
         image_size: int = 1024,
         device: torch.device | str | None = None,
+        fast_inference: bool = True,
     ):
         """
         Args:
@@ -64,6 +71,9 @@ class SAMImageEncoder(nn.Module):
                 state dict. Only the image encoder is loaded (strictly). "" keeps random weights.
             image_size: input side S of the encoder, pixels (a multiple of 16).
             device: where to put the encoder (default: where it was built).
+            fast_inference: run segment-anything ViTs through the exact fast forward
+                (:mod:`.fast_vit`); False runs ``ImageEncoderViT.forward`` itself. An
+                attribute, so it can be switched on a built model.
         """
         super().__init__()
         name = str(name)
@@ -74,6 +84,7 @@ class SAMImageEncoder(nn.Module):
         self.image_size = int(image_size)
         self.out_chans = spec.out_chans
         self.image_encoder = build_image_encoder(name, self.image_size)
+        self.fast_inference = bool(fast_inference)
         self._warned_training_size = False
 
         if checkpoint:
@@ -88,11 +99,12 @@ class SAMImageEncoder(nn.Module):
     def from_config(cls, cfg, load_checkpoint: bool = True) -> dict:
         """Keyword arguments from MODEL.SAM_NAME, MODEL.SAM_CHECKPOINT (ignored when
         ``load_checkpoint`` is False: random weights, e.g. before loading MODEL.WEIGHTS) and
-        MODEL.SAM_IMAGE_SIZE."""
+        MODEL.SAM_IMAGE_SIZE; the fast path from MODEL.FAST_INFERENCE."""
         return {
             "name": cfg.MODEL.SAM_NAME,
             "checkpoint": cfg.MODEL.SAM_CHECKPOINT if load_checkpoint else "",
             "image_size": cfg.MODEL.SAM_IMAGE_SIZE,
+            "fast_inference": cfg.MODEL.FAST_INFERENCE,
         }
 
     # ------------------------------------------------------------------------------------------
@@ -212,4 +224,6 @@ class SAMImageEncoder(nn.Module):
                 f"SAM image encoder expects (B, 3, {self.image_size}, {self.image_size}) inputs "
                 f"(use preprocess()); got {tuple(images.shape)}."
             )
+        if self.fast_inference and supports_fast_path(self.image_encoder):
+            return fast_vit_forward(self.image_encoder, images)
         return self.image_encoder(images)

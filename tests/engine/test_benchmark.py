@@ -1,0 +1,103 @@
+"""The benchmark's measuring code (frozenseg.engine.benchmark): FLOP formula = fvcore's count,
+the stage table and the figures' invariants. No timing is asserted."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from frozenseg.engine import benchmark
+from frozenseg.modeling.sam import SAM_SPECS, SAMImageEncoder
+
+
+def _tiny_vit_gflop(image_size: int, padded_projections: bool) -> float:
+    spec = SAM_SPECS["tiny"]
+    return benchmark.vit_encoder_gflop(spec.vit, spec.out_chans, image_size, padded_projections=padded_projections)
+
+
+@pytest.mark.parametrize("image_size", [256, 224], ids=["windows-padded", "no-padding"])
+def test_vit_formula_equals_fvcore_on_the_upstream_forward(image_size):
+    """The upstream forward projects the padding tokens too: the formula with
+    ``padded_projections`` is fvcore's count of segment-anything's forward (fvcore counts einsums
+    through numpy's ``einsum_path`` report, printed to 4 significant digits, hence rel 1e-5; a
+    missing or wrong term is off by more than 1e-3)."""
+    enc = SAMImageEncoder("tiny", image_size=image_size).image_encoder
+    x = torch.randn(1, 3, image_size, image_size)
+    counted = benchmark.fvcore_gflop(enc, (x,))
+    assert _tiny_vit_gflop(image_size, padded_projections=True) == pytest.approx(counted, rel=1e-5)
+
+
+def test_fast_path_formula_drops_only_the_padding_projections():
+    tokens, padded, c = 16 * 16, 28 * 28, SAM_SPECS["tiny"].vit.embed_dim
+    windowed_blocks = 1  # tiny: 2 blocks, block 1 global
+    saved = 2 * windowed_blocks * (padded - tokens) * c * 4 * c / 1e9
+    assert _tiny_vit_gflop(256, False) == pytest.approx(_tiny_vit_gflop(256, True) - saved, rel=1e-12)
+    assert _tiny_vit_gflop(224, False) == _tiny_vit_gflop(224, True)  # 14x14 tokens: no padding
+
+
+def test_sam_stage_counts_what_its_forward_runs():
+    sam = SAMImageEncoder("tiny", image_size=256)
+    x = torch.randn(2, 3, 256, 256)
+    assert benchmark.sam_vit_gflop(sam, (x,)) == pytest.approx(2 * _tiny_vit_gflop(256, False))
+    sam.fast_inference = False
+    assert benchmark.sam_vit_gflop(sam, (x,)) == pytest.approx(benchmark.fvcore_gflop(sam, (x,)), rel=1e-5)
+
+
+class _Attention(nn.Module):
+    def __init__(self, fused: bool):
+        super().__init__()
+        self.fused = fused
+
+    def forward(self, q, k, v):
+        if self.fused:
+            return F.scaled_dot_product_attention(q, k, v)
+        return (q @ k.transpose(-1, -2)).softmax(-1) @ v
+
+
+def test_fvcore_counts_fused_attention_like_its_matrix_products():
+    q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 4)
+    fused = benchmark.fvcore_gflop(_Attention(True), (q, k, v))
+    assert fused == benchmark.fvcore_gflop(_Attention(False), (q, k, v))
+    assert fused == 2 * 2 * 3 * 5 * 7 * (8 + 4) / 1e9
+
+
+def test_fvcore_counts_keyword_and_non_tensor_arguments():
+    class Repeated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 6)
+
+        def forward(self, x, times: int, *, bias: torch.Tensor):
+            for _ in range(times):
+                x = self.lin(x)[..., :4] + bias
+            return x
+
+    gflop = benchmark.fvcore_gflop(Repeated(), (torch.randn(3, 4), 2), {"bias": torch.zeros(4)})
+    assert gflop == 2 * 2 * 3 * 4 * 6 / 1e9
+
+
+def test_stage_table_names_modules_of_the_model():
+    for stages in benchmark.STAGES.values():
+        names = [s.name for s in stages]
+        assert len(set(names)) == len(names) and benchmark.REST_STAGE not in names
+        assert all(s.counted_by in ("fvcore", "formula") for s in stages)
+    assert [s.module for s in benchmark.STAGES["FrozenSeg"]] == ["sam", "backbone", "sem_seg_head"]
+
+
+def test_unknown_meta_architecture_names_the_table():
+    with pytest.raises(ValueError, match="STAGES"):
+        benchmark.benchmark_model(nn.Linear(1, 1), [], benchmark.BenchmarkOptions(), "NoSuchArch")
+
+
+def test_set_fast_inference_reaches_every_switch():
+    model = nn.Sequential(SAMImageEncoder("tiny", image_size=256), SAMImageEncoder("tiny", image_size=256))
+    benchmark.set_fast_inference(model, False)
+    assert [m.fast_inference for m in model] == [False, False]
+    benchmark.set_fast_inference(model, True)
+    assert [m.fast_inference for m in model] == [True, True]
+
+
+def test_matmul_rate_is_a_rate():
+    assert benchmark.matmul_gflops(size=64, seconds=0.0, min_repeats=2) > 0
