@@ -35,10 +35,12 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from ..utils.errors import UserInputError
 from ..utils.file_io import atomic_write
 from .sam_mask_cache import cache_file_name
 
 __all__ = [
+    "PairDataError",
     "FORMAT_VERSION",
     "RELEASE_TRAIN_FILL",
     "INDEX_FILE",
@@ -63,6 +65,10 @@ FORMAT_VERSION = 1
 RELEASE_TRAIN_FILL: tuple[int, int, int] = (124, 116, 103)
 INDEX_FILE = "pairs.tsv"
 INDEX_COLUMNS = ("filepath", "title", "mask", "image_id", "query", "score", "similarity")
+
+
+class PairDataError(UserInputError, ValueError):
+    """A captions file, pair index or pair that cannot be used as given."""
 
 
 @dataclass
@@ -154,7 +160,7 @@ def write_image_pairs(
     for k, (crop, mask, fields) in enumerate(pairs):
         title = str(fields["title"])
         if not title.strip() or any(c in title for c in "\t\r\n"):
-            raise ValueError(f"Pair titles must be non-empty and free of tabs and newlines; got {title!r}.")
+            raise PairDataError(f"Pair titles must be non-empty and free of tabs and newlines; got {title!r}.")
         crop_rel, mask_rel = f"crops/{name}/{k}.png", f"masks/{name}/{k}.png"
         mask = np.asarray(mask, dtype=bool)
         _write_png(os.path.join(output_dir, crop_rel), apply_release_fill(crop, mask))
@@ -194,15 +200,18 @@ def read_pair_index(path: str, img_key: str = "filepath", caption_key: str = "ti
     ``{"filepath", "title", "mask"}`` with paths resolved against the index's folder (absolute
     paths kept); ``mask`` is "" when the file has no mask column.
 
-    Raises ValueError naming the file when a column is missing or it has no rows.
+    Raises :class:`PairDataError` naming the file when it is missing, a column is missing or it
+    has no rows.
     """
+    if not os.path.isfile(path):
+        raise PairDataError(f"Pair index {path!r} does not exist; pass the pairs.tsv written by tools/mine_mask_noun_pairs.py.")
     base = os.path.dirname(os.path.abspath(path))
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f, delimiter="\t")
         header = reader.fieldnames or []
         missing = [k for k in (img_key, caption_key) if k not in header]
         if missing:
-            raise ValueError(
+            raise PairDataError(
                 f"{path} has no column {missing[0]!r} (columns: {header}); it must be a tab-separated file "
                 f"with a header line, such as the pairs.tsv of tools/mine_mask_noun_pairs.py."
             )
@@ -215,7 +224,7 @@ def read_pair_index(path: str, img_key: str = "filepath", caption_key: str = "ti
             for row in reader
         ]
     if not rows:
-        raise ValueError(f"{path} lists no pairs; mine some with tools/mine_mask_noun_pairs.py first.")
+        raise PairDataError(f"{path} lists no pairs; mine some with tools/mine_mask_noun_pairs.py first.")
     return rows
 
 
@@ -230,7 +239,7 @@ def load_pair(row: dict[str, str]) -> tuple[Image.Image, np.ndarray]:
     else:
         mask = mask_from_fill(np.asarray(image))
     if mask.shape != (image.height, image.width):
-        raise ValueError(f"The mask {row['mask']} is {mask.shape[::-1]} but its crop {row['filepath']} is {image.size}.")
+        raise PairDataError(f"The mask {row['mask']} is {mask.shape[::-1]} but its crop {row['filepath']} is {image.size}.")
     return image, mask
 
 
@@ -247,13 +256,13 @@ def load_coco_captions(json_file: str, image_root: str, captions_per_image: int 
         ``{"image_id", "file_name", "captions"}`` per image, sorted by image id.
     """
     if captions_per_image < 0:
-        raise ValueError(f"captions_per_image must be >= 0 (0 = all); got {captions_per_image}.")
+        raise PairDataError(f"captions_per_image must be >= 0 (0 = all); got {captions_per_image}.")
     with open(json_file, encoding="utf-8") as f:
         data = json.load(f)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(
         data.get("annotations"), list
     ):
-        raise ValueError(
+        raise PairDataError(
             f"{json_file} is not a COCO Captions file (it needs 'images' and 'annotations' lists); "
             f"pass annotations/captions_train2017.json."
         )
@@ -261,7 +270,7 @@ def load_coco_captions(json_file: str, image_root: str, captions_per_image: int 
     captions: dict[Any, list[tuple[Any, str]]] = {}
     for ann in data["annotations"]:
         if "caption" not in ann or ann.get("image_id") not in files:
-            raise ValueError(
+            raise PairDataError(
                 f"{json_file} has an annotation without a caption or with an unknown image_id "
                 f"({ {k: ann.get(k) for k in ('id', 'image_id')} }); pass a COCO Captions file."
             )
