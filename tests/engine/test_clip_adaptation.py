@@ -242,6 +242,19 @@ def test_splice_writes_exactly_the_replaced_keys(mask_prompt_run, pairs, tmp_pat
     shallow = {k: v for k, v in clip.items() if not k.startswith("visual.transformer.resblocks.3.")}
     with pytest.raises(CheckpointError, match="3 image-encoder blocks but the OVSeg checkpoint's CLIP has 4"):
         splice_clip(model_state, shallow)
+    # the command line: same file; a mismatch is one sentence and exit status 2
+    spec = importlib.util.spec_from_file_location("splice_tool", REPO_ROOT / "tools" / "ovseg_replace_clip.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main(["--ovseg", str(tmp_path / "ovseg.pth"), "--clip", str(out / "clip_final.pth"),
+                      "--output", str(tmp_path / "cli.pth")]) == 0
+    cli = torch.load(tmp_path / "cli.pth", weights_only=True)["model"]
+    assert all(torch.equal(cli[k], new["model"][k]) for k in cli)
+    torch.save(shallow, tmp_path / "shallow.pth")
+    with pytest.raises(SystemExit) as e:
+        tool.main(["--ovseg", str(tmp_path / "ovseg.pth"), "--clip", str(tmp_path / "shallow.pth"),
+                   "--output", str(tmp_path / "bad.pth")])
+    assert e.value.code == 2 and not (tmp_path / "bad.pth").exists()
 
 
 def _ddp_worker(pairs: str, output: str) -> None:
