@@ -96,7 +96,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.config_file} builds {cfg.MODEL.META_ARCHITECTURE}; pass an OVSeg config (MODEL.META_ARCHITECTURE OVSeg)."
             )
         model = _build_model(cfg).eval()
-        torch.set_grad_enabled(False)
         mapper = TestDatasetMapper.from_config(cfg)
         rule = MatchingRule(args.min_similarity, args.margin, not args.shared_proposals, args.min_score)
         info = {
@@ -106,12 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "mask_prompt_fwd": cfg.MODEL.CLIP_ADAPTER.MASK_PROMPT_FWD,
             "input_size": [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST],
         }
-        summary = mine_pairs(
-            dataset, model, args.output, extract_nouns=extractor,
-            resize=lambda image: mapper.resize(image, strict=False), rule=rule, num_shards=num_shards,
-            shard_id=shard_id, overwrite=args.overwrite, max_images=args.max_images, log_every=args.log_every,
-            info=info,
-        )
+        with torch.no_grad():
+            summary = mine_pairs(
+                dataset, model, args.output, extract_nouns=extractor,
+                resize=lambda image: mapper.resize(image, strict=False), rule=rule, num_shards=num_shards,
+                shard_id=shard_id, overwrite=args.overwrite, max_images=args.max_images, log_every=args.log_every,
+                info=info,
+            )
     except (KeyError, ValueError, FileNotFoundError, NounExtractorUnavailable, UserInputError) as e:
         logger.error("%s", e.args[0] if isinstance(e, KeyError) and e.args else e)
         return 2

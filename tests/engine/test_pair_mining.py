@@ -223,7 +223,7 @@ def test_command_line(tmp_path, caplog):
             "--min-similarity", "-1", "--margin", "0", "--device", "cpu"]
     with caplog.at_level("INFO"):
         assert tool.main(args) == 0
-    assert "back-end 'vocabulary'" in caplog.text
+    assert "back-end 'vocabulary'" in caplog.text and torch.is_grad_enabled()  # no global side effect
     rows = read_pair_index(str(out / "pairs.tsv"))
     assert 0 < len(rows) <= 7 and {r["title"] for r in rows} <= {n for v in FIRST_CAPTION_NOUNS.values() for n in v}
     (out / "pairs.tsv").unlink()
