@@ -1,7 +1,8 @@
 """Engine: launching (torch.distributed / DDP), the trainer and its hooks, optimiser and LR
 schedules, checkpointing and resume, metrics writers, test-time augmentation, the predictor
-(:mod:`.predictor`, one image in, outputs out) and the offline SAM-mask run (:mod:`.sam_masks`),
-in Detectron2's conventions. Not here: models (``modeling``), evaluators (``evaluation``),
+(:mod:`.predictor`, one image in, outputs out), the offline SAM-mask run (:mod:`.sam_masks`) and
+OVSeg's CLIP-adaptation stages (:mod:`.pair_mining`, :mod:`.clip_adaptation`,
+:mod:`.ovseg_clip_splice`; imported on demand), in Detectron2's conventions. Not here: models (``modeling``), evaluators (``evaluation``),
 argument parsing beyond ``default_argument_parser`` (the command lines).
 
 Typical use (what ``train_net.py`` does)::

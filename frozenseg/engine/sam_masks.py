@@ -45,6 +45,8 @@ __all__ = [
     "default_device",
     "prepare_cache_dir",
     "save_sam_masks",
+    "format_duration",
+    "write_failed_images",
 ]
 
 logger = logging.getLogger(__name__)
@@ -129,11 +131,25 @@ def prepare_cache_dir(cache_dir: str, info: dict[str, Any], overwrite: bool) -> 
     write_cache_info(cache_dir, info)
 
 
-def _fmt_seconds(s: float) -> str:
+def format_duration(s: float) -> str:
+    """Seconds as ``H:MM:SS`` ("?" for NaN or infinity)."""
     if s != s or s == float("inf"):
         return "?"
     s = int(round(s))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def write_failed_images(directory: str, failed: list[dict[str, str]], shard_id: int, num_shards: int) -> str | None:
+    """List a shard's unreadable images in ``failed_images.shard-I-of-N.json`` (atomically), or
+    remove that file when none failed. Returns its path, or None when none failed."""
+    path = os.path.join(directory, f"failed_images.shard-{shard_id}-of-{num_shards}.json")
+    if failed:
+        with atomic_write(path, "w") as f:
+            json.dump(failed, f, indent=2)
+        return path
+    if os.path.exists(path):
+        os.remove(path)
+    return None
 
 
 def save_sam_masks(
@@ -209,22 +225,17 @@ def save_sam_masks(
             logger.info(
                 "%s %d/%d images (%d written, %d already cached, %d failed), %.2f img/s, ETA %s",
                 tag, done, len(indices), summary.written, summary.skipped, len(summary.failed),
-                rate, _fmt_seconds(eta),
+                rate, format_duration(eta),
             )
             last_log = now
     summary.seconds = time.perf_counter() - t0
-    failed_file = os.path.join(cache_dir, f"failed_images.shard-{shard_id}-of-{num_shards}.json")
-    if summary.failed:
-        with atomic_write(failed_file, "w") as f:
-            json.dump(summary.failed, f, indent=2)
-    elif os.path.exists(failed_file):
-        os.remove(failed_file)
+    failed_file = write_failed_images(cache_dir, summary.failed, shard_id, num_shards)
     summary.files_in_cache = sum(1 for f in os.listdir(cache_dir) if f.endswith(".npz") and not f.startswith("."))
     logger.info(
         "%s Done in %s: %d images in this shard, %d written, %d already cached, %d failed%s. "
         "%d of %d images of the dataset are now in %s.",
-        tag, _fmt_seconds(summary.seconds), summary.total, summary.written, summary.skipped,
-        len(summary.failed), f" (listed in {failed_file})" if summary.failed else "",
+        tag, format_duration(summary.seconds), summary.total, summary.written, summary.skipped,
+        len(summary.failed), f" (listed in {failed_file})" if failed_file else "",
         summary.files_in_cache, len(dataset_dicts), cache_dir,
     )
     return summary

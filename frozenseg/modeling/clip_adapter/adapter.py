@@ -22,7 +22,7 @@ from ..open_vocab import get_classification_logits
 from ..transformer_decoder.open_vocab_transformer_predictor import OVSEG_LOGIT_TEMPERATURE
 from .clip_model import OpenCLIPTextEncoder, build_ovseg_clip_model, check_clip_state, ovseg_clip_arch
 from .mask_prompt import check_plain_vit, encode_image_with_mask_prompts, mask_prompt_depth
-from .regions import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, prepare_clip_regions, mask_fill_color
+from .regions import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, ClipRegions, mask_fill_color, prepare_clip_regions
 
 __all__ = ["OVSegClipAdapter"]
 
@@ -133,6 +133,26 @@ class OVSegClipAdapter(nn.Module):
         masks = region_masks if self.mask_prompt_fwd else None
         return F.normalize(encode_image_with_mask_prompts(self.clip_model.visual, regions, masks), dim=-1)
 
+    def crop_regions(self, image: torch.Tensor, mask_probs: torch.Tensor) -> ClipRegions:
+        """The CLIP inputs of the valid proposals with this adapter's settings (spec §2.8; see
+        :func:`~frozenseg.modeling.clip_adapter.regions.prepare_clip_regions`).
+
+        Args:
+            image: (3, H, W) resized, unpadded input image, RGB 0..255.
+            mask_probs: (Q, H, W) sigmoid mask probabilities cropped to (H, W).
+        """
+        return prepare_clip_regions(
+            image,
+            mask_probs,
+            mask_thr=self.mask_thr,
+            fill=self.mask_fill,
+            expand_ratio=self.mask_expand_ratio,
+            mask_matting=self.mask_matting,
+            size=self.input_size,
+            pixel_mean=self.pixel_mean.flatten().tolist(),
+            pixel_std=self.pixel_std.flatten().tolist(),
+        )
+
     @torch.no_grad()
     def forward(
         self,
@@ -152,17 +172,7 @@ class OVSegClipAdapter(nn.Module):
             clip_logits (N, K + 1) = 100 * cos(image feature, row), and valid (Q,) bool; N = 0
             when no mask has a pixel above ``mask_thr`` (CLIP is then not run).
         """
-        crops = prepare_clip_regions(
-            image,
-            mask_probs,
-            mask_thr=self.mask_thr,
-            fill=self.mask_fill,
-            expand_ratio=self.mask_expand_ratio,
-            mask_matting=self.mask_matting,
-            size=self.input_size,
-            pixel_mean=self.pixel_mean.flatten().tolist(),
-            pixel_std=self.pixel_std.flatten().tolist(),
-        )
+        crops = self.crop_regions(image, mask_probs)
         if num_templates is None:
             num_templates = [1] * (text_classifier.shape[0] - 1)
         if crops.regions.shape[0] == 0:

@@ -14,7 +14,7 @@ Independent implementation.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -30,6 +30,7 @@ from ..clip_adapter import (
     OVSegClipAdapter,
     ovseg_class_scores,
     ovseg_demo_semantic_inference,
+    masks_to_boxes_exclusive,
     ovseg_semantic_inference,
     prompt_templates,
 )
@@ -39,13 +40,30 @@ from .inputs import checked_train_class_names, prepare_image, prepare_targets
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OVSeg", "OVSegDEMO", "BACKGROUND_CLASS"]
+__all__ = ["OVSeg", "OVSegDEMO", "OVSegProposals", "BACKGROUND_CLASS"]
 
 #: The class a one-class vocabulary is classified against (the release's demo appends it to the
 #: user's list; here it is appended to a copy and never returned, see ``OVSeg.set_vocabulary``).
 BACKGROUND_CLASS = "others"
 
 
+class OVSegProposals(NamedTuple):
+    """The valid proposals of one image exactly as OVSeg's CLIP sees them (spec §2.8): N of the
+    Q queries, those whose mask has a pixel above ``MASK_THR``; S = the CLIP input size."""
+
+    crops: torch.Tensor  # (N, 3, S, S) uint8 unnormalised crops, background = MASK_FILL colour
+    regions: torch.Tensor  # (N, 3, S, S) float, the CLIP-normalised crops CLIP encodes
+    masks: torch.Tensor  # (N, 1, S, S) bool foreground of the crops
+    boxes: torch.Tensor  # (N, 4) float tight boxes [x0, y0, x1, y1) in input-image pixels
+    scores: torch.Tensor  # (N,) MaskFormer objectness 1 - p(no-object)
+    query_indices: torch.Tensor  # (N,) int64 query of each proposal
+
+
+def _mask_probs(mask_pred: torch.Tensor, padded_size: tuple[int, int], image_size: tuple[int, int]) -> torch.Tensor:
+    """(Q, Hp/4, Wp/4) mask logits -> (Q, H, W) probabilities at the input size (spec §2.7:
+    bilinear upsampling to the padded size, crop, sigmoid)."""
+    masks = F.interpolate(mask_pred[None], size=padded_size, mode="bilinear", align_corners=False)[0]
+    return masks[:, : image_size[0], : image_size[1]].sigmoid()
 
 
 @META_ARCH_REGISTRY.register()
@@ -204,11 +222,6 @@ class OVSeg(nn.Module):
         """Train mode: dict of weighted losses. Eval mode: one ``{"sem_seg"}`` dict per image."""
         if len(batched_inputs) == 0:
             raise ValueError("OVSeg.forward received an empty batch.")
-        images = [prepare_image(x, self.device) for x in batched_inputs]
-        batch = ImageList.from_tensors(
-            [(img - self.pixel_mean) / self.pixel_std for img in images], self.size_divisibility
-        )
-        features = self.backbone(batch.tensor)
         if self.training:
             if self.train_class_names is None:
                 raise ValueError(
@@ -217,8 +230,7 @@ class OVSeg(nn.Module):
             class_names = self.train_class_names
         else:
             class_names = self._inference_class_names()
-        text_classifier = self._text_classifier(class_names)
-        outputs = self.sem_seg_head(features, text_classifier)
+        images, batch, text_classifier, outputs = self._run_head(batched_inputs, class_names)
         if self.training:
             targets = prepare_targets(batched_inputs, tuple(batch.tensor.shape[-2:]), self.device)
             losses = self.criterion(outputs, targets)
@@ -233,6 +245,51 @@ class OVSeg(nn.Module):
                 images[i], outputs["pred_logits"][i], outputs["pred_masks"][i], padded_size, output_size, text_classifier
             )
             results.append({"sem_seg": sem_seg})
+        return results
+
+    def _run_head(self, batched_inputs: list[dict], class_names: list[str]):
+        """The MaskFormer part: (images (3, H, W) float 0..255 each, the padded normalised
+        ``ImageList``, the (K' + 1, D) text classifier of ``class_names``, the head's outputs)."""
+        images = [prepare_image(x, self.device) for x in batched_inputs]
+        batch = ImageList.from_tensors(
+            [(img - self.pixel_mean) / self.pixel_std for img in images], self.size_divisibility
+        )
+        features = self.backbone(batch.tensor)
+        text_classifier = self._text_classifier(class_names)
+        return images, batch, text_classifier, self.sem_seg_head(features, text_classifier)
+
+    @torch.no_grad()
+    def proposals(self, batched_inputs: list[dict]) -> list[OVSegProposals]:
+        """The valid proposals of each image, cut exactly as :meth:`forward` cuts them for CLIP
+        (spec §2.7-2.8: masks at the input size, ``> MASK_THR``, tight box, fill, squash to the
+        CLIP input size), e.g. for mining mask-noun pairs (spec §3.B1). The objectness scores
+        use the current vocabulary (:meth:`set_vocabulary`; the training vocabulary by default).
+
+        Args:
+            batched_inputs: eval-mode inputs (``"image"`` (3, H, W) RGB 0..255, already resized).
+        Returns:
+            one :class:`OVSegProposals` per image (N = 0 when no mask has a pixel above the
+            threshold).
+        """
+        if len(batched_inputs) == 0:
+            raise ValueError("OVSeg.proposals received an empty batch.")
+        images, batch, _, outputs = self._run_head(batched_inputs, self._inference_class_names())
+        padded_size = tuple(batch.tensor.shape[-2:])
+        adapter = self.clip_adapter
+        results = []
+        for i, image in enumerate(images):
+            height, width = image.shape[-2:]
+            masks = _mask_probs(outputs["pred_masks"][i], padded_size, (height, width))
+            crops = adapter.crop_regions(image, masks)
+            objectness = 1.0 - outputs["pred_logits"][i].softmax(-1)[:, -1]
+            results.append(OVSegProposals(
+                crops=crops.unnorm_regions.clamp(0, 255).round().to(torch.uint8),
+                regions=crops.regions,
+                masks=crops.region_masks > 0,
+                boxes=masks_to_boxes_exclusive(masks[crops.valid] > adapter.mask_thr),
+                scores=objectness[crops.valid],
+                query_indices=crops.valid.nonzero()[:, 0],
+            ))
         return results
 
     def _semantic_inference(
@@ -257,8 +314,7 @@ class OVSeg(nn.Module):
             (K, height, width) scores.
         """
         height, width = image.shape[-2:]
-        masks = F.interpolate(mask_pred[None], size=padded_size, mode="bilinear", align_corners=False)[0]
-        masks = masks[:, :height, :width].sigmoid()  # (Q, H, W), spec §2.7
+        masks = _mask_probs(mask_pred, padded_size, (height, width))
         if self.clip_ensemble:
             clip_logits, valid = self.clip_adapter(image, masks, text_classifier)
         else:
