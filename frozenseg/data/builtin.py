@@ -242,6 +242,9 @@ OVSEG_BENCHMARKS = (
     ("pascal_context_59_sem_seg_val", "pascal_context_59_sem_seg", "openvocab_pascal_ctx59_sem_seg_val"),
     ("pascal_context_459_sem_seg_val", "pascal_context_459_sem_seg", "openvocab_pascal_ctx459_sem_seg_val"),
     ("pascalvoc20_sem_seg_val", "pascalvoc20_sem_seg", "openvocab_pascal20_sem_seg_val"),
+    # OVSeg's training set; the release calls it coco_2017_train_stuff_sem_seg, a name this project
+    # already gives to the same files with FrozenSeg's class strings
+    ("ovseg_coco_2017_train_stuff_sem_seg", "coco_2017_stuff_sem_seg", "openvocab_coco_2017_train_stuff_sem_seg"),
 )
 
 

@@ -42,7 +42,7 @@ def test_shipped_lists_are_detectron2s_verbatim():
 def test_benchmark_names_use_the_twin_files_and_ignore_labels():
     assert [n for n, _, _ in OVSEG_BENCHMARKS] == [
         "ade20k_sem_seg_val", "ade20k_full_sem_seg_val", "pascal_context_59_sem_seg_val",
-        "pascal_context_459_sem_seg_val", "pascalvoc20_sem_seg_val",
+        "pascal_context_459_sem_seg_val", "pascalvoc20_sem_seg_val", "ovseg_coco_2017_train_stuff_sem_seg",
     ]
     for name, _, twin in OVSEG_BENCHMARKS:
         assert name in DatasetCatalog
