@@ -9,7 +9,7 @@ JSON (:func:`~frozenseg.utils.prediction_io.write_prediction`) to download.
 
 Two layers:
 
-* :class:`WebDemo`, the service without any Gradio: one predictor built once, one request at a
+* :class:`WebDemo`, the service (no Gradio in it): one predictor built once, one request at a
   time (a lock), the vocabulary's text classifier set only when the vocabulary changes (and the
   model's text-classifier builder keeps every vocabulary it has seen in memory, so switching back
   costs nothing), uploads larger than ``max_side`` resized with a notice, and every user error
@@ -50,7 +50,10 @@ from ..utils.prediction_io import write_prediction
 from ..utils.visualizer import SegmentationVisualizer, class_color
 from .predictor import DEFAULT_CONFIDENCE, TASKS, Prediction, SegmentationPredictor
 
-__all__ = ["MAX_SIDE", "DemoResult", "WebDemo", "benchmark_vocabularies", "build_app", "serve"]
+__all__ = [
+    "MAX_SIDE", "DemoResult", "WebDemo", "benchmark_vocabularies", "legend_html", "segments_table_html",
+    "build_app", "serve",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,8 @@ MAX_SIDE = 1600
 LEGEND_ALL_CLASSES = 24
 #: Result folders (id PNG, segments JSON) kept on disk; older ones are deleted.
 KEEP_RESULTS = 32
+#: Gradio's copies of uploads and results older than this (seconds) are deleted, hourly.
+CACHE_MAX_AGE_S = 3600
 #: The benchmark dropdown's entry for "use the typed vocabulary".
 TYPED = "(the typed vocabulary)"
 EMPTY_VOCABULARY = "Type a vocabulary (e.g. cat,kitten; dog; grass) or pick a benchmark vocabulary."
@@ -303,6 +308,7 @@ def message_html(text: str, error: bool = False) -> str:
 
 # -- the page -------------------------------------------------------------------------------------
 CSS = """
+#fs-overlay img {width: 100%; height: 100%; object-fit: contain}
 .fs-swatch {display: inline-block; width: 1em; height: 1em; margin-right: 0.4em; border: 1px solid #555;
             vertical-align: middle}
 #fs-legend ul {list-style: none; padding-left: 0; margin: 0}
@@ -321,10 +327,14 @@ THEME_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 def build_app(demo: WebDemo, examples: Sequence[Sequence[str]] = (), task: str = "panoptic") -> gr.Blocks:
     """The page of ``demo``: inputs (image file, vocabulary, benchmark vocabulary, task,
     confidence threshold), ``examples`` rows of (image path, vocabulary, task), and the results
-    (message, overlay, legend, table of segments, downloads)."""
+    (message, overlay, legend, table of segments, downloads). ``task`` is selected when the page
+    opens (the model's first task when it has no such output)."""
     p = demo.predictor
     weights = p.cfg.MODEL.WEIGHTS
-    with gr.Blocks(title="FrozenSeg open-vocabulary segmentation", analytics_enabled=False) as app:
+    if task not in p.supported_tasks:
+        task = p.supported_tasks[0]
+    with gr.Blocks(title="FrozenSeg open-vocabulary segmentation", analytics_enabled=False,
+                   delete_cache=(CACHE_MAX_AGE_S, CACHE_MAX_AGE_S)) as app:
         gr.Markdown(
             "## FrozenSeg: open-vocabulary segmentation\n"
             "Upload an image, type what to look for (classes separated by `;`, synonyms by `,`: "
@@ -352,7 +362,7 @@ def build_app(demo: WebDemo, examples: Sequence[Sequence[str]] = (), task: str =
                     gr.Examples([list(e) for e in examples], [image, vocabulary, task_radio], label="Examples")
             with gr.Column(scale=3):
                 message = gr.HTML(elem_id="fs-message")
-                overlay = gr.Image(label="Overlay", interactive=False, format="png", elem_id="fs-overlay")
+                overlay = gr.Image(label="Overlay", interactive=False, format="png", height=360, elem_id="fs-overlay")
                 with gr.Row():
                     legend = gr.HTML(label="Legend", elem_id="fs-legend-box")
                     table = gr.HTML(label="Segments", elem_id="fs-table-box")
