@@ -63,19 +63,25 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Build the model once and serve the page until interrupted. Returns 2 when the model cannot
-    be built (a config, weights or device problem, reported in one line)."""
+    be built (a config, weights or device problem) or the address cannot be served, reported in
+    one line."""
     args = get_parser().parse_args(argv)
     setup_logger(names=("frozenseg",))
     try:
         predictor = SegmentationPredictor.from_config_file(args.config_file, opts=args.opts,
                                                            vocabulary=["object"], task="semantic")
         demo = WebDemo(predictor, max_side=args.max_side)
-    except (UserInputError, FileNotFoundError, ValueError, KeyError) as e:
+    except (UserInputError, FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and "CUDA" not in str(e):  # only the device's errors are the user's
+            raise
         logger.error("Cannot start the web demo: %s", e)
         return 2
-    logger.info("Serving on http://%s:%d (Ctrl+C stops)", args.host, args.port)
-    serve(demo, examples=EXAMPLES, task=args.task, host=args.host, port=args.port,
-          queue_size=args.queue_size, max_file_size=args.max_file_size)
+    try:
+        serve(demo, examples=EXAMPLES, task=args.task, host=args.host, port=args.port,
+              queue_size=args.queue_size, max_file_size=args.max_file_size)
+    except OSError as e:  # the port is taken, the address is not this machine's
+        logger.error("Cannot serve on %s:%d: %s; choose another --port or --host.", args.host, args.port, e)
+        return 2
     return 0
 
 

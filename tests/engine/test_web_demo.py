@@ -13,7 +13,7 @@ from PIL import Image
 
 from frozenseg.data.vocabulary import VocabularyError, load_vocabulary
 from frozenseg.engine.predictor import SegmentationPredictor
-from frozenseg.engine.web_demo import EMPTY_VOCABULARY, NO_IMAGE, TYPED, WebDemo, legend_html
+from frozenseg.engine.web_demo import EMPTY_VOCABULARY, NO_IMAGE, TYPED, WebDemo, build_app, legend_html
 
 from ..conftest import REPO_ROOT
 from .test_predictor import FAST_OPTS, TINY, scene
@@ -52,8 +52,12 @@ def test_vocabulary_typed_or_benchmark(demo):
 
 
 def test_segment_outputs_and_files(demo, image_file):
-    r = demo.segment(image_file, "sky; grass; ball,sphere", TYPED, "semantic")
+    steps = []
+    r = demo.segment(image_file, "sky; grass; ball,sphere", TYPED, "semantic",
+                     progress=lambda fraction, what: steps.append((fraction, what)))
     assert not r.error, r.message
+    assert steps == [(0.05, "Reading the image"), (0.15, "Text classifier of 3 classes"), (0.3, "Segmenting"),
+                     (0.85, "Drawing")]
     assert r.overlay.shape == (48, 64, 3) and r.overlay.dtype == np.uint8  # no legend panel in the image
     ids = cv2.imread(r.files[0], cv2.IMREAD_UNCHANGED)
     meta = json.loads(open(r.files[1]).read())
@@ -142,3 +146,10 @@ def test_legend_lists_the_vocabulary_and_visible_shares(demo, image_file):
     pred.set_task("semantic")
     html = legend_html(pred(image_file))
     assert "fs-absent" not in html and "other classes not found." in html
+
+
+def test_page_runs_one_request_at_a_time_with_progress(demo):
+    app = build_app(demo, task="instance")
+    segment = [f for f in app.fns.values() if f.name == "run"]
+    assert len(segment) == 1 and segment[0].concurrency_limit == 1 and segment[0].tracks_progress
+    assert len(segment[0].inputs) == 5 and len(segment[0].outputs) == 5
