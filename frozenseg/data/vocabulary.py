@@ -420,19 +420,20 @@ def normalize_class_names(entries: Sequence[str], source: str = "vocabulary", wa
     return out
 
 
-def parse_cli_vocabulary(text: str) -> list[str]:
+def parse_cli_vocabulary(text: str, source: str = "--vocabulary") -> list[str]:
     """Parse the command-line vocabulary: classes separated by ``;``, synonyms by ``,``.
 
     ``"cat,kitten; dog , puppy;grass"`` -> ``["cat,kitten", "dog,puppy", "grass"]``. A single
-    trailing ``;`` is allowed. Errors (:class:`VocabularyError`): empty text, empty classes
-    (``";;"``), empty synonyms (``"cat,,kitten"``), duplicate classes.
+    trailing ``;`` is allowed. Errors (:class:`VocabularyError`, naming ``source``, e.g. the web
+    page's field): empty text, empty classes (``";;"``), empty synonyms (``"cat,,kitten"``),
+    duplicate classes.
     """
     if text is None or not str(text).strip():
         raise VocabularyError("--vocabulary is empty; e.g. --vocabulary \"cat,kitten;dog,puppy;grass\".")
     parts = str(text).split(";")
     if len(parts) > 1 and not parts[-1].strip():
         parts = parts[:-1]  # one trailing separator is harmless
-    return normalize_class_names(parts, source="--vocabulary")
+    return normalize_class_names(parts, source=source)
 
 
 def _thing_lookup() -> dict[str, bool]:

@@ -216,6 +216,12 @@ class SegmentationPredictor:
         """The active vocabulary's class strings."""
         return self.vocabulary.class_names
 
+    @property
+    def supported_tasks(self) -> tuple[str, ...]:
+        """The tasks the model can output: semantic always (``sem_seg``); panoptic and instance
+        where the model has the switch (``panoptic_on`` / ``instance_on``) that turns them on."""
+        return tuple(t for t in TASKS if t == "semantic" or hasattr(self.model, f"{t}_on"))
+
     # -- setup ----------------------------------------------------------------------------------
     def set_task(self, task: str, confidence_threshold: float | None = None) -> None:
         """Switch the output task (and the model's post-processing) without rebuilding."""
