@@ -219,7 +219,15 @@ STAGES: dict[str, tuple[Stage, ...]] = {
         Stage("clip_backbone", "backbone"),
         Stage("decoder", "sem_seg_head"),
     ),
+    # OVSeg (spec §2): the proposal generator's backbone and MaskFormer head, then the CLIP
+    # adapter (crop, fill and resize the valid proposals, the mask-prompted ViT, scoring)
+    "OVSeg": (
+        Stage("backbone", "backbone"),
+        Stage("head", "sem_seg_head"),
+        Stage("clip_on_crops", "clip_adapter"),
+    ),
 }
+STAGES["OVSegDEMO"] = STAGES["OVSeg"]
 
 
 class StageTimer:

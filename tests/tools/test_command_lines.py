@@ -58,3 +58,16 @@ def test_benchmark_json_figures(tmp_path):
         parts = sum(out[f"{prefix}{name}_s"] for name in out["stages"])
         assert parts == pytest.approx(out[f"{prefix}total_per_image_s"], rel=1e-9)
     assert out["sam_encoder_floor_s"] == pytest.approx(out["sam_encoder_gflop"] / out["matmul_gflops"])
+
+
+def test_benchmark_splits_ovseg_into_its_stages(tmp_path):
+    """An OVSeg config: backbone, head, CLIP on the proposal crops, and the rest, adding up."""
+    config = TOOLS.parent / "configs" / "tiny" / "ovseg_tiny_resnet.yaml"
+    r = _run("benchmark.py", "--config-file", str(config), "--height", "64", "--width", "96",
+             "--warmup", "0", "--iters", "1", "--json", "out.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "out.json") as f:
+        out = json.load(f)
+    assert out["stages"] == ["backbone", "head", "clip_on_crops", "postprocess"]
+    assert sum(out[f"{name}_s"] for name in out["stages"]) == pytest.approx(out["total_per_image_s"], rel=1e-9)
+    assert out["clip_on_crops_s"] > 0 and out["backbone_gflop"] > 0
