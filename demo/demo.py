@@ -16,9 +16,17 @@ Examples::
     # a video, written frame by frame
     python demo/demo.py --config-file ... --video-input clip.mp4 --output out/clip_seg.mp4
 
+    # OVSeg (semantic only; each class string is one prompt, "cat,kitten" included), and the
+    # release's demo mode (CLIP-only classification, one proposal per class, uncovered pixels
+    # unlabelled): --ovseg-demo-mode, or the release's demo config
+    python demo/demo.py --config-file configs/ovseg/ovseg_swinB_vitL_bs32_120k.yaml \\
+        --input photo.jpg --output out/ --vocabulary "cat,kitten;dog;grass" --ovseg-demo-mode \\
+        --opts MODEL.WEIGHTS ovseg_swinbase_vitL14_ft_mpt.pth
+
 Per image, ``--output DIR`` receives ``<stem>_overlay.png`` (labelled colour overlay; legend
 panel for semantic), ``<stem>_ids.png`` (segment ids for panoptic/instance with 0 = none, class
-indices for semantic with 255 = none, 16-bit when needed) and ``<stem>_segments.json`` (class,
+indices for semantic with 255 = none (also the pixels a model leaves unlabelled, e.g. OVSeg's
+demo mode), 16-bit when needed) and ``<stem>_segments.json`` (class,
 score, area, bbox per segment). A per-image summary (segments, time) is printed. Unreadable
 inputs, images too elongated to segment within the pixel budget (see
 :meth:`frozenseg.data.dataset_mappers.test_mapper.TestDatasetMapper.input_size`) and images that
@@ -45,7 +53,9 @@ import torch
 
 from frozenseg.data.builtin import check_vocabulary_files
 from frozenseg.data.vocabulary import Vocabulary, VocabularyError, load_vocabulary
-from frozenseg.engine.predictor import TASKS, Prediction, SegmentationPredictor
+from frozenseg.engine.predictor import TASKS, Prediction, SegmentationPredictor, UnsupportedTaskError, model_tasks
+from frozenseg.modeling.build import meta_arch_class
+from frozenseg.modeling.meta_arch.ovseg import OVSeg
 from frozenseg.utils.errors import UserInputError
 from frozenseg.utils.prediction_io import write_prediction
 from frozenseg.utils.visualizer import SegmentationVisualizer
@@ -55,6 +65,13 @@ logger = logging.getLogger("frozenseg.demo")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jfif")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 WINDOW = "FrozenSeg"
+#: The release's demo setting (configs/ovseg/ovseg_swinB_vitL_demo.yaml, OVSeg spec §2.14) that
+#: ``--ovseg-demo-mode`` applies to any OVSeg config.
+OVSEG_DEMO_OPTS = (
+    "MODEL.META_ARCHITECTURE", "OVSegDEMO",
+    "MODEL.CLIP_ADAPTER.CLIP_ENSEMBLE_WEIGHT", "0.0",
+    "MODEL.CLIP_ADAPTER.MASK_THR", "0.35",
+)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -73,7 +90,14 @@ def get_parser() -> argparse.ArgumentParser:
     voc.add_argument("--vocabulary", help='classes: "cat,kitten;dog,puppy;grass"')
     voc.add_argument("--vocabulary-file", help="a vocabulary file (one 'id:name,synonym,...' per line)")
     voc.add_argument("--dataset-vocabulary", metavar="NAME", help="the vocabulary of a registered dataset")
-    p.add_argument("--task", choices=TASKS, default="panoptic", help="output task (default panoptic)")
+    p.add_argument("--task", choices=TASKS, default=None,
+                   help="output task (default: panoptic, or semantic for a semantic-only model such as OVSeg)")
+    p.add_argument(
+        "--ovseg-demo-mode", action="store_true",
+        help="with an OVSeg config: the release's demo mode (CLIP alone classifies the proposals, one "
+             "proposal per class, pixels no kept proposal covers stay unlabelled), i.e. --opts "
+             + " ".join(OVSEG_DEMO_OPTS),
+    )
     p.add_argument(
         "--confidence-threshold", type=float, default=None,
         help="drop instances/segments scoring below this (default: 0.5 instance, 0 panoptic/semantic)",
@@ -262,8 +286,17 @@ def main(argv: list[str] | None = None, predictor: SegmentationPredictor | None 
     try:
         cfg = get_cfg()
         cfg.merge_from_file(args.config_file)
+        if args.ovseg_demo_mode:
+            if not issubclass(meta_arch_class(cfg), OVSeg):
+                raise ValueError(
+                    f"--ovseg-demo-mode needs an OVSeg config, but {args.config_file} builds "
+                    f"{cfg.MODEL.META_ARCHITECTURE}; use a config of configs/ovseg/ or drop the flag."
+                )
+            cfg.merge_from_list(list(OVSEG_DEMO_OPTS))
         cfg.merge_from_list(list(args.opts))
-        vocab: Vocabulary = load_vocabulary(args.vocabulary, args.vocabulary_file, args.dataset_vocabulary, cfg)
+        literal = bool(getattr(meta_arch_class(cfg), "literal_vocabulary", False))
+        vocab: Vocabulary = load_vocabulary(args.vocabulary, args.vocabulary_file, args.dataset_vocabulary, cfg,
+                                            literal=literal)
         check_vocabulary_files(cfg)
     except (VocabularyError, ValueError, KeyError, FileNotFoundError) as e:
         logger.error("%s", e)
@@ -293,18 +326,21 @@ def main(argv: list[str] | None = None, predictor: SegmentationPredictor | None 
         )
         return 2
 
-    if predictor is None:
-        try:
+    try:
+        if predictor is None:
             predictor = SegmentationPredictor(cfg, vocabulary=vocab, task=args.task,
                                               confidence_threshold=args.confidence_threshold)
-        except (FileNotFoundError, ValueError, RuntimeError) as e:  # weights, device, config
-            if isinstance(e, RuntimeError) and "CUDA" not in str(e):
-                raise
-            logger.error("Cannot build the model: %s", e)
-            return 2
-    else:
-        predictor.set_task(args.task, args.confidence_threshold)
-        predictor.set_vocabulary(vocab)
+        else:
+            predictor.set_task(args.task or model_tasks(predictor.model)[0], args.confidence_threshold)
+            predictor.set_vocabulary(vocab)
+    except UnsupportedTaskError as e:  # e.g. --task panoptic with OVSeg
+        logger.error("%s", e)
+        return 2
+    except (FileNotFoundError, ValueError, RuntimeError) as e:  # weights, device, config
+        if isinstance(e, RuntimeError) and "CUDA" not in str(e):
+            raise
+        logger.error("Cannot build the model: %s", e)
+        return 2
     logger.info("Task %s, confidence threshold %.2f", predictor.task, predictor.confidence_threshold)
 
     if args.input:

@@ -36,6 +36,7 @@ file, a registered dataset, or the merged default of :func:`default_vocabulary`)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ __all__ = [
     "validate_vocabulary",
     "builtin_vocabulary_path",
     "normalize_class_names",
+    "normalize_literal_class_names",
     "parse_cli_vocabulary",
     "DEFAULT_VOCABULARY_DATASETS",
     "dataset_vocabulary_with_things",
@@ -420,19 +422,48 @@ def normalize_class_names(entries: Sequence[str], source: str = "vocabulary", wa
     return out
 
 
-def parse_cli_vocabulary(text: str, source: str = "--vocabulary") -> list[str]:
+def normalize_literal_class_names(entries: Sequence[str], source: str = "vocabulary") -> list[str]:
+    """Validate class strings of a *literal* vocabulary (each string is one prompt, OVSeg's
+    convention): kept verbatim apart from the spaces around each (``" road, route "`` ->
+    ``"road, route"``). Raises :class:`VocabularyError` for no classes, an empty class, a ``;``
+    or newline inside a class, or a class repeated (compared without case)."""
+    if not entries:
+        raise VocabularyError(f"{source}: the vocabulary is empty; give at least one class.")
+    out: list[str] = []
+    for i, entry in enumerate(entries, start=1):
+        name = str(entry).strip()
+        if not name:
+            raise VocabularyError(
+                f"{source}: class #{i} is empty; give it a name (an empty class comes from two separators "
+                "in a row, or a trailing one)."
+            )
+        if ";" in name or "\n" in name:
+            raise VocabularyError(f"{source}: class #{i} ({entry!r}) contains ';' or a newline; remove it.")
+        same = [j for j, prev in enumerate(out, start=1) if prev.lower() == name.lower()]
+        if same:
+            raise VocabularyError(f"{source}: class #{i} ({name!r}) repeats class #{same[0]}; keep one of them.")
+        out.append(name)
+    return out
+
+
+def parse_cli_vocabulary(text: str, literal: bool = False, source: str = "--vocabulary") -> list[str]:
     """Parse the command-line vocabulary: classes separated by ``;``, synonyms by ``,``.
 
     ``"cat,kitten; dog , puppy;grass"`` -> ``["cat,kitten", "dog,puppy", "grass"]``. A single
     trailing ``;`` is allowed. Errors (:class:`VocabularyError`, naming ``source``, e.g. the web
-    page's field): empty text, empty classes (``";;"``), empty synonyms (``"cat,,kitten"``),
-    duplicate classes.
+    page's field): empty text, empty classes
+    (``";;"``), empty synonyms (``"cat,,kitten"``), duplicate classes. With ``literal`` (a model
+    that takes each class string as one prompt) the classes are only split on ``;`` and kept
+    verbatim (:func:`normalize_literal_class_names`): ``"cat, kitten;dog"`` ->
+    ``["cat, kitten", "dog"]``.
     """
     if text is None or not str(text).strip():
         raise VocabularyError("--vocabulary is empty; e.g. --vocabulary \"cat,kitten;dog,puppy;grass\".")
     parts = str(text).split(";")
     if len(parts) > 1 and not parts[-1].strip():
         parts = parts[:-1]  # one trailing separator is harmless
+    if literal:
+        return normalize_literal_class_names(parts, source=source)
     return normalize_class_names(parts, source=source)
 
 
@@ -530,6 +561,7 @@ def load_vocabulary(
     vocabulary_file: str | None = None,
     dataset_vocabulary: str | None = None,
     cfg=None,
+    literal: bool = False,
 ) -> Vocabulary:
     """The active vocabulary from exactly one source (or the default when none is given).
 
@@ -539,10 +571,19 @@ def load_vocabulary(
         dataset_vocabulary: a registered dataset name (its class strings verbatim, its thing
             classes and colours).
         cfg: config (for ``DATASETS.VOCABULARY_FILES`` overrides).
+        literal: for a model that takes each class string as one prompt (OVSeg): the result is
+            a literal :class:`Vocabulary`, and ``vocabulary`` keeps its class strings verbatim
+            (:func:`normalize_literal_class_names`; no thing classes inferred).
     """
     given = [x is not None for x in (vocabulary, vocabulary_file, dataset_vocabulary)]
     if sum(given) > 1:
         raise VocabularyError("Give only one of --vocabulary, --vocabulary-file and --dataset-vocabulary.")
+    if literal:
+        if vocabulary is not None:
+            names = (parse_cli_vocabulary(vocabulary, literal=True) if isinstance(vocabulary, str)
+                     else normalize_literal_class_names(list(vocabulary)))
+            return Vocabulary(names, None, "--vocabulary", literal=True)
+        return dataclasses.replace(load_vocabulary(None, vocabulary_file, dataset_vocabulary, cfg), literal=True)
     if vocabulary is not None:
         names = (parse_cli_vocabulary(vocabulary) if isinstance(vocabulary, str)
                  else normalize_class_names(list(vocabulary), source="vocabulary"))

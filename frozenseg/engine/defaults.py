@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import require_checkpoint_file
 from ..utils import comm
-from ..utils.errors import DEBUG_ENV
+from ..utils.errors import DEBUG_ENV, ConfigValueError
 from ..utils.file_io import atomic_write
 from .checkpoint import FrozenSegCheckpointer, GradScalerCheckpointable, checkpoint_has_frozen_weights
 from ..data.build import build_detection_test_loader, build_detection_train_loader, micro_batch_size
@@ -380,7 +380,8 @@ class DefaultTrainer(SimpleTrainer):
     def test(cls, cfg, model: nn.Module, evaluators=None, output_subdir: str = "inference") -> "OrderedDict":
         """Evaluate ``model`` on every dataset of ``DATASETS.TEST``.
 
-        Each dataset gets its own vocabulary; evaluators write under
+        Each dataset gets its own vocabulary (literal for a model with ``literal_vocabulary``,
+        see ``set_vocabulary``); evaluators write under
         ``OUTPUT_DIR/<output_subdir>/<dataset>/`` together with ``results.json``. Returns
         ``{dataset: {task: {metric: value}}}`` on the main process (a single dataset's dict
         directly when there is only one, as in Detectron2).
@@ -391,6 +392,7 @@ class DefaultTrainer(SimpleTrainer):
         if evaluators is not None and len(evaluators) != len(cfg.DATASETS.TEST):
             raise ValueError(f"{len(evaluators)} evaluators for {len(cfg.DATASETS.TEST)} test datasets.")
         model = _unwrap(model)
+        _check_test_tasks(cfg, model)
         results: "OrderedDict[str, Any]" = OrderedDict()
         for idx, name in enumerate(cfg.DATASETS.TEST):
             out_dir = os.path.join(cfg.OUTPUT_DIR, output_subdir, name)
@@ -436,6 +438,21 @@ class DefaultTrainer(SimpleTrainer):
         if len(cfg.DATASETS.TEST) == 1:
             return OrderedDict((k + "_TTA", v) for k, v in res.items())
         return OrderedDict((name, OrderedDict((k + "_TTA", v) for k, v in r.items())) for name, r in res.items())
+
+
+def _check_test_tasks(cfg, model: nn.Module) -> None:
+    """Refuse, in one sentence, an evaluation that asks a model for an output it does not give
+    (``MODEL.MASK_FORMER.TEST.PANOPTIC_ON`` / ``INSTANCE_ON`` with a semantic-only model such as
+    OVSeg; see :func:`frozenseg.engine.predictor.model_tasks`)."""
+    from .predictor import model_tasks
+
+    tasks = model_tasks(model)
+    for task in ("panoptic", "instance"):
+        key = f"MODEL.MASK_FORMER.TEST.{task.upper()}_ON"
+        if getattr(cfg.MODEL.MASK_FORMER.TEST, f"{task.upper()}_ON") and task not in tasks:
+            raise ConfigValueError(
+                f"{key} is True but {type(model).__name__} gives {' and '.join(tasks)} output only; set {key} False."
+            )
 
 
 def merge_results(a, b):

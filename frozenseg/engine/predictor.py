@@ -20,10 +20,15 @@ output into a :class:`Prediction` (an id map and one record per segment)::
     write_prediction(pred, overlay, "out_dir")                    # overlay, id PNG, segments JSON
 
 What the predictor needs from a model: ``set_vocabulary(class_names, thing_classes)``, eval-mode
-output dicts with ``sem_seg`` (K, H, W) class probabilities and, per task, ``panoptic_seg`` or
+output dicts with ``sem_seg`` (K, H, W) class scores and, per task, ``panoptic_seg`` or
 ``instances``, and the Mask2Former switches ``semantic_on`` / ``panoptic_on`` / ``instance_on``
-where the model has them. A model with a ``text_classifier_builder`` gets the text embeddings of a
-new vocabulary computed at once.
+where the model has them: a model without the ``panoptic_on`` (``instance_on``) switch does not do
+that task (:func:`model_tasks`; OVSeg is semantic only). A model with a
+``text_classifier_builder`` gets the text embeddings of a new vocabulary computed at once. Two
+optional declarations: ``literal_vocabulary = True`` (each class string is one prompt, OVSeg:
+class strings reach the model verbatim, ``"cat,kitten"`` is one class named so), and an output
+``sem_seg_unlabelled`` ((H, W) bool: pixels the model leaves without a class, e.g. OVSeg's demo
+mode), which the semantic task shows as unlabelled (``none_value``, no segment, no colour).
 """
 
 from __future__ import annotations
@@ -45,12 +50,14 @@ from ..data.vocabulary import (
     default_vocabulary,
     infer_thing_classes,
     normalize_class_names,
+    normalize_literal_class_names,
     split_synonyms,
 )
+from ..utils.errors import UserInputError
 from ..utils.image_io import read_image
 from .checkpoint import checkpoint_has_frozen_weights
 
-__all__ = ["Prediction", "SegmentationPredictor", "FrozenSegPredictor"]
+__all__ = ["Prediction", "SegmentationPredictor", "FrozenSegPredictor", "UnsupportedTaskError", "model_tasks"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,16 @@ TASKS = ("panoptic", "semantic", "instance")
 DEFAULT_CONFIDENCE = {"instance": 0.5, "panoptic": 0.0, "semantic": 0.0}
 #: The model output each task reads.
 _TASK_OUTPUT = {"panoptic": "panoptic_seg", "semantic": "sem_seg", "instance": "instances"}
+
+
+class UnsupportedTaskError(UserInputError, ValueError):
+    """The model cannot produce the requested task's output (e.g. panoptic with OVSeg)."""
+
+
+def model_tasks(model: torch.nn.Module) -> tuple[str, ...]:
+    """The tasks ``model`` can do, in :data:`TASKS` order: semantic always; panoptic and instance
+    when the model has the Mask2Former switch of that task (``panoptic_on``, ``instance_on``)."""
+    return tuple(t for t in TASKS if t == "semantic" or hasattr(model, f"{t}_on"))
 
 
 @dataclass
@@ -153,7 +170,8 @@ class SegmentationPredictor:
             class strings stay exactly as registered), a list of class names (normalised, thing
             classes inferred), or None for :func:`~frozenseg.data.vocabulary.default_vocabulary`.
         thing_classes: indices of thing classes (overrides the vocabulary's).
-        task: ``"panoptic"``, ``"semantic"`` or ``"instance"``.
+        task: ``"panoptic"``, ``"semantic"`` or ``"instance"`` (one of :func:`model_tasks`;
+            None: the first of them, panoptic for FrozenSeg, semantic for OVSeg).
         confidence_threshold: drop instances / segments scoring below it (default per task:
             :data:`DEFAULT_CONFIDENCE`). Panoptic and semantic segment scores are the mean, over
             the segment, of the pixel's class probability normalised over the vocabulary.
@@ -173,7 +191,7 @@ class SegmentationPredictor:
         *,
         vocabulary: Vocabulary | Sequence[str] | None = None,
         thing_classes: Sequence[int] | None = None,
-        task: str = "panoptic",
+        task: str | None = "panoptic",
         confidence_threshold: float | None = None,
         model: torch.nn.Module | None = None,
     ):
@@ -192,10 +210,10 @@ class SegmentationPredictor:
         self.task = ""
         self.confidence_threshold: float = 0.0
         self._explicit_threshold = confidence_threshold
-        self.set_task(task)
+        self.set_task(model_tasks(self.model)[0] if task is None else task)
         if vocabulary is None:
             vocabulary = default_vocabulary()
-        elif not isinstance(vocabulary, Vocabulary):
+        elif not isinstance(vocabulary, Vocabulary) and not self.literal:
             names = normalize_class_names(list(vocabulary))
             vocabulary = Vocabulary(names, infer_thing_classes(names), "list")
         self.vocabulary: Vocabulary
@@ -218,15 +236,27 @@ class SegmentationPredictor:
 
     @property
     def supported_tasks(self) -> tuple[str, ...]:
-        """The tasks the model can output: semantic always (``sem_seg``); panoptic and instance
-        where the model has the switch (``panoptic_on`` / ``instance_on``) that turns them on."""
-        return tuple(t for t in TASKS if t == "semantic" or hasattr(self.model, f"{t}_on"))
+        """The tasks the model can output (:func:`model_tasks`)."""
+        return model_tasks(self.model)
+
+    @property
+    def literal(self) -> bool:
+        """True when the model takes each class string as one prompt (``literal_vocabulary``)."""
+        return bool(getattr(self.model, "literal_vocabulary", False))
 
     # -- setup ----------------------------------------------------------------------------------
     def set_task(self, task: str, confidence_threshold: float | None = None) -> None:
-        """Switch the output task (and the model's post-processing) without rebuilding."""
+        """Switch the output task (and the model's post-processing) without rebuilding.
+
+        Raises :class:`UnsupportedTaskError` (one sentence) for a task the model cannot do."""
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+        tasks = model_tasks(self.model)
+        if task not in tasks:
+            raise UnsupportedTaskError(
+                f"{type(self.model).__name__} does not do {task} segmentation (it gives {' and '.join(tasks)} "
+                f"output only); use --task {tasks[0]}."
+            )
         self.task = task
         switches = {
             "semantic_on": True,  # also gives the panoptic segment scores
@@ -249,11 +279,19 @@ class SegmentationPredictor:
         A :class:`~frozenseg.data.vocabulary.Vocabulary` (from
         :func:`~frozenseg.data.vocabulary.load_vocabulary`, already validated) is used verbatim,
         with its thing classes and colours; a list of class names is normalised first
-        (:func:`~frozenseg.data.vocabulary.normalize_class_names`; every class a thing).
+        (:func:`~frozenseg.data.vocabulary.normalize_class_names`; every class a thing). For a
+        model with ``literal_vocabulary`` the class strings are kept as they are (only the spaces
+        around each are stripped, :func:`~frozenseg.data.vocabulary.normalize_literal_class_names`)
+        and the vocabulary becomes literal. The caller's list is never modified.
         ``thing_classes`` overrides the vocabulary's.
         """
+        literal = self.literal
         if not isinstance(vocabulary, Vocabulary):
-            vocabulary = Vocabulary(normalize_class_names(list(vocabulary), warn=False), source="list")
+            names = (normalize_literal_class_names(list(vocabulary)) if literal
+                     else normalize_class_names(list(vocabulary), warn=False))
+            vocabulary = Vocabulary(names, source="list", literal=literal)
+        elif literal and not vocabulary.literal:
+            vocabulary = dataclasses.replace(vocabulary, literal=True)
         if thing_classes is not None:
             vocabulary = dataclasses.replace(vocabulary, thing_classes=list(thing_classes))
         self.model.set_vocabulary(vocabulary.class_names, vocabulary.thing_classes)
@@ -262,10 +300,11 @@ class SegmentationPredictor:
         if builder is not None:
             t0 = time.perf_counter()
             names = vocabulary.class_names
-            n_syn = sum(len(split_synonyms(n)) for n in names)
-            logger.info("Computing the text classifier of %d classes (%d synonyms)...", len(names), n_syn)
+            n_syn = sum(len(p) for p in vocabulary.prompts)
+            logger.info("Computing the text classifier of %d classes (%d %s)...", len(names), n_syn,
+                        "prompts" if literal else "synonyms")
             with torch.no_grad():
-                builder.build(names)
+                builder.build(names, literal=literal)
             where = getattr(builder, "cache_dir", "")
             logger.info(
                 "Text classifier ready in %.1f s%s", time.perf_counter() - t0,
@@ -313,7 +352,7 @@ class SegmentationPredictor:
         return {
             "id": int(seg_id),
             "category_id": int(cls),
-            "class": split_synonyms(name)[0].strip(),
+            "class": (name if self.vocabulary.literal else split_synonyms(name)[0]).strip(),
             "class_name": name,
             "isthing": bool(isthing),
             "score": None if score is None else round(float(score), 4),
@@ -343,9 +382,12 @@ class SegmentationPredictor:
             k = len(self.vocabulary)
             none = 255 if k < 255 else 65535
             ids = np.full((h, w), none, dtype=np.int64)
-            labels_np = labels.cpu().numpy()
             conf = prob.gather(0, labels[None])[0].cpu().numpy()
-            for cls in np.unique(labels_np):
+            labels_np = labels.cpu().numpy().copy()
+            unlabelled = out.get("sem_seg_unlabelled")
+            if unlabelled is not None:  # pixels the model gives no class: no segment
+                labels_np[unlabelled.cpu().numpy()] = -1
+            for cls in np.unique(labels_np[labels_np >= 0]):
                 mask = labels_np == cls
                 score = float(conf[mask].mean())
                 if score < thr:

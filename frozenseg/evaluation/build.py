@@ -22,7 +22,9 @@ any other ``*panoptic*`` type
 
 Seen/unseen classes (for ``mIoU_seen``/``mIoU_unseen``/``hIoU`` and the recall split) come from
 ``metadata.seen_classes`` when set; otherwise a test class is seen when any of its synonyms is
-a synonym of a training class (spec §7.2). Synonyms come from
+a synonym of a training class (spec §7.2) or, for a model that takes each class string as one
+prompt (``literal_vocabulary``, OVSeg), when its whole string is a training class string.
+Synonyms come from
 ``frozenseg.data.dataset_vocabulary`` (``metadata.stuff_classes`` for unregistered datasets);
 the training vocabulary is ``cfg.MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE``, else that of
 ``cfg.DATASETS.TRAIN[0]``. Without a training vocabulary there is no split.
@@ -80,12 +82,21 @@ def _train_vocabulary(cfg) -> list[str] | None:
         return None
 
 
+def _literal_vocabulary(cfg) -> bool:
+    """True when the model of ``cfg`` takes each class string as one prompt
+    (``literal_vocabulary`` of its meta-architecture class, e.g. OVSeg)."""
+    from frozenseg.modeling.build import meta_arch_class
+
+    return bool(getattr(meta_arch_class(cfg), "literal_vocabulary", False))
+
+
 def resolve_seen_classes(cfg, metadata: Any, dataset_name: str | None = None) -> Any:
     """Seen classes of ``metadata.stuff_classes`` for the seen/unseen split, or ``None``.
 
     ``metadata.seen_classes`` (mask, indices or names) is returned as given. Otherwise a
-    boolean mask is built with the spec's synonym rule from the test vocabulary (with synonyms,
-    see :func:`_vocabulary`) and the training vocabulary (see :func:`_train_vocabulary`).
+    boolean mask is built from the test vocabulary (see :func:`_vocabulary`) and the training
+    vocabulary (see :func:`_train_vocabulary`): with the spec's synonym rule, or by whole class
+    strings for a model with a literal vocabulary (:func:`_literal_vocabulary`).
     """
     explicit = getattr(metadata, "seen_classes", None)
     if explicit is not None:
@@ -100,7 +111,7 @@ def resolve_seen_classes(cfg, metadata: Any, dataset_name: str | None = None) ->
     test_names = _vocabulary(dataset_name, cfg, stuff)
     if test_names is None or len(test_names) != len(stuff):
         test_names = list(stuff)
-    return seen_mask_from_names(test_names, train_names)
+    return seen_mask_from_names(test_names, train_names, literal=_literal_vocabulary(cfg))
 
 
 def build_evaluator(cfg, dataset_name: str | None, output_dir: str | None = None, metadata: Any = None):

@@ -130,10 +130,13 @@ def output_tensor(output: Mapping, key: str, evaluator: str, flag: str) -> torch
     return value
 
 
-def seen_mask_from_names(class_names: Sequence[str], train_class_names: Sequence[str]) -> np.ndarray:
-    """Boolean mask over ``class_names`` by the spec's synonym rule (§7.2), see
+def seen_mask_from_names(
+    class_names: Sequence[str], train_class_names: Sequence[str], literal: bool = False
+) -> np.ndarray:
+    """Boolean mask over ``class_names`` by the spec's synonym rule (§7.2), or with ``literal``
+    by whole class strings (a model that takes each class string as one prompt); see
     :func:`frozenseg.data.vocabulary.seen_class_mask`."""
-    return np.array(seen_class_mask(class_names, train_class_names), dtype=bool)
+    return np.array(seen_class_mask(class_names, train_class_names, literal), dtype=bool)
 
 
 def normalize_seen_classes(

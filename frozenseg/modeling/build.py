@@ -29,7 +29,6 @@ def build_model(
             and SAM weights (MODEL.SAM_CHECKPOINT); default True except on ``meta``. Pass False
             when the checkpoint you will load with ``load_checkpoint`` contains them.
     """
-    _register_components()
     device = torch.device(device if device is not None else cfg.MODEL.DEVICE)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
@@ -38,15 +37,25 @@ def build_model(
     if load_frozen_weights is None:
         load_frozen_weights = device.type != "meta"
     name = cfg.MODEL.META_ARCHITECTURE
+    arch = meta_arch_class(cfg)
+    if device.type == "meta":
+        with torch.device("meta"):
+            model = arch(cfg, device=device, load_frozen_weights=load_frozen_weights)
+    else:
+        model = arch(cfg, device="cpu", load_frozen_weights=load_frozen_weights)
+        model.to(device)
+    logger.info("Built %s on %s", name, device)
+    return model
+
+
+def meta_arch_class(cfg) -> type[nn.Module]:
+    """The class ``cfg.MODEL.META_ARCHITECTURE`` names, without building it: what a model declares
+    about itself (e.g. ``literal_vocabulary``) is known before its weights are read. Raises
+    ``ValueError`` naming the valid choices for an unknown name."""
+    _register_components()
+    name = cfg.MODEL.META_ARCHITECTURE
     if name not in META_ARCH_REGISTRY:
         raise ValueError(
             f"Unknown MODEL.META_ARCHITECTURE {name!r}; valid choices: {sorted(k for k, _ in META_ARCH_REGISTRY)}."
         )
-    if device.type == "meta":
-        with torch.device("meta"):
-            model = META_ARCH_REGISTRY.get(name)(cfg, device=device, load_frozen_weights=load_frozen_weights)
-    else:
-        model = META_ARCH_REGISTRY.get(name)(cfg, device="cpu", load_frozen_weights=load_frozen_weights)
-        model.to(device)
-    logger.info("Built %s on %s", name, device)
-    return model
+    return META_ARCH_REGISTRY.get(name)

@@ -25,6 +25,8 @@ from frozenseg.data.dataset_mappers import (
     shortest_edge_size,
 )
 
+from ..conftest import REPO_ROOT
+
 
 def _check_targets(out, ignore=255):
     img, inst, sem = out["image"], out["instances"], out.get("sem_seg")
@@ -156,3 +158,72 @@ def test_test_loader_order(synth_root):
     got = [b[0]["file_name"] for b in build_detection_test_loader(cfg, "openvocab_coco_2017_val_panoptic_with_sem_seg")]
     assert got == [d["file_name"] for d in dicts]
     assert isinstance(build_dataset_mapper(cfg, is_train=False), TestDatasetMapper)
+
+
+class _ScriptedRng:
+    """A stand-in for ``np.random.Generator`` that returns scripted draws, in order."""
+
+    def __init__(self, integers, uniforms=()):
+        self._ints, self._floats = list(integers), list(uniforms)
+
+    def integers(self, low, high=None):
+        value = self._ints.pop(0)
+        lo, hi = (0, low) if high is None else (low, high)
+        assert lo <= value < hi
+        return value
+
+    def uniform(self, low, high):
+        value = self._floats.pop(0)
+        assert low <= value <= high
+        return value
+
+
+def _solid(rgb, h=2, w=3):
+    return torch.tensor(rgb, dtype=torch.uint8).view(3, 1, 1).expand(3, h, w).contiguous()
+
+
+def test_color_aug_ssd_steps_on_hand_made_pixels():
+    """The release's SSD colour steps (OVSeg spec §3.A), each on a solid image: brightness adds
+    and truncates, contrast multiplies and clips, hue shifts OpenCV's 2-degree hue units
+    cyclically, saturation scales HSV saturation; the draw order decides contrast's position."""
+    from frozenseg.data.dataset_mappers.maskformer import ColorAugSSD
+
+    aug = ColorAugSSD("RGB")
+    # brightness +10.7 (-> 110, 60, 210 after truncation), contrast first, contrast x1.5 (clipped)
+    out = aug(_solid((100, 50, 200)), _ScriptedRng([1, 1, 1, 0, 0], [10.7, 1.5]))
+    assert out.dtype == torch.uint8 and torch.equal(out, _solid((165, 90, 255)))
+    # hue +18 units (36 degrees) on pure red: (255, 153, 0); contrast last, not taken
+    out = aug(_solid((255, 0, 0)), _ScriptedRng([0, 0, 0, 1, 18, 0]))
+    assert torch.equal(out, _solid((255, 153, 0)))
+    # saturation x0.5: S = 255 * (200 - 50) / 200 = 191 -> 95 (truncated); the value (max
+    # channel, 200) is kept and the min channel becomes 200 * (1 - 95 / 255) = 125.5
+    out = aug(_solid((200, 100, 50)), _ScriptedRng([0, 0, 1, 0, 0], [0.5]))
+    assert out[0, 0, 0].item() == 200 and abs(out[2, 0, 0].item() - 125.5) <= 1
+    # BGR images: the same colour steps on the swapped channels
+    bgr = ColorAugSSD("BGR")(_solid((0, 0, 255)), _ScriptedRng([0, 0, 0, 1, 18, 0]))
+    assert torch.equal(bgr, _solid((0, 153, 255)))
+
+
+def test_ovseg_training_mapper_pads_and_reproduces_from_the_global_rng(synth_root):
+    """mask_former_semantic with the OVSeg shapes config: resize, 128 crop, SSD colour, flip,
+    padding to 128 with image 128 and label 255 (OVSeg spec §3.A); without its own seed the
+    mapper draws from the global RNGs, so the training stream's per-sample reseeding (used for
+    exact resume) reproduces every sample."""
+    from frozenseg.utils.rng import seed_all_rng
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO_ROOT / "configs" / "synthetic" / "ovseg_tiny_shapes.yaml"))
+    cfg.INPUT.MIN_SIZE_TRAIN = (96,)
+    mapper = build_dataset_mapper(cfg, is_train=True)
+    assert isinstance(mapper, MaskFormerSemanticDatasetMapper) and mapper.color_aug is not None
+    d = DatasetCatalog.get("synthetic_shapes_train_sem_seg")[0]
+    outs = []
+    for _ in range(2):
+        seed_all_rng(3)
+        outs.append(mapper(d))
+    a, b = outs
+    _check_targets(a)
+    assert a["image"].shape[-2:] == (128, 128) and torch.equal(a["image"], b["image"])
+    assert torch.equal(a["sem_seg"], b["sem_seg"])
+    pad = a["sem_seg"] == 255  # the resized image has a 96 px side: the rest is padding
+    assert pad.any() and (a["image"][:, pad] == 128).all()

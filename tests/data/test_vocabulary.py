@@ -88,3 +88,18 @@ def test_literal_vocabulary_prompts_and_seen_classes():
     assert Vocabulary([","], literal=True).prompts == [[","]]
     with pytest.raises(ValueError, match="empty synonym"):
         Vocabulary([","])
+
+
+def test_literal_command_line_vocabulary():
+    """For a literal-vocabulary model (OVSeg) the command-line classes are split on ";" only and
+    kept verbatim (outer spaces dropped); errors stay one sentence."""
+    assert parse_cli_vocabulary(" cat, kitten ;dog;grass;", literal=True) == ["cat, kitten", "dog", "grass"]
+    v = load_vocabulary("road, route;sky", literal=True)
+    assert v.literal and v.class_names == ["road, route", "sky"] and v.prompts == [["road, route"], ["sky"]]
+    assert v.thing_classes is None
+    names = ["cat,kitten", "dog"]
+    assert load_vocabulary(names, literal=True).class_names == names and names == ["cat,kitten", "dog"]
+    with pytest.raises(VocabularyError, match=r"^--vocabulary: class #2 is empty; give it a name"):
+        parse_cli_vocabulary("cat;;dog", literal=True)
+    with pytest.raises(VocabularyError, match=r"^--vocabulary: class #2 \('Cat'\) repeats class #1; keep one of them\.$"):
+        parse_cli_vocabulary("cat;Cat", literal=True)

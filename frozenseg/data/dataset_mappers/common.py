@@ -37,7 +37,6 @@ __all__ = [
     "instances_from_masks",
     "semantic_from_panoptic",
     "pad_to_divisibility",
-    "build_color_aug",
 ]
 
 
@@ -182,12 +181,6 @@ def pad_to_divisibility(sample: dict, divisibility: int, ignore: dict[str, int])
         fill = 128 if k == "image" else ignore.get(k, 0)
         out[k] = TF.pad(v, [0, 0, pw, ph], fill=fill)
     return out
-
-
-def build_color_aug() -> v2.Transform:
-    """Photometric distortion in the spirit of SSD's (brightness, contrast, saturation, hue)."""
-    return v2.RandomApply([v2.ColorJitter(brightness=32 / 255, contrast=(0.5, 1.5),
-                                          saturation=(0.5, 1.5), hue=18 / 360)], p=0.5)
 
 
 def as_sample(image: torch.Tensor, **maps: torch.Tensor) -> dict:

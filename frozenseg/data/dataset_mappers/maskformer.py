@@ -1,20 +1,30 @@
 """MaskFormer-style training mappers (semantic, panoptic, instance): shortest-edge resize to a
 size from MIN_SIZE_TRAIN (capped at MAX_SIZE_TRAIN), category-area-constrained random crop,
-optional colour augmentation, random flip, padding to SIZE_DIVISIBILITY."""
+optional SSD colour augmentation (:class:`ColorAugSSD`), random flip, padding to
+SIZE_DIVISIBILITY (image 128, label maps ignore). ``mask_former_semantic`` is the mapper of
+MaskFormer / OVSeg semantic training (OVSeg spec §3.A), in the same order.
+
+Randomness: a mapper built with a ``seed`` draws from its own generator; without one (the
+training loader), every sample draws from a generator seeded from NumPy's global RNG, and the
+flip from torch's, which the training stream reseeds per sample
+(:class:`frozenseg.data.build.TrainingStream`): a resumed run maps its images exactly as an
+uninterrupted one.
+"""
 
 from __future__ import annotations
 
 import copy
 import logging
 
+import cv2
 import numpy as np
 import torch
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from .common import (
     as_sample,
-    build_color_aug,
     instances_from_panoptic,
     instances_from_sem_seg,
     map_instance_dict,
@@ -28,6 +38,7 @@ from .common import (
 )
 
 __all__ = [
+    "ColorAugSSD",
     "category_area_crop_box",
     "MaskFormerSemanticDatasetMapper",
     "MaskFormerPanopticDatasetMapper",
@@ -58,6 +69,59 @@ def category_area_crop_box(sem: torch.Tensor | None, crop_hw: tuple[int, int],
     return top, left, ch, cw
 
 
+class ColorAugSSD:
+    """SSD's photometric distortion, as MaskFormer / OVSeg training applies it
+    (``INPUT.COLOR_AUG_SSD``; Detectron2's PointRend ``ColorAugSSDTransform``, OVSeg spec §3.A).
+
+    On the uint8 image, each step taken with probability 1/2: brightness (add a uniform value in
+    [-``brightness_delta``, ``brightness_delta``]), then in a random one of the two orders either
+    contrast, saturation, hue or saturation, hue, contrast. Contrast multiplies the pixel values,
+    saturation the HSV saturation, by a uniform factor in the given range; hue shifts OpenCV's
+    8-bit hue (0..179, 2 degrees per unit) by a uniform integer in [-``hue_delta``, ``hue_delta``],
+    cyclically. Every value step is computed in float, clipped to [0, 255] and truncated to uint8.
+    """
+
+    def __init__(self, image_format: str = "RGB", brightness_delta: float = 32.0,
+                 contrast_range: tuple[float, float] = (0.5, 1.5),
+                 saturation_range: tuple[float, float] = (0.5, 1.5), hue_delta: int = 18):
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"ColorAugSSD needs an RGB or BGR image format, got {image_format!r}.")
+        self.to_hsv, self.from_hsv = ((cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB) if image_format == "RGB"
+                                      else (cv2.COLOR_BGR2HSV, cv2.COLOR_HSV2BGR))
+        self.brightness_delta = float(brightness_delta)
+        self.contrast_range = tuple(float(v) for v in contrast_range)
+        self.saturation_range = tuple(float(v) for v in saturation_range)
+        self.hue_delta = int(hue_delta)
+
+    @staticmethod
+    def _scale(values: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+        return np.clip(values.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+    def _hsv_step(self, img: np.ndarray, rng: np.random.Generator, channel: int) -> np.ndarray:
+        hsv = cv2.cvtColor(img, self.to_hsv)
+        if channel == 1:
+            hsv[:, :, 1] = self._scale(hsv[:, :, 1], alpha=rng.uniform(*self.saturation_range))
+        else:
+            shift = int(rng.integers(-self.hue_delta, self.hue_delta + 1))
+            hsv[:, :, 0] = (hsv[:, :, 0].astype(np.int64) + shift) % 180
+        return cv2.cvtColor(hsv, self.from_hsv)
+
+    def __call__(self, image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """(3, H, W) uint8 -> (3, H, W) uint8, the random steps drawn from ``rng``."""
+        img = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
+        if rng.integers(2):
+            img = self._scale(img, beta=rng.uniform(-self.brightness_delta, self.brightness_delta))
+        contrast_first = bool(rng.integers(2))
+        if contrast_first and rng.integers(2):
+            img = self._scale(img, alpha=rng.uniform(*self.contrast_range))
+        for channel in (1, 0):  # saturation, then hue
+            if rng.integers(2):
+                img = self._hsv_step(img, rng, channel)
+        if not contrast_first and rng.integers(2):
+            img = self._scale(img, alpha=rng.uniform(*self.contrast_range))
+        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).contiguous()
+
+
 class _MaskFormerBase:
     def __init__(self, is_train: bool = True, *, min_size_train=(800,), min_size_sampling="choice",
                  max_size_train: int = 1333, crop_enabled: bool = False, crop_size=(512, 512),
@@ -70,12 +134,12 @@ class _MaskFormerBase:
         self.max_size = int(max_size_train)
         self.crop_size = tuple(int(s) for s in crop_size) if crop_enabled else None
         self.single_category_max_area = single_category_max_area
-        self.color_aug = build_color_aug() if color_aug else None
+        self.color_aug = ColorAugSSD(image_format) if color_aug else None
         self.flip = {"horizontal": v2.RandomHorizontalFlip(), "vertical": v2.RandomVerticalFlip()}.get(random_flip)
         self.size_divisibility = size_divisibility
         self.image_format = image_format
         self.ignore_label = ignore_label
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed) if seed is not None else None
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
@@ -89,24 +153,31 @@ class _MaskFormerBase:
             ignore_label=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
         )
 
-    def _short_edge(self) -> int:
+    def _sample_rng(self) -> np.random.Generator:
+        """The mapper's own generator (``seed`` given), else one seeded from NumPy's global RNG."""
+        if self.rng is not None:
+            return self.rng
+        return np.random.default_rng(np.random.randint(2**63 - 1, dtype=np.int64))
+
+    def _short_edge(self, rng: np.random.Generator) -> int:
         if self.sampling == "range":
-            return int(self.rng.integers(self.min_sizes[0], self.min_sizes[-1] + 1))
-        return int(self.rng.choice(self.min_sizes))
+            return int(rng.integers(self.min_sizes[0], self.min_sizes[-1] + 1))
+        return int(rng.choice(self.min_sizes))
 
     def augment(self, sample: dict, sem_key: str | None) -> dict:
         """Resize, constrained crop, colour, flip, pad; ``sem_key`` names the map that drives
         the category-area constraint."""
-        sample = resize_shortest_edge(sample, self._short_edge(), self.max_size)
+        rng = self._sample_rng()
+        sample = resize_shortest_edge(sample, self._short_edge(rng), self.max_size)
         if self.crop_size is not None:
             sem = plain(sample[sem_key]) if sem_key else None
             if sem is None:
                 sem = torch.zeros(sample["image"].shape[-2:], dtype=torch.int64)
             top, left, h, w = category_area_crop_box(sem, self.crop_size, self.single_category_max_area,
-                                                     self.ignore_label, self.rng)
+                                                     self.ignore_label, rng)
             sample = {k: TF.crop(v, top, left, h, w) for k, v in sample.items()}
         if self.color_aug is not None:
-            sample["image"] = self.color_aug(sample["image"])
+            sample["image"] = tv_tensors.Image(self.color_aug(plain(sample["image"]), rng))
         if self.flip is not None:
             sample = self.flip(sample)
         return pad_to_divisibility(sample, self.size_divisibility,

@@ -73,7 +73,10 @@ class OVSeg(nn.Module):
     Eval-mode input: a list of dicts with ``"image"`` ((3, H, W) RGB 0..255, uint8 or float,
     already resized: the CLIP crops are cut from it) and optional ``"height"``/``"width"``
     (output size; default the input size). Output per image: ``{"sem_seg": (K, height, width)}``
-    unnormalised class scores (spec §2.12). Train-mode input additionally needs ``"instances"``
+    unnormalised class scores (spec §2.12), plus ``"sem_seg_unlabelled"`` ((height, width) bool)
+    when the rule in use can leave pixels without any class (the demo mode, a one-class
+    vocabulary): True where every class scores 0, which readers (the predictor) show as
+    unlabelled instead of taking the argmax. Train-mode input additionally needs ``"instances"``
     with ``gt_classes`` (N,) in the training vocabulary and ``gt_masks`` (N, H, W).
 
     A one-class vocabulary ``[c]`` is classified against ``[c, "others"]`` (``BACKGROUND_CLASS``;
@@ -86,6 +89,9 @@ class OVSeg(nn.Module):
     #: Frozen parts a checkpoint may omit, with the config key that supplies them instead
     #: (read by ``frozenseg.load_checkpoint``).
     frozen_parts = {"clip_adapter.clip_model.": CLIP_WEIGHTS_KEY}
+    #: Each class string is one prompt (no synonym split, spec §2.5); read by the predictor, the
+    #: demo and the evaluator's seen/unseen split.
+    literal_vocabulary = True
     #: The release's demo rule (one query per class, binary masks; ``OVSegDEMO``).
     demo = False
 
@@ -244,7 +250,10 @@ class OVSeg(nn.Module):
             sem_seg = self._semantic_inference(
                 images[i], outputs["pred_logits"][i], outputs["pred_masks"][i], padded_size, output_size, text_classifier
             )
-            results.append({"sem_seg": sem_seg})
+            result = {"sem_seg": sem_seg}
+            if self.demo or len(self.vocabulary) == 1:
+                result["sem_seg_unlabelled"] = (sem_seg == 0).all(dim=0)
+            results.append(result)
         return results
 
     def _run_head(self, batched_inputs: list[dict], class_names: list[str]):
@@ -342,7 +351,7 @@ class OVSegDEMO(OVSeg):
     proposal that scores it highest (scores as in OVSeg: with ``CLIP_ENSEMBLE_WEIGHT`` 0, the
     demo config, CLIP's alone), and the kept proposals' score rows are summed over their binary
     masks. Pixels covered by no kept mask have score 0 for every class: "unlabelled" is an
-    all-zero score vector in ``sem_seg`` (the release's visualiser tests class 0's score only;
+    all-zero score vector in ``sem_seg``, marked in ``sem_seg_unlabelled`` (the release's visualiser tests class 0's score only;
     with strictly positive probabilities that is the same pixels)."""
 
     demo = True
