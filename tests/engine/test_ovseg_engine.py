@@ -9,13 +9,14 @@ import math
 import pytest
 import torch
 
-from frozenseg.engine import CallbackHook, DefaultTrainer, default_setup
+from frozenseg.engine import DefaultTrainer
 from frozenseg.engine.lr_scheduler import build_lr_scheduler
 from frozenseg.engine.optimizer import build_optimizer, clip_gradients, get_param_groups
 from frozenseg.utils.errors import ConfigValueError
 
 from ..conftest import REPO_ROOT
 from .conftest import tiny_cfg
+from .test_training import _train
 
 TINY_SWIN = REPO_ROOT / "configs" / "tiny" / "ovseg_tiny_swin.yaml"
 TINY_RESNET = REPO_ROOT / "configs" / "tiny" / "ovseg_tiny_resnet.yaml"
@@ -79,32 +80,11 @@ def test_evaluation_with_tta_and_tasks_ovseg_cannot_do(shapes_root, tmp_path):
                             "set MODEL.MASK_FORMER.TEST.PANOPTIC_ON False.")
 
 
-class _Killed(Exception):
-    """Simulates the job being killed after an iteration."""
-
-
-def _train(cfg, kill_after: int | None = None, resume: bool = False) -> DefaultTrainer:
-    cfg.freeze()
-    default_setup(cfg)
-    trainer = DefaultTrainer(cfg, resume=resume, log_period=1)
-    trainer.resume_or_load(resume=resume)
-    if kill_after is not None:
-        def kill(t):
-            if t.iter == kill_after:
-                raise _Killed()
-        trainer.register_hooks([CallbackHook(after_step=kill)])
-        with pytest.raises(_Killed):
-            trainer.train()
-    else:
-        trainer.train()
-    return trainer
-
-
 def test_training_steps_and_resume(shapes_root, tmp_path):
     """Two training steps of the tiny OVSeg through DefaultTrainer (mask_former_semantic data,
     MaskFormer-v1 losses): the trainable parts change, the frozen CLIP does not, and a run killed
     after step 0 and resumed ends with the uninterrupted run's weights."""
-    a = _train(tiny_cfg(tmp_path / "a", *TRAIN_OVERRIDES, config_file=SHAPES))
+    a, _ = _train(tiny_cfg(tmp_path / "a", *TRAIN_OVERRIDES, config_file=SHAPES))
     init = torch.load(tmp_path / "a" / "model_0000000.pth", weights_only=True)["model"]
     final = a.unwrapped_model.state_dict()
     clip = [k for k in final if k.startswith("clip_adapter.clip_model.")]
@@ -117,7 +97,7 @@ def test_training_steps_and_resume(shapes_root, tmp_path):
     assert {"loss_ce", "loss_mask", "loss_dice", "loss_ce_0"} <= set(a.storage.histories())
 
     _train(tiny_cfg(tmp_path / "b", *TRAIN_OVERRIDES, config_file=SHAPES), kill_after=0)
-    b = _train(tiny_cfg(tmp_path / "b", *TRAIN_OVERRIDES, config_file=SHAPES), resume=True)
+    b, _ = _train(tiny_cfg(tmp_path / "b", *TRAIN_OVERRIDES, config_file=SHAPES), resume=True)
     assert b.start_iter == 1
     resumed = b.unwrapped_model.state_dict()
     for k, v in final.items():
