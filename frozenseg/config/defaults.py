@@ -140,6 +140,12 @@ _C.MODEL.SAM_IMAGE_SIZE = 1024  # input side of the SAM encoder (fixed by SAM's 
 # max relative difference ~1e-6). False runs the upstream forward as it is (outputs
 # bit-identical to this project before the fast path).
 _C.MODEL.FAST_INFERENCE = True
+# Opt-in int8 CPU inference (frozenseg.modeling.quantization): dynamic int8 quantisation of the
+# nn.Linear layers of the frozen encoders (SAM image encoder, ConvNeXt CLIP trunk), applied
+# after the weights are loaded by the predictor and `train_net.py --eval-only`. Faster on CPU at
+# a small accuracy cost (measured in tools/README.md, "int8 CPU mode"); refused on CUDA and in
+# training. Never the default.
+_C.MODEL.INT8_CPU = False
 
 # ---------------------------------------------------------------------------------------------
 # INPUT

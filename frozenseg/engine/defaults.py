@@ -25,6 +25,7 @@ from ..utils import comm
 from ..utils.errors import DEBUG_ENV
 from ..utils.file_io import atomic_write
 from .checkpoint import FrozenSegCheckpointer, GradScalerCheckpointable, checkpoint_has_frozen_weights
+from ..modeling.quantization import check_int8_cpu
 from ..data.build import build_detection_test_loader, build_detection_train_loader, micro_batch_size
 from ..utils.rng import seed_all_rng
 from .env import collect_env_info, setup_logger
@@ -189,6 +190,8 @@ class DefaultTrainer(SimpleTrainer):
 
     def __init__(self, cfg, *, resume: bool = False, find_unused_parameters: bool = False, log_period: int = 20):
         self.cfg = cfg
+        if cfg.MODEL.INT8_CPU:
+            check_int8_cpu(cfg.MODEL.DEVICE, training=True)
         weights = cfg.MODEL.WEIGHTS
         if resume:
             probe = FrozenSegCheckpointer(nn.Identity(), cfg.OUTPUT_DIR)

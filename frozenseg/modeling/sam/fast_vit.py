@@ -128,9 +128,10 @@ def fast_block_forward(block: Block, x: torch.Tensor) -> torch.Tensor:
     if window > 0:
         hp, wp = -(-h // window) * window, -(-w // window) * window
         if (hp, wp) != (h, w):
-            # upstream pads the normalised tokens with zeros; their projection is the bias
+            # upstream pads the normalised tokens with zeros; their projection is the bias (a
+            # module call, not a read of ``qkv.bias``, so that an int8 ``qkv`` works as well)
             padded = qkv.new_empty(b, hp, wp, qkv.shape[-1])
-            padded[:] = attn.qkv.bias if attn.qkv.bias is not None else 0.0
+            padded[:] = attn.qkv(x.new_zeros(1, x.shape[-1]))
             padded[:, :h, :w] = qkv
             qkv = padded
         grid = (window, window)
