@@ -27,6 +27,7 @@ import torch
 
 import frozenseg
 from frozenseg.engine import benchmark
+from frozenseg.engine.launch import set_cpu_threads
 from frozenseg.modeling.quantization import quantize_frozen_encoders
 from frozenseg.utils.file_io import atomic_write
 
@@ -46,7 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--num-classes", type=int, default=6, help="vocabulary size (classes)")
     p.add_argument("--warmup", type=int, default=1, help="untimed iterations (per variant)")
     p.add_argument("--iters", type=int, default=3, help="timed iterations (per variant)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (sets MODEL.CPU_THREADS; 0: auto, physical cores)")
     p.add_argument("--compare-upstream", action="store_true",
                    help="also time the frozen encoders' upstream forwards in the same run")
     p.add_argument("--int8", action="store_true",
@@ -86,11 +88,12 @@ def _int8_figures(model, inputs, options, meta_architecture: str, fp32: dict) ->
 def main(argv=None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     cfg = frozenseg.get_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(["MODEL.DEVICE", args.device, "MODEL.FROZEN_SEG.TEXT_CACHE_DIR", "", *args.opts])
+    if args.threads:
+        cfg.MODEL.CPU_THREADS = args.threads
+    set_cpu_threads(cfg.MODEL.CPU_THREADS)
     device = torch.device(args.device)
     model = frozenseg.build_model(cfg).eval()
     classes = vocabulary(args.num_classes)

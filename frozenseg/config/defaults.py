@@ -146,6 +146,11 @@ _C.MODEL.FAST_INFERENCE = True
 # a small accuracy cost (measured in tools/README.md, "int8 CPU mode"); refused on CUDA and in
 # training. Never the default.
 _C.MODEL.INT8_CPU = False
+# Torch CPU threads per process (`--threads` of train_net.py, demo/demo.py, tools/benchmark.py).
+# 0 = auto: the process's share of the machine's physical cores less one per data-loader worker
+# (DATALOADER.NUM_WORKERS; each worker runs one thread), so workers and compute threads do not
+# oversubscribe the cores (frozenseg.engine.launch.compute_threads).
+_C.MODEL.CPU_THREADS = 0
 
 # ---------------------------------------------------------------------------------------------
 # INPUT

@@ -9,7 +9,8 @@ is copied or patched). It differs from the upstream forward only in how the work
   is built per chunk of query rows (:data:`BIAS_CHUNK_ELEMENTS` floats at most), so neither the
   (heads·HW)×HW attention map nor a full-size bias is ever materialised;
 - in windowed blocks the ``qkv`` projection runs on the H×W tokens, not on the zero-padded
-  windows: a zero token's projection is the bias, so the padding is filled with ``qkv.bias``.
+  windows: a zero token's projection is the bias, so the padding is filled with the projection
+  of one zero token (a call of ``qkv``, so that an int8 ``qkv`` of MODEL.INT8_CPU runs too).
   The window partition and the split into heads are one copy into SDPA's
   (windows, heads, tokens, head_dim) layout, and the output projection runs after the windows
   are merged and cropped (16 % fewer projection FLOPs at 64×64 tokens with 14×14 windows).
