@@ -35,6 +35,7 @@ from frozenseg.engine import (
 )
 from frozenseg.engine import comm
 from frozenseg.checkpoint import require_checkpoint_file
+from frozenseg.modeling.quantization import maybe_quantize
 from frozenseg.utils.errors import DEBUG_ENV, exit_on_user_error
 
 logger = logging.getLogger("train_net")
@@ -65,6 +66,7 @@ def main(args):
             require_checkpoint_file(weights)
         model = Trainer.build_model(cfg, weights=weights)
         FrozenSegCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        maybe_quantize(model.eval(), cfg)
         results = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:
             results = merge_results(results, Trainer.test_with_TTA(cfg, model))

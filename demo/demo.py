@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from frozenseg.data.builtin import check_vocabulary_files
+from frozenseg.engine.launch import set_cpu_threads
 from frozenseg.data.vocabulary import Vocabulary, VocabularyError, load_vocabulary
 from frozenseg.engine.predictor import TASKS, Prediction, SegmentationPredictor, UnsupportedTaskError, model_tasks
 from frozenseg.modeling.build import meta_arch_class
@@ -102,6 +103,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--confidence-threshold", type=float, default=None,
         help="drop instances/segments scoring below this (default: 0.5 instance, 0 panoptic/semantic)",
     )
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (sets MODEL.CPU_THREADS; 0: auto, physical cores)")
     p.add_argument(
         "--opts", nargs=argparse.REMAINDER, default=[],
         help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS model.pth MODEL.DEVICE cpu",
@@ -294,6 +297,9 @@ def main(argv: list[str] | None = None, predictor: SegmentationPredictor | None 
                 )
             cfg.merge_from_list(list(OVSEG_DEMO_OPTS))
         cfg.merge_from_list(list(args.opts))
+        if args.threads:
+            cfg.MODEL.CPU_THREADS = args.threads
+        set_cpu_threads(cfg.MODEL.CPU_THREADS)
         literal = bool(getattr(meta_arch_class(cfg), "literal_vocabulary", False))
         vocab: Vocabulary = load_vocabulary(args.vocabulary, args.vocabulary_file, args.dataset_vocabulary, cfg,
                                             literal=literal)

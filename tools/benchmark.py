@@ -6,7 +6,10 @@ the machine's fp32 matrix-multiply rate, times the text classifier of a fresh vo
 then times inference of one random image per stage (seconds, GFLOP, efficiency = achieved
 GFLOP/s / measured rate; see frozenseg.engine.benchmark for the units and how FLOPs are
 counted). --compare-upstream also runs the frozen encoders' upstream forwards
-(MODEL.FAST_INFERENCE off) in the same process, alternating with the fast path.
+(MODEL.FAST_INFERENCE off) in the same process, alternating with the fast path. --int8 then
+quantises the frozen encoders (MODEL.INT8_CPU, frozenseg.modeling.quantization), times the
+same input again and reports the int8/fp32 time ratio and the argmax agreement of ``sem_seg``
+(fraction of pixels whose arg-max class is unchanged).
 
 Example:
     python tools/benchmark.py --config-file configs/coco/frozenseg/convnext_large_eval_ade20k.yaml \\
@@ -24,6 +27,8 @@ import torch
 
 import frozenseg
 from frozenseg.engine import benchmark
+from frozenseg.engine.launch import set_cpu_threads
+from frozenseg.modeling.quantization import quantize_frozen_encoders
 from frozenseg.utils.file_io import atomic_write
 
 logger = logging.getLogger("frozenseg.benchmark")
@@ -42,9 +47,12 @@ def parse_args(argv=None):
     p.add_argument("--num-classes", type=int, default=6, help="vocabulary size (classes)")
     p.add_argument("--warmup", type=int, default=1, help="untimed iterations (per variant)")
     p.add_argument("--iters", type=int, default=3, help="timed iterations (per variant)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (sets MODEL.CPU_THREADS; 0: auto, physical cores)")
     p.add_argument("--compare-upstream", action="store_true",
                    help="also time the frozen encoders' upstream forwards in the same run")
+    p.add_argument("--int8", action="store_true",
+                   help="then time the int8 CPU mode (MODEL.INT8_CPU) on the same input and compare")
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return p.parse_args(argv)
@@ -58,14 +66,35 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _int8_figures(model, inputs, options, meta_architecture: str, fp32: dict) -> dict:
+    """Quantise ``model``'s frozen encoders in place, time ``inputs`` again and compare the
+    ``sem_seg`` arg-max with the fp32 model's (same process, same input)."""
+    with torch.no_grad():
+        reference = model(inputs)[0]["sem_seg"].argmax(0)
+    layers = quantize_frozen_encoders(model)
+    int8 = benchmark.benchmark_model(model, inputs, benchmark.BenchmarkOptions(
+        warmup=options.warmup, iters=options.iters, amp_dtype=options.amp_dtype, count_gflop=False),
+        meta_architecture)
+    with torch.no_grad():
+        quantised = model(inputs)[0]["sem_seg"].argmax(0)
+    return {
+        **{f"int8_{name}_s": int8[f"{name}_s"] for name in int8["stages"]},
+        "int8_total_per_image_s": int8["total_per_image_s"],
+        "int8_time_ratio": int8["total_per_image_s"] / fp32["total_per_image_s"],
+        "int8_argmax_agreement": (quantised == reference).double().mean().item(),
+        "int8_linear_layers": len(layers),
+    }
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     cfg = frozenseg.get_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(["MODEL.DEVICE", args.device, "MODEL.FROZEN_SEG.TEXT_CACHE_DIR", "", *args.opts])
+    if args.threads:
+        cfg.MODEL.CPU_THREADS = args.threads
+    set_cpu_threads(cfg.MODEL.CPU_THREADS)
     device = torch.device(args.device)
     model = frozenseg.build_model(cfg).eval()
     classes = vocabulary(args.num_classes)
@@ -80,10 +109,10 @@ def main(argv=None) -> dict:
         warmup=args.warmup, iters=args.iters, compare_upstream=args.compare_upstream,
         amp_dtype=AMP_DTYPES[args.amp],
     )
-    figures = benchmark.benchmark_model(
-        model, [{"image": image, "height": args.height, "width": args.width}], options,
-        cfg.MODEL.META_ARCHITECTURE,
-    )
+    inputs = [{"image": image, "height": args.height, "width": args.width}]
+    figures = benchmark.benchmark_model(model, inputs, options, cfg.MODEL.META_ARCHITECTURE)
+    if args.int8:
+        figures.update(_int8_figures(model, inputs, options, cfg.MODEL.META_ARCHITECTURE, figures))
     memory, memory_kind = benchmark.peak_memory_mb(device)
     result = {
         "config": args.config_file,
@@ -105,7 +134,9 @@ def main(argv=None) -> dict:
                     _fmt(result[f"{name}_efficiency"]), _fmt(result.get(f"upstream_{name}_s", "")))
     logger.info("%-16s %9s %9s %10s %12s", "total per image", _fmt(result["total_per_image_s"]), "", "",
                 _fmt(result.get("upstream_total_per_image_s", "")))
-    for key in ("sam_encoder_floor_s", "speedup_vs_upstream", "text_classifier_s", "peak_memory_mb"):
+    for key in ("sam_encoder_floor_s", "speedup_vs_upstream", "text_classifier_s", "peak_memory_mb",
+                "int8_total_per_image_s", "int8_sam_encoder_s", "int8_clip_backbone_s", "int8_time_ratio",
+                "int8_argmax_agreement", "int8_linear_layers"):
         if key in result:
             logger.info("%-28s %s", key, _fmt(result[key]))
     if args.json:

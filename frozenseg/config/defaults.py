@@ -140,6 +140,17 @@ _C.MODEL.SAM_IMAGE_SIZE = 1024  # input side of the SAM encoder (fixed by SAM's 
 # max relative difference ~1e-6). False runs the upstream forward as it is (outputs
 # bit-identical to this project before the fast path).
 _C.MODEL.FAST_INFERENCE = True
+# Opt-in int8 CPU inference (frozenseg.modeling.quantization): dynamic int8 quantisation of the
+# nn.Linear layers of the frozen encoders (SAM image encoder, ConvNeXt CLIP trunk), applied
+# after the weights are loaded by the predictor and `train_net.py --eval-only`. Faster on CPU at
+# a small accuracy cost (measured in tools/README.md, "int8 CPU mode"); refused on CUDA and in
+# training. Never the default.
+_C.MODEL.INT8_CPU = False
+# Torch CPU threads per process (`--threads` of train_net.py, demo/demo.py, tools/benchmark.py).
+# 0 = auto: the process's share of the machine's physical cores less one per data-loader worker
+# (DATALOADER.NUM_WORKERS; each worker runs one thread), so workers and compute threads do not
+# oversubscribe the cores (frozenseg.engine.launch.compute_threads).
+_C.MODEL.CPU_THREADS = 0
 
 # ---------------------------------------------------------------------------------------------
 # INPUT

@@ -281,6 +281,9 @@ def trivial_batch_collator(batch):
 
 
 def _worker_init(worker_id: int) -> None:
+    # one torch thread per worker: the main process's compute threads count the workers as busy
+    # cores (frozenseg.engine.launch.compute_threads), so together they do not oversubscribe
+    torch.set_num_threads(1)
     # every sample reseeds itself; this only keeps stray randomness in workers distinct
     seed = torch.initial_seed() % 2**31
     np.random.seed(seed)
@@ -396,4 +399,5 @@ def build_detection_test_loader(cfg=None, dataset_name: str | None = None, mappe
         num_workers = cfg.DATALOADER.NUM_WORKERS if cfg is not None else 0
     ds = MapDataset(dataset, mapper)
     return torchdata.DataLoader(ds, batch_size=1, sampler=InferenceSampler(len(dataset)),
-                                num_workers=num_workers, collate_fn=trivial_batch_collator)
+                                num_workers=num_workers, collate_fn=trivial_batch_collator,
+                                worker_init_fn=_worker_init if num_workers > 0 else None)

@@ -312,6 +312,8 @@ class BenchmarkOptions:
             (fast paths off), alternating with the fast variant in every iteration.
         matmul_seconds: duration of the matrix-multiply rate measurement.
         amp_dtype: autocast dtype, or None for fp32.
+        count_gflop: count each stage's FLOPs (off for models fvcore cannot trace, e.g. the
+            int8 layers of MODEL.INT8_CPU; GFLOP and efficiency are then None).
     """
 
     warmup: int = 1
@@ -319,6 +321,7 @@ class BenchmarkOptions:
     compare_upstream: bool = False
     matmul_seconds: float = 1.5
     amp_dtype: torch.dtype | None = None
+    count_gflop: bool = True
 
 
 def _median_stage_times(runs: list[dict[str, float]], totals: list[float], names: Sequence[str]) -> dict[str, float]:
@@ -387,7 +390,7 @@ def benchmark_model(
                     if i >= options.warmup:
                         runs[variant].append(dict(timer.totals))
                         totals[variant].append(total / batch)
-                    if not gflop:
+                    if options.count_gflop and not gflop:
                         gflop = {
                             s.name: s.gflop(_submodule(model, s.module), *timer.first_call[s.name]) / batch
                             for s in stages

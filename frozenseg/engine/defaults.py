@@ -25,9 +25,11 @@ from ..utils import comm
 from ..utils.errors import DEBUG_ENV, ConfigValueError
 from ..utils.file_io import atomic_write
 from .checkpoint import FrozenSegCheckpointer, GradScalerCheckpointable, checkpoint_has_frozen_weights
+from ..modeling.quantization import check_int8_cpu
 from ..data.build import build_detection_test_loader, build_detection_train_loader, micro_batch_size
 from ..utils.rng import seed_all_rng
 from .env import collect_env_info, setup_logger
+from .launch import set_cpu_threads
 from .events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from .hooks import EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
 from .lr_scheduler import build_lr_scheduler
@@ -78,6 +80,8 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
     )
     parser.add_argument("--num-gpus", type=int, default=1,
                         help="processes per machine (GPUs; CPU processes with gloo when there is no GPU)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads per process (sets MODEL.CPU_THREADS; 0: auto, physical cores)")
     parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
     parser.add_argument("--machine-rank", type=int, default=0, help="the rank of this machine (unique per machine)")
     # a fixed default port per user, as in Detectron2 (several users may share a machine)
@@ -122,6 +126,8 @@ def setup_cfg(args, freeze: bool = True):
     if args.config_file:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(list(args.opts or []))
+    if getattr(args, "threads", 0):
+        cfg.MODEL.CPU_THREADS = args.threads
     check_dataset_config(cfg)
     resolve_device(cfg, args)
     if freeze:
@@ -156,6 +162,7 @@ def default_setup(cfg, args=None) -> None:
     seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
     seed_all_rng(seed)
     log.info("Using a random seed of %d for model initialisation%s", seed, "" if cfg.SEED >= 0 else " (SEED=-1)")
+    set_cpu_threads(cfg.MODEL.CPU_THREADS, cfg.DATALOADER.NUM_WORKERS, comm.get_local_size())
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
 
@@ -189,6 +196,8 @@ class DefaultTrainer(SimpleTrainer):
 
     def __init__(self, cfg, *, resume: bool = False, find_unused_parameters: bool = False, log_period: int = 20):
         self.cfg = cfg
+        if cfg.MODEL.INT8_CPU:
+            check_int8_cpu(cfg.MODEL.DEVICE, training=True)
         weights = cfg.MODEL.WEIGHTS
         if resume:
             probe = FrozenSegCheckpointer(nn.Identity(), cfg.OUTPUT_DIR)

@@ -59,8 +59,8 @@ class EventStorage:
     timings) or the latest value (learning rate, evaluation metrics).
     """
 
-    #: Values per smoothed scalar kept by :meth:`state_dict` (the longest window a writer uses:
-    #: the ETA's median of 1000 iteration times).
+    #: Values per smoothed scalar kept by :meth:`state_dict` (at least the longest window a
+    #: writer uses, :data:`ETA_WINDOW`).
     STATE_LENGTH = 1000
 
     def __init__(self, start_iter: int = 0):
@@ -242,8 +242,16 @@ class TensorboardXWriter(EventWriter):
             self._writer.close()
 
 
+#: Iterations whose median time gives the ETA: recent, so that the ETA follows the current speed
+#: (a training loop slowed by another process on the machine) within a few dozen iterations,
+#: and a median, so that one slow iteration (an evaluation, a checkpoint) does not move it.
+ETA_WINDOW = 50
+
+
 class CommonMetricPrinter(EventWriter):
     """Console line: ``eta  iter  total_loss  loss_*  time  data_time  lr  max_mem``.
+
+    ``eta`` = median time of the last :data:`ETA_WINDOW` iterations × the iterations left.
 
     Only the main loss terms (names without a ``_<digit>`` auxiliary suffix) are printed, to
     keep the line readable; every term is still in ``metrics.json`` and TensorBoard.
@@ -260,7 +268,7 @@ class CommonMetricPrinter(EventWriter):
             return None
         iteration = storage.iter
         try:
-            eta_seconds = storage.history("time").median(1000) * (self._max_iter - iteration - 1)
+            eta_seconds = storage.history("time").median(ETA_WINDOW) * (self._max_iter - iteration - 1)
             storage.put_scalar("eta_seconds", eta_seconds, smoothing_hint=False)
             return str(datetime.timedelta(seconds=int(eta_seconds)))
         except KeyError:

@@ -7,7 +7,14 @@
   processes on this machine (``torch.multiprocessing``), with global ranks
   ``machine_rank * num_gpus_per_machine + local_rank``, joined through ``dist_url``.
 * Backend: NCCL with one GPU per process when CUDA is available, gloo on CPUs (``--num-gpus N``
-  then means N CPU processes, each with ``cpu_count // N`` torch threads).
+  then means N CPU processes, each with ``physical cores // N`` torch threads).
+
+CPU threads (issue 14 item 4): :func:`set_cpu_threads` gives each process
+:func:`compute_threads` torch threads: MODEL.CPU_THREADS (``--threads``) when positive, else
+0 = auto = this process's share of the machine's physical cores (:func:`physical_cpu_cores`) less
+one per busy data-loader worker (DATALOADER.NUM_WORKERS; each worker runs one torch thread, see
+``frozenseg.data.build``), at least 1. Compute threads and workers then never ask for more cores
+than there are, so a loop on a shared machine slows down in proportion instead of thrashing.
 
 A user error (:func:`frozenseg.utils.errors.is_user_error`) in a spawned process is printed there
 as one sentence and ends the job with ``SystemExit(USER_ERROR_EXIT_CODE)`` in this process, as it
@@ -29,7 +36,10 @@ import torch.multiprocessing as mp
 from ..utils import comm
 from ..utils.errors import USER_ERROR_EXIT_CODE, ConfigValueError, exit_on_user_error
 
-__all__ = ["launch", "find_free_port", "running_under_torchrun", "DEFAULT_TIMEOUT"]
+__all__ = [
+    "launch", "find_free_port", "running_under_torchrun", "DEFAULT_TIMEOUT",
+    "physical_cpu_cores", "compute_threads", "set_cpu_threads",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +64,51 @@ def _backend() -> str:
     return "nccl" if torch.cuda.is_available() else "gloo"
 
 
+def physical_cpu_cores() -> int:
+    """Physical cores this process may run on: the CPUs of its affinity mask
+    (``os.sched_getaffinity``; ``os.cpu_count()`` where that does not exist), capped by the
+    physical core count when ``psutil`` is installed (hyper-threads share a core's arithmetic
+    units). At least 1."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        import psutil
+    except ImportError:
+        return max(1, usable)
+    physical = psutil.cpu_count(logical=False)
+    return max(1, min(usable, physical) if physical else usable)
+
+
+def compute_threads(requested: int = 0, busy_workers: int = 0, procs_on_machine: int = 1,
+                    cores: int | None = None) -> int:
+    """Torch threads for one process (see the module doc).
+
+    Args:
+        requested: MODEL.CPU_THREADS; > 0 is used as it is, 0 = auto.
+        busy_workers: data-loader worker processes of this process (one core each).
+        procs_on_machine: training processes sharing the machine.
+        cores: physical cores (default :func:`physical_cpu_cores`).
+    """
+    if requested < 0:
+        raise ConfigValueError(f"MODEL.CPU_THREADS must be 0 (auto) or a positive count, got {requested}.")
+    if requested:
+        return int(requested)
+    cores = physical_cpu_cores() if cores is None else cores
+    return max(1, cores // max(1, procs_on_machine) - max(0, busy_workers))
+
+
+def set_cpu_threads(requested: int = 0, busy_workers: int = 0, procs_on_machine: int = 1) -> int:
+    """``torch.set_num_threads(compute_threads(...))``; returns the thread count."""
+    threads = compute_threads(requested, busy_workers, procs_on_machine)
+    torch.set_num_threads(threads)
+    logger.info("Torch CPU threads: %d (%s)", threads, "MODEL.CPU_THREADS" if requested else
+                f"auto: {physical_cpu_cores()} physical cores / {procs_on_machine} process(es) - "
+                f"{busy_workers} data-loader worker(s)")
+    return threads
+
+
 def _limit_cpu_threads(procs_on_machine: int) -> None:
     if not torch.cuda.is_available() and procs_on_machine > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // procs_on_machine))
+        torch.set_num_threads(compute_threads(procs_on_machine=procs_on_machine))
 
 
 def launch(

@@ -143,6 +143,7 @@ def _build_model(cfg) -> torch.nn.Module:
     its frozen parts come from the checkpoint when it holds them, else from their own sources."""
     from .. import build_model, load_checkpoint
     from ..checkpoint import read_state_dict
+    from ..modeling.quantization import maybe_quantize
 
     if cfg.SEED >= 0:
         torch.manual_seed(cfg.SEED)
@@ -157,6 +158,7 @@ def _build_model(cfg) -> torch.nn.Module:
             "MODEL.WEIGHTS is empty: the decoder has random weights and the results are "
             "meaningless. Pass --opts MODEL.WEIGHTS /path/to/frozenseg_checkpoint.pth."
         )
+    maybe_quantize(model.eval(), cfg)
     logger.info("Model ready on %s in %.1f s", cfg.MODEL.DEVICE, time.perf_counter() - t0)
     return model
 

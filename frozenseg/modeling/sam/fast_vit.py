@@ -9,7 +9,8 @@ is copied or patched). It differs from the upstream forward only in how the work
   is built per chunk of query rows (:data:`BIAS_CHUNK_ELEMENTS` floats at most), so neither the
   (heads·HW)×HW attention map nor a full-size bias is ever materialised;
 - in windowed blocks the ``qkv`` projection runs on the H×W tokens, not on the zero-padded
-  windows: a zero token's projection is the bias, so the padding is filled with ``qkv.bias``.
+  windows: a zero token's projection is the bias, so the padding is filled with the projection
+  of one zero token (a call of ``qkv``, so that an int8 ``qkv`` of MODEL.INT8_CPU runs too).
   The window partition and the split into heads are one copy into SDPA's
   (windows, heads, tokens, head_dim) layout, and the output projection runs after the windows
   are merged and cropped (16 % fewer projection FLOPs at 64×64 tokens with 14×14 windows).
@@ -128,9 +129,10 @@ def fast_block_forward(block: Block, x: torch.Tensor) -> torch.Tensor:
     if window > 0:
         hp, wp = -(-h // window) * window, -(-w // window) * window
         if (hp, wp) != (h, w):
-            # upstream pads the normalised tokens with zeros; their projection is the bias
+            # upstream pads the normalised tokens with zeros; their projection is the bias (a
+            # module call, not a read of ``qkv.bias``, so that an int8 ``qkv`` works as well)
             padded = qkv.new_empty(b, hp, wp, qkv.shape[-1])
-            padded[:] = attn.qkv.bias if attn.qkv.bias is not None else 0.0
+            padded[:] = attn.qkv(x.new_zeros(1, x.shape[-1]))
             padded[:, :h, :w] = qkv
             qkv = padded
         grid = (window, window)
