@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from ...config import configurable
 from ...data.vocabulary import Vocabulary
 from ...structures import ImageList
+from ...utils.errors import ConfigValueError
 from ...utils.registry import BACKBONE_REGISTRY, META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from ..backbone.text_classifier import TextClassifierBuilder
 from ..clip_adapter import (
@@ -110,6 +111,7 @@ class OVSeg(nn.Module):
         size_divisibility: int = 32,
         clip_ensemble: bool = True,
         clip_ensemble_weight: float = 0.7,
+        missing_train_vocabulary: str = "",
     ):
         """
         Args:
@@ -125,6 +127,8 @@ class OVSeg(nn.Module):
             size_divisibility: pad the normalised batch with 0 to a multiple of this (32).
             clip_ensemble: classify the proposals with CLIP too (``CLIP_ENSEMBLE``).
             clip_ensemble_weight: lambda of the ensemble (``CLIP_ENSEMBLE_WEIGHT``).
+            missing_train_vocabulary: why ``train_class_names`` is None (a sentence; training
+                refuses with it). Evaluation and the demo need no training vocabulary.
         """
         super().__init__()
         self.backbone = backbone
@@ -137,6 +141,7 @@ class OVSeg(nn.Module):
         self.size_divisibility = size_divisibility
         self.clip_ensemble = clip_ensemble
         self.clip_ensemble_weight = clip_ensemble_weight
+        self.missing_train_vocabulary = missing_train_vocabulary
         self.train_class_names = checked_train_class_names(train_class_names, criterion.empty_weight.shape[0] - 1)
         self.vocabulary: Vocabulary | None = None
         if self.train_class_names is not None:
@@ -148,7 +153,16 @@ class OVSeg(nn.Module):
         (then moves the model) or inside ``torch.device("meta")``. ``load_frozen_weights`` False
         reads no weight file (the CLIP keeps random weights until a checkpoint is loaded)."""
         from ...data import training_vocabulary
+        from ...data.vocabulary import VocabularyError
 
+        missing = ""
+        try:
+            train_class_names = training_vocabulary(cfg)
+        except VocabularyError as e:
+            # evaluation and the demo do not need the training classes (OVSeg has no seen/unseen
+            # weighting); training refuses with this sentence
+            logger.info("No training vocabulary for OVSeg (%s); needed for training only.", e)
+            train_class_names, missing = None, str(e)
         backbone = BACKBONE_REGISTRY.get(cfg.MODEL.BACKBONE.NAME)(cfg)
         sem_seg_head = SEM_SEG_HEADS_REGISTRY.get(cfg.MODEL.SEM_SEG_HEAD.NAME)(cfg, backbone.output_shape())
         clip_adapter = OVSegClipAdapter(cfg, load_clip_weights=load_frozen_weights)
@@ -171,12 +185,13 @@ class OVSeg(nn.Module):
             "criterion": build_maskformer_criterion(cfg),
             "clip_adapter": clip_adapter,
             "text_classifier_builder": builder,
-            "train_class_names": training_vocabulary(cfg),
+            "train_class_names": train_class_names,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "size_divisibility": cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY,
             "clip_ensemble": ca.CLIP_ENSEMBLE,
             "clip_ensemble_weight": ca.CLIP_ENSEMBLE_WEIGHT,
+            "missing_train_vocabulary": missing,
         }
 
     # ------------------------------------------------------------------------------------------
@@ -230,8 +245,9 @@ class OVSeg(nn.Module):
             raise ValueError("OVSeg.forward received an empty batch.")
         if self.training:
             if self.train_class_names is None:
-                raise ValueError(
-                    "Training needs a training vocabulary: set DATASETS.TRAIN to a registered dataset."
+                raise ConfigValueError(
+                    "Training needs a training vocabulary: set DATASETS.TRAIN to a registered dataset"
+                    + (f" ({self.missing_train_vocabulary})" if self.missing_train_vocabulary else ".")
                 )
             class_names = self.train_class_names
         else:

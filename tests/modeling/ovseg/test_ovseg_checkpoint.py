@@ -17,6 +17,7 @@ from frozenseg.engine import checkpoint_has_frozen_weights
 from frozenseg.modeling.backbone.clip_weights import CLIPWeightsUnavailableError
 from frozenseg.utils.errors import CheckpointError
 
+from ...conftest import REPO_ROOT
 from .conftest import LAYOUTS
 from .test_ovseg_model import NAMES, run, tiny_cfg, tiny_model
 
@@ -181,3 +182,26 @@ def test_clip_tag_resolves_through_the_shared_resolver(tmp_path, monkeypatch):
     cfg.MODEL.CLIP_ADAPTER.CLIP_WEIGHTS = "laion_nonsense"
     with pytest.raises(ValueError, match="Unknown pretrained tag 'laion_nonsense' .*MODEL.CLIP_ADAPTER.CLIP_WEIGHTS"):
         frozenseg.build_model(cfg, device="meta")
+
+
+def test_released_config_builds_for_evaluation_without_the_training_class_list(tmp_path):
+    """Evaluating ADE-150 needs no COCO-Stuff class list (it comes from an ov-seg checkout): the
+    model builds; training then refuses in one sentence naming the prepare command."""
+    import frozenseg
+    from frozenseg.data import register_all_builtin
+    from frozenseg.data.builtin import _REGISTERED_ROOT
+    from frozenseg.utils.errors import is_user_error
+
+    before = _REGISTERED_ROOT.get("ade20k_sem_seg_val")
+    register_all_builtin(str(tmp_path))  # no ovseg_vocabularies/ there
+    try:
+        cfg = frozenseg.get_cfg()
+        cfg.merge_from_file(str(REPO_ROOT / "configs/ovseg/eval/ovseg_R101c_vitB_eval_ade150.yaml"))
+        model = frozenseg.build_model(cfg, device="meta", load_frozen_weights=False)
+    finally:
+        register_all_builtin(before)
+    assert model.train_class_names is None and "prepare_ovseg_vocabularies.py" in model.missing_train_vocabulary
+    model.train()
+    with pytest.raises(ValueError, match="prepare_ovseg_vocabularies.py") as e:
+        model([{"image": torch.zeros(3, 32, 32, dtype=torch.uint8)}])
+    assert is_user_error(e.value)
