@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 import torch
-from segment_anything.modeling.image_encoder import Block
+from segment_anything.modeling.image_encoder import Block, add_decomposed_rel_pos
 
 from frozenseg.config.config import get_cfg
 from frozenseg.modeling.sam import SAM_SPECS, SAMImageEncoder, fast_vit
@@ -34,6 +34,15 @@ def _assert_same_function(fast: torch.Tensor, ref: torch.Tensor, channel_dim: in
     assert fast.shape == ref.shape
     assert _rel_diff(fast, ref) < TOL
     assert torch.equal(fast.argmax(channel_dim), ref.argmax(channel_dim))
+
+
+def _reference_attention(q, k, v, rel_h, rel_w, size, scale):
+    """Upstream's arithmetic: explicit attention map plus segment-anything's own
+    ``add_decomposed_rel_pos``; q, k, v (B, heads, h·w, dim)."""
+    b, heads, n, dim = q.shape
+    q2, k2, v2 = (t.reshape(b * heads, n, dim) for t in (q, k, v))
+    attn = add_decomposed_rel_pos((q2 * scale) @ k2.transpose(-2, -1), q2, rel_h, rel_w, size, size)
+    return (attn.softmax(-1) @ v2).view(b, heads, n, dim)
 
 
 def _vit_b_block(window: int) -> Block:
@@ -94,14 +103,28 @@ def test_full_size_vit_b_block_matches_upstream(window):
     _assert_same_function(fast, ref, channel_dim=-1)
 
 
-def test_bias_chunking_is_exact_over_rows():
-    """Chunks of query rows give the same attention as one chunk (rows are independent)."""
+@pytest.mark.parametrize(
+    "limit, chunks",
+    [
+        (1, (1, 1)),  # one query row of one head per call
+        (2 * 5 * 30 * 2, (1, 2)),  # two rows of one head
+        (2 * 5 * 30 * 6, (1, 6)),  # all rows of one head
+        (2 * 5 * 30 * 6 * 2, (2, 6)),  # all rows, heads in groups of two (the last group: one)
+        (10**9, (3, 6)),  # one call
+    ],
+)
+def test_bias_chunking_is_exact(limit, chunks):
+    """Chunks of heads and query rows give the same attention as one call (they are
+    independent), and the chunk rule prefers whole query rows over head groups."""
     g = torch.Generator().manual_seed(6)
     q, k, v = (torch.randn(2, 3, 6 * 5, 8, generator=g) for _ in range(3))
     rel_h, rel_w = torch.randn(11, 8, generator=g), torch.randn(9, 8, generator=g)
+    assert fast_vit._chunks(2, 3, (6, 5), limit) == chunks
     whole = fast_vit.rel_pos_attention(q, k, v, rel_h, rel_w, (6, 5), 8**-0.5, chunk_elements=10**9)
-    rows = fast_vit.rel_pos_attention(q, k, v, rel_h, rel_w, (6, 5), 8**-0.5, chunk_elements=1)
-    torch.testing.assert_close(rows, whole, rtol=0, atol=1e-6)
+    chunked = fast_vit.rel_pos_attention(q, k, v, rel_h, rel_w, (6, 5), 8**-0.5, chunk_elements=limit)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+    reference = _reference_attention(q, k, v, rel_h, rel_w, (6, 5), 8**-0.5)
+    torch.testing.assert_close(whole, reference, rtol=0, atol=1e-5)
 
 
 def test_fast_path_is_skipped_for_encoders_it_does_not_cover():
