@@ -135,10 +135,12 @@ _C.MODEL.SAM_NAME = "vit_b"  # vit_b, vit_l, vit_h (segment-anything), vit_t (Mo
 # MODEL.WEIGHTS holds the SAM weights).
 _C.MODEL.SAM_CHECKPOINT = "pretrained_checkpoint/sam_vit_b_01ec64.pth"
 _C.MODEL.SAM_IMAGE_SIZE = 1024  # input side of the SAM encoder (fixed by SAM's position embedding)
-# Exact fast forward of the frozen SAM ViT (frozenseg.modeling.sam.fast_vit: fused attention
-# with the relative-position bias; equal to segment-anything's forward up to float rounding,
-# max relative difference ~1e-6). False runs the upstream forward as it is (outputs
-# bit-identical to this project before the fast path).
+# Exact fast inference paths: the frozen SAM ViT's forward (frozenseg.modeling.sam.fast_vit:
+# fused attention with the relative-position bias; equal to segment-anything's forward up to
+# float rounding, max relative difference ~1e-6) and the deformable attention of the pixel
+# decoder without gradients (ms_deform_attn_core_fast: the same weighted sum, summed per level).
+# False runs segment-anything's forward as it is and the release's deformable-attention
+# arithmetic (outputs bit-identical to this project before the fast paths).
 _C.MODEL.FAST_INFERENCE = True
 # Opt-in int8 CPU inference (frozenseg.modeling.quantization): dynamic int8 quantisation of the
 # nn.Linear layers of the frozen encoders (SAM image encoder, ConvNeXt CLIP trunk), applied

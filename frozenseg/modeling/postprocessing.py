@@ -92,17 +92,21 @@ def geometric_ensemble(
 # --------------------------------------------------------------------------------------------
 # §7.4 semantic / panoptic / instance inference (Mask2Former)
 # --------------------------------------------------------------------------------------------
-def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch.Tensor:
+def semantic_inference(
+    mask_cls: torch.Tensor, mask_pred: torch.Tensor, mask_probs: torch.Tensor | None = None
+) -> torch.Tensor:
     """Semantic map ``Σ_q softmax(mask_cls)[q, :K] · sigmoid(mask_pred[q])``.
 
     Args:
         mask_cls: (Q, K + 1) class logits or log-probabilities (void last).
         mask_pred: (Q, H, W) mask logits.
+        mask_probs: ``mask_pred.sigmoid()`` when the caller has it already (shared between the
+            semantic, panoptic and instance outputs), else None.
     Returns:
         (K, H, W) per-class scores (not normalised over classes).
     """
     cls = F.softmax(mask_cls, dim=-1)[..., :-1]
-    masks = mask_pred.sigmoid()
+    masks = mask_pred.sigmoid() if mask_probs is None else mask_probs
     return torch.einsum("qc,qhw->chw", cls, masks)
 
 
@@ -112,6 +116,7 @@ def panoptic_inference(
     is_thing: torch.Tensor,
     object_mask_threshold: float,
     overlap_threshold: float,
+    mask_probs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[dict]]:
     """Mask2Former panoptic inference.
 
@@ -133,13 +138,14 @@ def panoptic_inference(
         is_thing: (K,) bool, True for thing classes.
         object_mask_threshold: minimum class score to keep a query.
         overlap_threshold: minimum visible/original area ratio to keep a segment.
+        mask_probs: ``mask_pred.sigmoid()`` when the caller has it already, else None.
     Returns:
         panoptic_seg: (H, W) int32, 0 = unlabelled, segment ids from 1.
         segments_info: list of ``{"id": int, "isthing": bool, "category_id": int}``.
     """
     num_classes = mask_cls.shape[-1] - 1
     scores, labels = F.softmax(mask_cls, dim=-1).max(-1)
-    masks = mask_pred.sigmoid()
+    masks = mask_pred.sigmoid() if mask_probs is None else mask_probs
     keep = labels.ne(num_classes) & (scores > object_mask_threshold)
     cur_scores = scores[keep]
     cur_classes = labels[keep]
@@ -194,6 +200,7 @@ def instance_inference(
     is_thing: torch.Tensor,
     topk: int,
     panoptic_on: bool,
+    mask_probs: torch.Tensor | None = None,
 ) -> Instances:
     """Mask2Former instance inference: top-k over all (query, class) pairs.
 
@@ -209,6 +216,7 @@ def instance_inference(
         is_thing: (K,) bool.
         topk: detections per image.
         panoptic_on: keep thing classes only.
+        mask_probs: ``mask_pred.sigmoid()`` when the caller has it already, else None.
     Returns:
         ``Instances`` of image_size (H, W) with ``pred_masks`` (N, H, W) bool, ``scores`` (N,),
         ``pred_classes`` (N,) int64 and ``pred_boxes`` (N, 4) float XYXY computed from the binary
@@ -228,16 +236,17 @@ def instance_inference(
     scores_per_image, topk_indices = scores.flatten(0, 1).topk(k, sorted=True)
     labels_per_image = labels[topk_indices]
     query_indices = topk_indices // num_classes
-    masks = mask_pred[query_indices]
     if panoptic_on:
         keep = is_thing.to(device=labels_per_image.device, dtype=torch.bool)[labels_per_image]
         scores_per_image = scores_per_image[keep]
         labels_per_image = labels_per_image[keep]
-        masks = masks[keep]
+        query_indices = query_indices[keep]
+    masks = mask_pred[query_indices]
+    probs = masks.sigmoid() if mask_probs is None else mask_probs[query_indices]
 
     binary = masks > 0
     binary_f = binary.flatten(1).to(masks.dtype)
-    mask_scores = (masks.sigmoid().flatten(1) * binary_f).sum(1) / (binary_f.sum(1) + 1e-6)
+    mask_scores = (probs.flatten(1) * binary_f).sum(1) / (binary_f.sum(1) + 1e-6)
 
     boxes = torch.zeros((binary.shape[0], 4), dtype=torch.float32, device=masks.device)
     nonempty = binary.flatten(1).any(1)

@@ -7,7 +7,11 @@ import math
 import pytest
 import torch
 
-from frozenseg.modeling.pixel_decoder.ms_deform_attn import MSDeformAttn, ms_deform_attn_core_pytorch
+from frozenseg.modeling.pixel_decoder.ms_deform_attn import (
+    MSDeformAttn,
+    ms_deform_attn_core_fast,
+    ms_deform_attn_core_pytorch,
+)
 
 
 def _bilinear_zero_pad(img: torch.Tensor, x: float, y: float) -> torch.Tensor:
@@ -193,3 +197,48 @@ def test_deformable_detr_initialisation():
     torch.testing.assert_close(bias[0, :, 1], torch.tensor([[2.0, 0.0]] * 3))
     torch.testing.assert_close(bias[1, :, 1], torch.tensor([[0.0, 2.0]] * 3), atol=1e-6, rtol=0)
     assert module.value_proj.bias.abs().sum() == 0 and module.output_proj.bias.abs().sum() == 0
+
+
+@pytest.mark.parametrize("shapes", [[(3, 4), (2, 2)], [(6, 5)], [(4, 6), (2, 3), (1, 2)]])
+def test_fast_core_is_the_same_function(shapes):
+    """The fast arrangement (MODEL.FAST_INFERENCE) against the python-loop computation and the
+    release's arrangement, locations inside, on borders and outside the maps."""
+    g = torch.Generator().manual_seed(len(shapes))
+    n, m, d, lq, num_points = 2, 3, 4, 7, 3
+    s = sum(h * w for h, w in shapes)
+    value = torch.randn(n, s, m, d, generator=g)
+    locations = torch.rand(n, lq, m, len(shapes), num_points, 2, generator=g) * 1.4 - 0.2
+    weights = torch.rand(n, lq, m, len(shapes), num_points, generator=g)
+    fast = ms_deform_attn_core_fast(value, torch.tensor(shapes), locations, weights)
+    reference = ms_deform_attn_core_pytorch(value, torch.tensor(shapes), locations, weights)
+    assert fast.shape == reference.shape == (n, lq, m * d)
+    torch.testing.assert_close(fast, _naive_core(value, shapes, locations, weights), rtol=1e-5, atol=1e-5)
+    assert float((fast - reference).abs().max() / reference.abs().max()) < 1e-6
+
+
+@pytest.mark.parametrize("n_levels, shapes", [(3, [(3, 4)]), (3, [(3, 4), (2, 3), (1, 2)])])
+def test_module_takes_the_fast_core_only_without_gradients(monkeypatch, n_levels, shapes):
+    """With fast_inference, calls under no_grad go through the fast core (also for the release's
+    one-level-into-three-levels layout) and equal the release arithmetic up to rounding; calls
+    with gradients, or with fast_inference off, run the release arithmetic bit for bit."""
+    from frozenseg.modeling.pixel_decoder import ms_deform_attn as module_file
+
+    calls = []
+    monkeypatch.setattr(module_file, "ms_deform_attn_core_fast",
+                        lambda *a: calls.append(1) or ms_deform_attn_core_fast(*a))
+    module = _randomised_module(n_levels=n_levels, seed=5)
+    g = torch.Generator().manual_seed(6)
+    s = sum(h * w for h, w in shapes)
+    query, inp = torch.randn(2, 5, 8, generator=g), torch.randn(2, s, 8, generator=g)
+    ref = torch.rand(2, 5, len(shapes), 2, generator=g)
+    args = (query, ref, inp, torch.tensor(shapes), torch.tensor([0] * len(shapes)), None)
+    with_grad = module(*args).detach()
+    assert not calls
+    with torch.no_grad():
+        fast = module(*args)
+        assert len(calls) == 1
+        module.fast_inference = False
+        off = module(*args)
+    assert len(calls) == 1
+    assert torch.equal(off, with_grad)
+    assert float((fast - with_grad).abs().max() / with_grad.abs().max()) < 1e-5

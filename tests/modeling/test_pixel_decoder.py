@@ -102,3 +102,14 @@ def test_gradients_reach_every_parameter():
     # release behaviour: the single SAM level only ever uses level embedding 0
     grad = decoder.sam_transformer.level_embed.grad
     assert grad[0].abs().sum() > 0 and grad[1:].abs().sum() == 0
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_fast_inference_key_reaches_every_deformable_attention(fast):
+    """MODEL.FAST_INFERENCE switches the deformable attention of both branches."""
+    cfg = _tiny_cfg()
+    cfg.MODEL.FAST_INFERENCE = fast
+    decoder = PIXEL_DECODER_REGISTRY.get("MSDeformAttnPixelDecoder")(cfg, _shapes((8, 16, 24, 32)), sam_channels=16)
+    flags = [m.fast_inference for m in decoder.modules() if isinstance(m, MSDeformAttn)]
+    assert len(flags) == 2 * cfg.MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS
+    assert set(flags) == {fast}

@@ -364,3 +364,22 @@ def test_mask_proposals_for_recall():
         [[True, True], [False, True]],
     ]
     assert torch.equal(mask_proposals_for_recall(q, None), q > 0)
+
+
+def test_shared_mask_probabilities_give_the_same_outputs():
+    """Passing ``mask_probs = sigmoid(mask_pred)`` (the model computes it once for all outputs)
+    changes nothing: semantic, panoptic and instance outputs are bit-identical."""
+    g = torch.Generator().manual_seed(3)
+    mask_cls, mask_pred = torch.randn(7, 4, generator=g) * 3, torch.randn(7, 6, 5, generator=g) * 3
+    probs = mask_pred.sigmoid()
+    is_thing = torch.tensor([True, False, True])
+    assert torch.equal(semantic_inference(mask_cls, mask_pred, probs), semantic_inference(mask_cls, mask_pred))
+    seg, info = panoptic_inference(mask_cls, mask_pred, is_thing, 0.1, 0.2, probs)
+    seg_ref, info_ref = panoptic_inference(mask_cls, mask_pred, is_thing, 0.1, 0.2)
+    assert torch.equal(seg, seg_ref) and info == info_ref and len(info) > 0
+    for panoptic_on in (False, True):
+        shared = instance_inference(mask_cls, mask_pred, is_thing, 5, panoptic_on, probs)
+        ref = instance_inference(mask_cls, mask_pred, is_thing, 5, panoptic_on)
+        assert len(ref.scores) > 0
+        for key in ("pred_masks", "scores", "pred_classes", "pred_boxes"):
+            assert torch.equal(getattr(shared, key), getattr(ref, key)), key

@@ -322,13 +322,16 @@ class FrozenSeg(nn.Module):
             masks = resize_masks_to_output(
                 mask_pred, geometry.padded_size, geometry.image_size, geometry.output_size
             )
+        # sigmoid(masks) once for every output that reads it (the same values each would compute)
+        reads_probs = self.semantic_on or self.panoptic_on or self.instance_on
+        probs = masks.sigmoid() if masks is not None and reads_probs else None
         if self.semantic_on:
             if sam_masks is not None:
                 result["sem_seg"] = self._semantic_with_sam(
-                    cls_log_probs, masks, sam_masks, geometry, dense, classifier
+                    cls_log_probs, probs, sam_masks, geometry, dense, classifier
                 )
             elif masks is not None:
-                result["sem_seg"] = semantic_inference(cls_log_probs, masks)
+                result["sem_seg"] = semantic_inference(cls_log_probs, masks, probs)
             else:
                 padded = F.interpolate(
                     mask_pred[None], size=geometry.padded_size, mode="bilinear", align_corners=False
@@ -339,12 +342,12 @@ class FrozenSeg(nn.Module):
         if self.panoptic_on:
             result["panoptic_seg"] = panoptic_inference(
                 cls_log_probs, masks, vocab.is_thing.to(self.device),
-                self.object_mask_threshold, self.overlap_threshold,
+                self.object_mask_threshold, self.overlap_threshold, probs,
             )
         if self.instance_on:
             result["instances"] = instance_inference(
                 cls_log_probs, masks, vocab.is_thing.to(self.device),
-                self.test_topk_per_image, self.panoptic_on,
+                self.test_topk_per_image, self.panoptic_on, probs,
             )
         if self.recall_on:
             extra = None
@@ -359,7 +362,7 @@ class FrozenSeg(nn.Module):
     def _semantic_with_sam(
         self,
         cls_log_probs: torch.Tensor,
-        masks: torch.Tensor,
+        query_masks: torch.Tensor,
         sam_masks: torch.Tensor,
         geometry: _Geometry,
         dense: torch.Tensor,
@@ -367,13 +370,13 @@ class FrozenSeg(nn.Module):
     ) -> torch.Tensor:
         """Semantic map with the SAM proposal ensemble (spec §7.5): (K, out_h, out_w).
 
-        ``masks`` are the (Q, out_h, out_w) query mask logits at the output size; ``sam_masks``
+        ``query_masks`` are the (Q, out_h, out_w) query mask probabilities (sigmoid) at the
+        output size; ``sam_masks``
         are (M, h, w) proposal logits over the (unpadded) input image; M may be 0 (SAM kept no
         mask), leaving only the query terms.
         """
         h, w = geometry.image_size
         query_probs = cls_log_probs.softmax(-1)[:, :-1]
-        query_masks = masks.sigmoid()
         proposals = sam_masks.float().to(self.device)
         if proposals.shape[0] == 0:
             proposal_probs = query_probs.new_zeros((0, query_probs.shape[-1]))

@@ -22,9 +22,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ms_deform_attn_core_pytorch", "MSDeformAttn"]
+__all__ = ["ms_deform_attn_core_pytorch", "ms_deform_attn_core_fast", "MSDeformAttn"]
 
 logger = logging.getLogger(__name__)
+
+
+def _split_levels(
+    value: torch.Tensor, value_spatial_shapes: torch.Tensor, num_levels: int
+) -> tuple[list[tuple[int, int]], tuple[torch.Tensor, ...]]:
+    """[(H_l, W_l)] and the per-level (N, H_l·W_l, M, D) views of ``value`` (N, S, M, D)."""
+    shapes = [(int(h), int(w)) for h, w in torch.as_tensor(value_spatial_shapes).tolist()]
+    if len(shapes) != num_levels:
+        raise ValueError(
+            f"Multi-scale deformable attention: {len(shapes)} value levels but sampling "
+            f"locations for {num_levels} levels."
+        )
+    return shapes, value.split([h * w for h, w in shapes], dim=1)
 
 
 def ms_deform_attn_core_pytorch(
@@ -49,13 +62,7 @@ def ms_deform_attn_core_pytorch(
     """
     n, _, m, d = value.shape
     _, lq, _, num_levels, num_points, _ = sampling_locations.shape
-    shapes = [(int(h), int(w)) for h, w in torch.as_tensor(value_spatial_shapes).tolist()]
-    if len(shapes) != num_levels:
-        raise ValueError(
-            f"ms_deform_attn_core_pytorch: {len(shapes)} value levels but sampling locations "
-            f"for {num_levels} levels."
-        )
-    value_list = value.split([h * w for h, w in shapes], dim=1)
+    shapes, value_list = _split_levels(value, value_spatial_shapes, num_levels)
     # grid_sample works on [-1, 1] with the same pixel-centre convention (align_corners=False)
     sampling_grids = 2 * sampling_locations - 1
     sampled = []
@@ -76,6 +83,39 @@ def ms_deform_attn_core_pytorch(
     return out.transpose(1, 2).contiguous()
 
 
+def ms_deform_attn_core_fast(
+    value: torch.Tensor,
+    value_spatial_shapes: torch.Tensor,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`ms_deform_attn_core_pytorch` arranged for speed (MODEL.FAST_INFERENCE, issue 14).
+
+    The same function up to float rounding (the weighted sum runs over the points of each level,
+    then over levels, instead of over all L·P samples at once). Each level's points are sampled
+    as a (P, Lq) grid, so the weighted sum over points runs along contiguous rows of queries, and
+    no stacked (N·M, D, Lq, L·P) buffer is built: 2.4× faster than the reference arrangement on
+    the 2-core development machine (4032 queries, 3 levels, 8 heads, 4 points; same-run ratio).
+    Inference only (the products are taken in place on ``grid_sample``'s output).
+
+    Args and returns: as :func:`ms_deform_attn_core_pytorch`.
+    """
+    n, _, m, d = value.shape
+    _, lq, _, num_levels, num_points, _ = sampling_locations.shape
+    shapes, value_list = _split_levels(value, value_spatial_shapes, num_levels)
+    grids = (2 * sampling_locations - 1).permute(0, 2, 3, 4, 1, 5)  # (N, M, L, P, Lq, 2)
+    weights = attention_weights.permute(0, 2, 3, 4, 1)  # (N, M, L, P, Lq)
+    out = None
+    for lid, (h, w) in enumerate(shapes):
+        value_l = value_list[lid].permute(0, 2, 3, 1).reshape(n * m, d, h, w)
+        grid_l = grids[:, :, lid].reshape(n * m, num_points, lq, 2)
+        sampled = F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False)
+        # (N*M, D, P, Lq) * (N*M, 1, P, Lq), summed over the points -> (N*M, D, Lq)
+        level = sampled.mul_(weights[:, :, lid].reshape(n * m, 1, num_points, lq)).sum(2)
+        out = level if out is None else out.add_(level)
+    return out.view(n, m * d, lq).transpose(1, 2).contiguous()
+
+
 def _is_power_of_2(n: int) -> bool:
     return n > 0 and (n & (n - 1)) == 0
 
@@ -86,10 +126,19 @@ class MSDeformAttn(nn.Module):
     Each query attends, per head, to ``n_points`` sampled locations on each of ``n_levels``
     feature levels around its reference point. Parameter names match the released checkpoints:
     ``sampling_offsets`` (d -> M*L*P*2), ``attention_weights`` (d -> M*L*P), ``value_proj`` and
-    ``output_proj`` (d -> d).
+    ``output_proj`` (d -> d). With ``fast_inference`` (MODEL.FAST_INFERENCE), calls without
+    gradients use :func:`ms_deform_attn_core_fast`; otherwise (and in training)
+    :func:`ms_deform_attn_core_pytorch`, the release's arithmetic.
     """
 
-    def __init__(self, d_model: int = 256, n_levels: int = 4, n_heads: int = 8, n_points: int = 4):
+    def __init__(
+        self,
+        d_model: int = 256,
+        n_levels: int = 4,
+        n_heads: int = 8,
+        n_points: int = 4,
+        fast_inference: bool = True,
+    ):
         super().__init__()
         if d_model % n_heads != 0:
             raise ValueError(f"d_model must be divisible by n_heads, got {d_model} and {n_heads}.")
@@ -104,6 +153,7 @@ class MSDeformAttn(nn.Module):
         self.n_levels = n_levels
         self.n_heads = n_heads
         self.n_points = n_points
+        self.fast_inference = bool(fast_inference)
 
         self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
         self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
@@ -230,5 +280,7 @@ class MSDeformAttn(nn.Module):
             weights = weights.contiguous().reshape(-1)[: n * lq * m * l_in * p]
             weights = weights.view(n, lq, m, l_in, p)
 
-        out = ms_deform_attn_core_pytorch(value, spatial_shapes, locations, weights)
+        fast = self.fast_inference and not torch.is_grad_enabled()
+        core = ms_deform_attn_core_fast if fast else ms_deform_attn_core_pytorch
+        out = core(value, spatial_shapes, locations, weights)
         return self.output_proj(out)

@@ -54,9 +54,10 @@ class MSDeformAttnTransformerEncoderLayer(nn.Module):
         n_levels: int = 4,
         n_heads: int = 8,
         n_points: int = 4,
+        fast_inference: bool = True,
     ):
         super().__init__()
-        self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
+        self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points, fast_inference=fast_inference)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.linear1 = nn.Linear(d_model, d_ffn)
@@ -166,13 +167,15 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
         activation: str = "relu",
         num_feature_levels: int = 4,
         enc_n_points: int = 4,
+        fast_inference: bool = True,
     ):
         super().__init__()
         self.d_model = d_model
         self.nhead = nhead
         self.num_feature_levels = num_feature_levels
         encoder_layer = MSDeformAttnTransformerEncoderLayer(
-            d_model, dim_feedforward, dropout, activation, num_feature_levels, nhead, enc_n_points
+            d_model, dim_feedforward, dropout, activation, num_feature_levels, nhead, enc_n_points,
+            fast_inference=fast_inference,
         )
         self.encoder = MSDeformAttnTransformerEncoder(encoder_layer, num_encoder_layers)
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, d_model))
@@ -270,6 +273,7 @@ class FrozenSegPixelDecoder(nn.Module):
         common_stride: int,
         sam_channels: int = 256,
         sam_encoder_built_levels: int = 3,
+        fast_inference: bool = True,
     ):
         """
         Args:
@@ -284,6 +288,8 @@ class FrozenSegPixelDecoder(nn.Module):
             common_stride: stride of the mask features (4).
             sam_channels: channels of the SAM image-encoder output E_sam.
             sam_encoder_built_levels: level count the SAM-branch encoder is built for (released: 3).
+            fast_inference: deformable attention without gradients through
+                ``ms_deform_attn_core_fast`` (MODEL.FAST_INFERENCE; equal up to float rounding).
         """
         super().__init__()
         norm = norm or ""
@@ -323,6 +329,7 @@ class FrozenSegPixelDecoder(nn.Module):
             dropout=transformer_dropout,
             num_feature_levels=self.transformer_num_feature_levels,
             enc_n_points=transformer_n_points,
+            fast_inference=fast_inference,
         )
         self.pe_layer = PositionEmbeddingSine(conv_dim // 2, normalize=True)
 
@@ -356,6 +363,7 @@ class FrozenSegPixelDecoder(nn.Module):
             dropout=transformer_dropout,
             num_feature_levels=sam_encoder_built_levels,
             enc_n_points=transformer_n_points,
+            fast_inference=fast_inference,
         )
 
     @classmethod
@@ -380,6 +388,7 @@ class FrozenSegPixelDecoder(nn.Module):
             "common_stride": head.COMMON_STRIDE,
             "sam_channels": sam_channels,
             "sam_encoder_built_levels": head.SAM_ENCODER_BUILT_LEVELS,
+            "fast_inference": cfg.MODEL.FAST_INFERENCE,
         }
 
     def forward_features(
