@@ -14,7 +14,8 @@ threads, fp32; about a minute per configuration on a 2-core machine.
 
 ``--opts KEY VALUE ...`` overrides config keys of both configurations, e.g. ``--opts
 MODEL.FAST_INFERENCE False`` to compare the upstream forwards of the frozen encoders with a
-baseline recorded before the fast path existed.
+baseline recorded before the fast path existed. For outputs that differ, ``compare`` logs how
+far apart they are (max relative difference, changed arg-max pixels, changed elements).
 """
 
 from __future__ import annotations
@@ -99,6 +100,19 @@ def record(directory: str, opts: list[str]) -> None:
         logger.info("%s: recorded %d output tensors", name, len(outputs))
 
 
+def _difference(before: torch.Tensor, now: torch.Tensor) -> str:
+    """How far apart two same-shape outputs are: floats by max |now - before| / max |before|
+    (and, for (K, H, W) maps, how many pixels change their arg-max class); other dtypes by the
+    number of differing elements."""
+    if not before.is_floating_point():
+        return f"{int((before != now).sum())} of {before.numel()} elements differ"
+    rel = float((now.double() - before.double()).abs().max() / before.double().abs().max().clamp_min(1e-30))
+    text = f"max relative difference {rel:.2e}"
+    if before.dim() == 3:
+        text += f", arg-max differs at {int((before.argmax(0) != now.argmax(0)).sum())} of {before[0].numel()} pixels"
+    return text
+
+
 def compare(directory: str, opts: list[str]) -> bool:
     same = True
     for name in CONFIGS:
@@ -112,6 +126,9 @@ def compare(directory: str, opts: list[str]) -> bool:
                   or before[k].shape != now[k].shape or not torch.equal(before[k], now[k])]
         logger.info("%s: %d output tensors, %s", name, len(before),
                     "all bit-identical" if not differ else f"DIFFERENT: {', '.join(differ[:10])}")
+        for key in differ:
+            if key in before and key in now and before[key].shape == now[key].shape:
+                logger.info("  %s: %s", key, _difference(before[key], now[key]))
         same = same and not differ
     return same
 

@@ -1,5 +1,6 @@
 """Inference benchmark (issue 14): the machine's matrix-multiply rate, per-stage seconds, FLOPs
-and efficiency, and the same model with the upstream forwards of its frozen encoders.
+and efficiency, and the same model with its fast inference paths off (the upstream forward of
+the frozen SAM encoder, the release's deformable-attention arithmetic).
 
 Units. Seconds are wall time per image (median over the timed iterations). GFLOP counts the
 multiply-adds of matrix products, convolutions, einsums and fused attention, 2 FLOP each;
@@ -308,8 +309,10 @@ class BenchmarkOptions:
     Attributes:
         warmup: untimed iterations per variant.
         iters: timed iterations per variant (medians are reported).
-        compare_upstream: also time the model with its frozen encoders' upstream forwards
-            (fast paths off), alternating with the fast variant in every iteration.
+        compare_upstream: also time the model with every MODEL.FAST_INFERENCE path off
+            (segment-anything's ``ImageEncoderViT.forward`` as it is, the release's
+            deformable-attention arithmetic), alternating with the fast variant in every
+            iteration.
         matmul_seconds: duration of the matrix-multiply rate measurement.
         amp_dtype: autocast dtype, or None for fp32.
         count_gflop: count each stage's FLOPs (off for models fvcore cannot trace, e.g. the
