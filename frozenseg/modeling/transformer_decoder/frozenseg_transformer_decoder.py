@@ -385,8 +385,9 @@ class FrozenSegTransformerDecoder(nn.Module):
             sam_src = (s.flatten(2) + self.level_embed.weight[0][None, :, None]).permute(2, 0, 1)
 
         predictions_class, predictions_mask = [], []
-        outputs_class, outputs_mask, attn_mask, sam_query_embed = self.forward_prediction_heads(
-            output, mask_features, size_list[0], text_classifier, num_templates, sam_embed
+        outputs_class, outputs_mask, attn_mask, _ = self.forward_prediction_heads(
+            output, mask_features, size_list[0], text_classifier, num_templates, sam_embed,
+            with_sam_query=False,
         )
         predictions_class.append(outputs_class)
         predictions_mask.append(outputs_mask)
@@ -424,6 +425,7 @@ class FrozenSegTransformerDecoder(nn.Module):
             )
             output = self.transformer_ffn_layers[i](output)
 
+            query_injector = level_index == self.sam_query_fuse_layer
             outputs_class, outputs_mask, attn_mask, sam_query_embed = self.forward_prediction_heads(
                 output,
                 mask_features,
@@ -431,8 +433,9 @@ class FrozenSegTransformerDecoder(nn.Module):
                 text_classifier,
                 num_templates,
                 sam_embed,
+                with_sam_query=query_injector,
             )
-            if level_index == self.sam_query_fuse_layer:
+            if query_injector:
                 # Query Injector: add the SAM-pooled embeddings to the queries.
                 output = output + sam_query_embed
             predictions_class.append(outputs_class)
@@ -455,7 +458,8 @@ class FrozenSegTransformerDecoder(nn.Module):
         text_classifier: torch.Tensor,
         num_templates: Sequence[int],
         sam_embed: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        with_sam_query: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Prediction head on the queries.
 
         Args:
@@ -465,10 +469,13 @@ class FrozenSegTransformerDecoder(nn.Module):
             text_classifier: (K' + 1, D).
             num_templates: synonyms per class.
             sam_embed: (B, mask_dim, 64, 64).
+            with_sam_query: compute ``sam_query_embed`` (only the Query Injector's layers use
+                it; the others skip the SAM mask pooling).
         Returns:
             outputs_class (B, Q, K+1); outputs_mask (B, Q, H/4, W/4); attn_mask
             (B*heads, Q, h*w) bool, True = blocked (sigmoid < 0.5), detached; sam_query_embed
-            (Q, B, C), the SAM-pooled embeddings through ``_mask_pooling_proj``.
+            (Q, B, C), the SAM-pooled embeddings through ``_mask_pooling_proj``, or None
+            without ``with_sam_query``.
         """
         decoder_output = self.decoder_norm(output).transpose(0, 1)  # (B, Q, C)
         mask_embed = self.mask_embed(decoder_output)
@@ -484,12 +491,13 @@ class FrozenSegTransformerDecoder(nn.Module):
             outputs_mask, size=attn_mask_target_size, mode="bilinear", align_corners=False
         )
         # (B, Q, hw) -> (B, heads, Q, hw) -> (B*heads, Q, hw), batch-major as nn.MultiheadAttention
-        attn_mask = attn_mask.sigmoid().flatten(2).unsqueeze(1).repeat(1, self.num_heads, 1, 1)
-        attn_mask = (attn_mask.flatten(0, 1) < 0.5).bool().detach()
+        attn_mask = (attn_mask.sigmoid().flatten(2) < 0.5).detach()
+        attn_mask = attn_mask.unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1)
 
+        if not with_sam_query:
+            return outputs_class, outputs_mask, attn_mask, None
         sam_query_embed = self._mask_pooling_proj(mask_pooling(sam_embed, outputs_mask))
-        sam_query_embed = sam_query_embed.transpose(0, 1)
-        return outputs_class, outputs_mask, attn_mask, sam_query_embed
+        return outputs_class, outputs_mask, attn_mask, sam_query_embed.transpose(0, 1)
 
 
 # Registered under the released config value of MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME.
