@@ -146,6 +146,13 @@ _C.MODEL.FAST_INFERENCE = True
 # a small accuracy cost (measured in tools/README.md, "int8 CPU mode"); refused on CUDA and in
 # training. Never the default.
 _C.MODEL.INT8_CPU = False
+# Precision of the frozen encoders' forwards (frozenseg.modeling.precision), in inference and
+# training: "" (= "float32", the default), "bfloat16" (CUDA or CPU) or "float16" (CUDA only). The
+# SAM image encoder and the CLIP visual trunk then run under torch.autocast with that dtype and
+# their outputs are cast back to float32 before the trainable decoder; CLIP's mask-pooled
+# classification and text tower stay float32. Independent of SOLVER.AMP (the whole training
+# step); excludes MODEL.INT8_CPU. Tolerance measured in tools/README.md, "GPU (issue 14, item 5)".
+_C.MODEL.FROZEN_ENCODERS_DTYPE = ""
 # Torch CPU threads per process (`--threads` of train_net.py, demo/demo.py, tools/benchmark.py).
 # 0 = auto: the process's share of the machine's physical cores less one per data-loader worker
 # (DATALOADER.NUM_WORKERS; each worker runs one thread), so workers and compute threads do not
