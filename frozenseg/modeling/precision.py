@@ -22,7 +22,8 @@ import torch
 
 from ..utils.errors import ConfigValueError
 
-__all__ = ["FROZEN_ENCODER_DTYPES", "frozen_encoders_dtype", "check_frozen_encoders_dtype", "autocast_call"]
+__all__ = ["FROZEN_ENCODER_DTYPES", "frozen_encoders_dtype", "check_frozen_encoders_dtype", "autocast_call",
+           "set_frozen_encoders_dtype"]
 
 #: Values of MODEL.FROZEN_ENCODERS_DTYPE and their autocast dtype (None: float32, no autocast).
 FROZEN_ENCODER_DTYPES: dict[str, torch.dtype | None] = {
@@ -68,6 +69,14 @@ def frozen_encoders_dtype(cfg) -> torch.dtype | None:
     if dtype is not None and str(cfg.MODEL.DEVICE) != "meta":
         check_frozen_encoders_dtype(dtype, cfg.MODEL.DEVICE)
     return dtype
+
+
+def set_frozen_encoders_dtype(model: torch.nn.Module, dtype: torch.dtype | None) -> None:
+    """Switch, on a built model, the autocast dtype of every frozen encoder in it (the modules
+    with a ``compute_dtype`` attribute: SAM image encoders, CLIP backbones); None = float32."""
+    for m in model.modules():
+        if hasattr(m, "compute_dtype"):
+            m.compute_dtype = dtype
 
 
 def _to_float32(x: T) -> T:
