@@ -148,6 +148,13 @@ _C.MODEL.FAST_INFERENCE = True
 # a small accuracy cost (measured in tools/README.md, "int8 CPU mode"); refused on CUDA and in
 # training. Never the default.
 _C.MODEL.INT8_CPU = False
+# Precision of the frozen encoders' forwards (frozenseg.modeling.precision), in inference and
+# training: "" (= "float32", the default), "bfloat16" (CUDA or CPU) or "float16" (CUDA only). The
+# SAM image encoder and the CLIP visual trunk then run under torch.autocast with that dtype and
+# their outputs are cast back to float32 before the trainable decoder; CLIP's mask-pooled
+# classification and text tower stay float32. Independent of SOLVER.AMP (the whole training
+# step); excludes MODEL.INT8_CPU. Tolerance measured in tools/README.md, "GPU (issue 14, item 5)".
+_C.MODEL.FROZEN_ENCODERS_DTYPE = ""
 # Torch CPU threads per process (`--threads` of train_net.py, demo/demo.py, tools/benchmark.py).
 # 0 = auto: the process's share of the machine's physical cores less one per data-loader worker
 # (DATALOADER.NUM_WORKERS; each worker runs one thread), so workers and compute threads do not
@@ -243,6 +250,11 @@ _C.TEST = CN()
 _C.TEST.EXPECTED_RESULTS = []  # Detectron2 key, unused
 _C.TEST.EVAL_PERIOD = 0  # iterations between evaluations in training (0: only at the end)
 _C.TEST.DETECTIONS_PER_IMAGE = 100  # instance output: top-k segments per image
+# Images per evaluation batch and process (build_detection_test_loader). Each image still gets
+# the prediction of a batch of one: FrozenSeg runs SAM on all of them (each its own S x S input)
+# and the CLIP trunk + decoder once per group of images with the same padded size; OVSeg runs its
+# head per such group. Larger batches only change speed and memory.
+_C.TEST.IMS_PER_BATCH = 1
 _C.TEST.KEYPOINT_OKS_SIGMAS = []  # Detectron2 key, unused
 _C.TEST.PRECISE_BN = CN()
 _C.TEST.PRECISE_BN.ENABLED = False  # Detectron2 key, unused
@@ -263,7 +275,7 @@ _C.TEST.SAM_MASKS_DIR = "output/sam_masks"  # cache directory written by tools/s
 
 # ---------------------------------------------------------------------------------------------
 # Keys the OVSeg release defines that change nothing in its evaluation (OVSeg spec §5.2); they
-# exist so that the release's own YAML files load. Evaluation runs one image at a time.
+# exist so that the release's own YAML files load (the test batch size is TEST.IMS_PER_BATCH).
 # ---------------------------------------------------------------------------------------------
 _C.SOLVER.TEST_IMS_PER_BATCH = 1  # release key (MaskFormer): test batch size; unused
 _C.TEST.SLIDING_WINDOW = False  # release key: its TTA-only sliding window, unreachable there; unused

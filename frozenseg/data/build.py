@@ -26,7 +26,8 @@ micro-batches; the output order is the sampler's, whatever the number of workers
 micro-batch ``start_iter * GRAD_ACCUM_STEPS``: a resumed run sees the same images, in the same
 order, with the same augmentations as an uninterrupted one.
 
-Testing: each process takes a contiguous shard of the dataset in order, batch size 1.
+Testing: each process takes a contiguous shard of the dataset in order, in batches of
+``TEST.IMS_PER_BATCH`` images (default 1).
 """
 
 from __future__ import annotations
@@ -383,8 +384,12 @@ def build_detection_train_loader(cfg=None, mapper: Callable | None = None, *, da
 
 
 def build_detection_test_loader(cfg=None, dataset_name: str | None = None, mapper: Callable | None = None,
-                                *, dataset=None, num_workers: int | None = None):
-    """Ordered, sharded loader with batch size 1 (each batch is a one-element ``list[dict]``)."""
+                                *, dataset=None, num_workers: int | None = None, batch_size: int | None = None):
+    """Ordered, sharded loader whose batches are ``list[dict]`` of ``batch_size`` images (the
+    last one of a shard may be shorter); ``batch_size`` and ``num_workers`` default to
+    ``TEST.IMS_PER_BATCH`` and ``DATALOADER.NUM_WORKERS`` (1 and 0 without ``cfg``). The models'
+    eval forwards give each image the result of a batch of one, so the batch size changes the
+    speed, not the predictions."""
     if dataset is None:
         dataset = get_detection_dataset_dicts(dataset_name, filter_empty=False)
     if mapper is None:
@@ -397,7 +402,14 @@ def build_detection_test_loader(cfg=None, dataset_name: str | None = None, mappe
         check_sam_mask_cache(cfg.TEST.SAM_MASKS_DIR, dataset_name, dataset)  # one clear error up front
     if num_workers is None:
         num_workers = cfg.DATALOADER.NUM_WORKERS if cfg is not None else 0
+    if batch_size is None:
+        batch_size = cfg.TEST.IMS_PER_BATCH if cfg is not None else 1
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigValueError(f"TEST.IMS_PER_BATCH must be a positive integer (images per process), got {batch_size!r}.")
+    sampler = InferenceSampler(len(dataset))
+    logger.info("Test loader%s: %d of %d images in this process, %d per batch, %d data worker(s)",
+                f" of {dataset_name}" if dataset_name else "", len(sampler), len(dataset), batch_size, num_workers)
     ds = MapDataset(dataset, mapper)
-    return torchdata.DataLoader(ds, batch_size=1, sampler=InferenceSampler(len(dataset)),
+    return torchdata.DataLoader(ds, batch_size=batch_size, sampler=sampler,
                                 num_workers=num_workers, collate_fn=trivial_batch_collator,
                                 worker_init_fn=_worker_init if num_workers > 0 else None)

@@ -41,6 +41,7 @@ from ...config.config import configurable
 from ...layers.blocks import ShapeSpec
 from ...utils.registry import BACKBONE_REGISTRY
 from ..open_vocab import mask_pooling
+from ..precision import autocast_call, frozen_encoders_dtype
 from . import clip_text
 from .clip_weights import (
     CLIPBackboneError,
@@ -163,6 +164,7 @@ class CLIPBackbone(nn.Module):
         device: str | torch.device | None = "cpu",
         cache_dir: Optional[str] = None,
         quick_gelu: Optional[bool] = None,
+        compute_dtype: Optional[torch.dtype] = None,
     ):
         """
         Args:
@@ -180,8 +182,13 @@ class CLIPBackbone(nn.Module):
             quick_gelu: force QuickGELU in the text tower; None decides automatically
                 (see ``clip_weights.text_quick_gelu``: True for RN50x64, False for
                 convnext_large_d_320).
+            compute_dtype: autocast dtype of the visual trunk's forward (``forward``; outputs
+                cast back to float32), None for float32 (MODEL.FROZEN_ENCODERS_DTYPE, see
+                :mod:`frozenseg.modeling.precision`). An attribute, so it can be switched on a
+                built model.
         """
         super().__init__()
+        self.compute_dtype = compute_dtype
         _register_model_config(model_name, model_config_file)
         self.model_name = model_name
         self.pretrained = pretrained or ""
@@ -223,11 +230,12 @@ class CLIPBackbone(nn.Module):
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        """Constructor arguments from ``MODEL.FROZEN_SEG.CLIP_*``."""
+        """Constructor arguments from ``MODEL.FROZEN_SEG.CLIP_*`` and MODEL.FROZEN_ENCODERS_DTYPE."""
         return {
             "model_name": cfg.MODEL.FROZEN_SEG.CLIP_MODEL_NAME,
             "pretrained": cfg.MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS,
             "model_config_file": cfg.MODEL.FROZEN_SEG.CLIP_MODEL_CONFIG_FILE,
+            "compute_dtype": frozen_encoders_dtype(cfg),
         }
 
     def _check_model_instance(self) -> None:
@@ -307,7 +315,8 @@ class CLIPBackbone(nn.Module):
         Returns:
             ``res2..res5``: (B, C_i, H/s_i, W/s_i) with s = 4, 8, 16, 32 (channels from
             ``output_shape()``); ``clip_vis_dense``: (B, C_5, H/32, W/32), the map used for
-            CLIP mask classification (ConvNeXt: ``trunk.norm_pre(res5)``; ResNet: res5).
+            CLIP mask classification (ConvNeXt: ``trunk.norm_pre(res5)``; ResNet: res5). All
+            float32 (computed under autocast when ``compute_dtype`` is set).
         """
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"CLIPBackbone expects images of shape (B, 3, H, W); got {tuple(x.shape)}.")
@@ -315,6 +324,10 @@ class CLIPBackbone(nn.Module):
             raise ValueError(
                 f"CLIPBackbone input size {tuple(x.shape[-2:])} must be a multiple of 32 (pad the batch)."
             )
+        return autocast_call(self._trunk_features, x, self.compute_dtype)
+
+    def _trunk_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``forward``'s features of a checked input, in the dtypes the trunk computes."""
         visual = self.clip_model.visual
         out: dict[str, torch.Tensor] = {}
         if self.model_type == "convnext":

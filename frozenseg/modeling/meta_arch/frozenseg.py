@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...config import configurable
-from ...structures import ImageList
+from ...structures import ImageList, same_padded_size_groups
 from ...utils.registry import BACKBONE_REGISTRY, META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from ...data.vocabulary import Vocabulary
 from ..backbone.text_classifier import TextClassifierBuilder
@@ -33,7 +33,7 @@ from ..postprocessing import (
     semantic_only_inference,
 )
 from ..sam import SAMImageEncoder
-from .inputs import checked_train_class_names, prepare_image, prepare_targets
+from .inputs import checked_train_class_names, normalized_batch, prepare_image, prepare_targets
 
 logger = logging.getLogger(__name__)
 
@@ -218,38 +218,53 @@ class FrozenSeg(nn.Module):
         return prepare_image(x, self.device)
 
     def forward(self, batched_inputs: list[dict]):
-        """Train mode: dict of weighted losses. Eval mode: one result dict per image."""
+        """Train mode: dict of weighted losses. Eval mode: one result dict per image.
+
+        In eval mode every image gets the result it gets in a batch of one (up to float
+        rounding): SAM encodes each image's own S x S input, all images in one batch; the CLIP
+        trunk, whose features depend on the padded batch size, runs once per group of images with
+        the same padded size (:func:`~frozenseg.structures.same_padded_size_groups`); the decoder
+        runs per image, because the released SAM-branch deformable attention (built for 3
+        levels, fed 1, spec §4) reads sampling locations across the images of its batch.
+        """
         if len(batched_inputs) == 0:
             raise ValueError("FrozenSeg.forward received an empty batch.")
         images = [self._prepare_image(x) for x in batched_inputs]
-        clip_images = ImageList.from_tensors(
-            [(img - self.pixel_mean) / self.pixel_std for img in images], self.size_divisibility
-        )
-        features = self.backbone(clip_images.tensor)
-        sam_embed = self.sam(self.sam.preprocess(images, training=self.training))
-
         if self.training:
             if self.train_class_names is None:
                 raise ValueError(
                     "Training needs a training vocabulary: set DATASETS.TRAIN to a registered "
                     "dataset or MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE."
                 )
-            class_names = self.train_class_names
-        else:
-            if self.vocabulary is None:
-                raise ValueError(
-                    "No vocabulary set: call model.set_vocabulary(class_names) before inference."
-                )
-            class_names = self.vocabulary.class_names
-        classifier = self._text_classifier(class_names)
-        outputs = self.sem_seg_head(features, sam_embed, classifier.rows, classifier.num_templates)
-
-        if self.training:
+            clip_images = normalized_batch(images, self.pixel_mean, self.pixel_std, self.size_divisibility)
+            features = self.backbone(clip_images.tensor)
+            sam_embed = self.sam(self.sam.preprocess(images, training=True))
+            classifier = self._text_classifier(self.train_class_names)
+            outputs = self.sem_seg_head(features, sam_embed, classifier.rows, classifier.num_templates)
             targets = self._prepare_targets(batched_inputs, clip_images)
             losses = self.criterion(outputs, targets)
             weights = self.criterion.weight_dict
             return {k: v * weights[k] for k, v in losses.items() if k in weights}
-        return self._inference(batched_inputs, clip_images, features, outputs, classifier)
+        if self.vocabulary is None:
+            raise ValueError(
+                "No vocabulary set: call model.set_vocabulary(class_names) before inference."
+            )
+        classifier = self._text_classifier(self.vocabulary.class_names)
+        sam_embed = self.sam(torch.cat([self.sam.preprocess([img], training=False) for img in images]))
+        results: list[dict] = [{} for _ in images]
+        for group in same_padded_size_groups([img.shape[-2:] for img in images], self.size_divisibility):
+            clip_images = normalized_batch(
+                [images[i] for i in group], self.pixel_mean, self.pixel_std, self.size_divisibility
+            )
+            features = self.backbone(clip_images.tensor)
+            for j, i in enumerate(group):
+                image = ImageList(clip_images.tensor[j : j + 1], clip_images.image_sizes[j : j + 1])
+                image_features = {k: v[j : j + 1] for k, v in features.items()}
+                outputs = self.sem_seg_head(
+                    image_features, sam_embed[i : i + 1], classifier.rows, classifier.num_templates
+                )
+                results[i] = self._inference([batched_inputs[i]], image, image_features, outputs, classifier)[0]
+        return results
 
     def _prepare_targets(self, batched_inputs: list[dict], images: ImageList) -> list[dict]:
         """Per image ``labels`` (N,) and ``masks`` (N, H_pad, W_pad) padded with zeros."""

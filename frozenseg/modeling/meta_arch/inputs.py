@@ -3,9 +3,13 @@ training annotations into padded mask targets, and check the training vocabulary
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
-__all__ = ["prepare_image", "prepare_targets", "checked_train_class_names"]
+from ...structures import ImageList
+
+__all__ = ["prepare_image", "normalized_batch", "prepare_targets", "checked_train_class_names"]
 
 
 def prepare_image(x: dict, device: torch.device) -> torch.Tensor:
@@ -37,6 +41,15 @@ def prepare_image(x: dict, device: torch.device) -> torch.Tensor:
     elif image.shape[0] == 4:
         image = image[:3]
     return image.to(device, non_blocking=True).float()
+
+
+def normalized_batch(
+    images: Sequence[torch.Tensor], pixel_mean: torch.Tensor, pixel_std: torch.Tensor, size_divisibility: int
+) -> ImageList:
+    """(3, H_i, W_i) float RGB 0..255 images normalised with ``pixel_mean`` / ``pixel_std``
+    ((3, 1, 1) each) and zero-padded at the bottom/right into one batch whose sides are multiples
+    of ``size_divisibility``."""
+    return ImageList.from_tensors([(img - pixel_mean) / pixel_std for img in images], size_divisibility)
 
 
 def prepare_targets(batched_inputs: list[dict], padded_size: tuple[int, int], device: torch.device) -> list[dict]:

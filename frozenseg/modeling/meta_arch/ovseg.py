@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from ...config import configurable
 from ...data.vocabulary import Vocabulary
-from ...structures import ImageList
+from ...structures import same_padded_size_groups
 from ...utils.errors import ConfigValueError
 from ...utils.registry import BACKBONE_REGISTRY, META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from ..backbone.text_classifier import TextClassifierBuilder
@@ -37,7 +37,7 @@ from ..clip_adapter import (
 )
 from ..maskformer_criterion import build_maskformer_criterion
 from ..postprocessing import sem_seg_postprocess
-from .inputs import checked_train_class_names, prepare_image, prepare_targets
+from .inputs import checked_train_class_names, normalized_batch, prepare_image, prepare_targets
 
 logger = logging.getLogger(__name__)
 
@@ -252,36 +252,39 @@ class OVSeg(nn.Module):
             class_names = self.train_class_names
         else:
             class_names = self._inference_class_names()
-        images, batch, text_classifier, outputs = self._run_head(batched_inputs, class_names)
+        images = [prepare_image(x, self.device) for x in batched_inputs]
         if self.training:
+            batch, _, outputs = self._run_head(images, class_names)
             targets = prepare_targets(batched_inputs, tuple(batch.tensor.shape[-2:]), self.device)
             losses = self.criterion(outputs, targets)
             weights = self.criterion.weight_dict
             return {k: v * weights[k] for k, v in losses.items() if k in weights}
-        padded_size = tuple(batch.tensor.shape[-2:])
-        results = []
-        for i, x in enumerate(batched_inputs):
-            image_size = tuple(batch.image_sizes[i])
-            output_size = (int(x.get("height", image_size[0])), int(x.get("width", image_size[1])))
-            sem_seg = self._semantic_inference(
-                images[i], outputs["pred_logits"][i], outputs["pred_masks"][i], padded_size, output_size, text_classifier
-            )
-            result = {"sem_seg": sem_seg}
-            if self.demo or len(self.vocabulary) == 1:
-                result["sem_seg_unlabelled"] = (sem_seg == 0).all(dim=0)
-            results.append(result)
+        # the head runs once per group of images that pad to the same size, so every image gets
+        # the result it gets in a batch of one
+        results: list[dict] = [{} for _ in batched_inputs]
+        for group in same_padded_size_groups([img.shape[-2:] for img in images], self.size_divisibility):
+            batch, text_classifier, outputs = self._run_head([images[i] for i in group], class_names)
+            padded_size = tuple(batch.tensor.shape[-2:])
+            for j, i in enumerate(group):
+                image_size = tuple(batch.image_sizes[j])
+                x = batched_inputs[i]
+                output_size = (int(x.get("height", image_size[0])), int(x.get("width", image_size[1])))
+                sem_seg = self._semantic_inference(
+                    images[i], outputs["pred_logits"][j], outputs["pred_masks"][j], padded_size, output_size,
+                    text_classifier,
+                )
+                results[i] = {"sem_seg": sem_seg}
+                if self.demo or len(self.vocabulary) == 1:
+                    results[i]["sem_seg_unlabelled"] = (sem_seg == 0).all(dim=0)
         return results
 
-    def _run_head(self, batched_inputs: list[dict], class_names: list[str]):
-        """The MaskFormer part: (images (3, H, W) float 0..255 each, the padded normalised
+    def _run_head(self, images: list[torch.Tensor], class_names: list[str]):
+        """The MaskFormer part on (3, H, W) float 0..255 images: (the padded normalised
         ``ImageList``, the (K' + 1, D) text classifier of ``class_names``, the head's outputs)."""
-        images = [prepare_image(x, self.device) for x in batched_inputs]
-        batch = ImageList.from_tensors(
-            [(img - self.pixel_mean) / self.pixel_std for img in images], self.size_divisibility
-        )
+        batch = normalized_batch(images, self.pixel_mean, self.pixel_std, self.size_divisibility)
         features = self.backbone(batch.tensor)
         text_classifier = self._text_classifier(class_names)
-        return images, batch, text_classifier, self.sem_seg_head(features, text_classifier)
+        return batch, text_classifier, self.sem_seg_head(features, text_classifier)
 
     @torch.no_grad()
     def proposals(self, batched_inputs: list[dict]) -> list[OVSegProposals]:
@@ -298,7 +301,8 @@ class OVSeg(nn.Module):
         """
         if len(batched_inputs) == 0:
             raise ValueError("OVSeg.proposals received an empty batch.")
-        images, batch, _, outputs = self._run_head(batched_inputs, self._inference_class_names())
+        images = [prepare_image(x, self.device) for x in batched_inputs]
+        batch, _, outputs = self._run_head(images, self._inference_class_names())
         padded_size = tuple(batch.tensor.shape[-2:])
         adapter = self.clip_adapter
         results = []

@@ -20,6 +20,7 @@ Provenance: the inference preprocessing (pad the normalised batch to /32, then r
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Mapping, Sequence
 
 import torch
@@ -29,6 +30,7 @@ from torch.nn import functional as F
 from frozenseg.config.config import configurable
 from frozenseg.structures.image_list import ImageList
 
+from ..precision import autocast_call, frozen_encoders_dtype
 from .build import build_image_encoder
 from .checkpoint import load_sam_weights, read_sam_checkpoint
 from .fast_vit import fast_vit_forward, supports_fast_path
@@ -59,6 +61,7 @@ class SAMImageEncoder(nn.Module):
         image_size: int = 1024,
         device: torch.device | str | None = None,
         fast_inference: bool = True,
+        compute_dtype: torch.dtype | None = None,
     ):
         """
         Args:
@@ -74,6 +77,9 @@ class SAMImageEncoder(nn.Module):
             fast_inference: run segment-anything ViTs through the exact fast forward
                 (:mod:`.fast_vit`); False runs ``ImageEncoderViT.forward`` itself. An
                 attribute, so it can be switched on a built model.
+            compute_dtype: autocast dtype of the encoder's forward (output cast back to
+                float32), None for float32 (MODEL.FROZEN_ENCODERS_DTYPE, see
+                :mod:`frozenseg.modeling.precision`). An attribute too.
         """
         super().__init__()
         name = str(name)
@@ -85,6 +91,7 @@ class SAMImageEncoder(nn.Module):
         self.out_chans = spec.out_chans
         self.image_encoder = build_image_encoder(name, self.image_size)
         self.fast_inference = bool(fast_inference)
+        self.compute_dtype = compute_dtype
         self._warned_training_size = False
 
         if checkpoint:
@@ -99,12 +106,14 @@ class SAMImageEncoder(nn.Module):
     def from_config(cls, cfg, load_checkpoint: bool = True) -> dict:
         """Keyword arguments from MODEL.SAM_NAME, MODEL.SAM_CHECKPOINT (ignored when
         ``load_checkpoint`` is False: random weights, e.g. before loading MODEL.WEIGHTS) and
-        MODEL.SAM_IMAGE_SIZE; the fast path from MODEL.FAST_INFERENCE."""
+        MODEL.SAM_IMAGE_SIZE; the fast path from MODEL.FAST_INFERENCE, the dtype from
+        MODEL.FROZEN_ENCODERS_DTYPE."""
         return {
             "name": cfg.MODEL.SAM_NAME,
             "checkpoint": cfg.MODEL.SAM_CHECKPOINT if load_checkpoint else "",
             "image_size": cfg.MODEL.SAM_IMAGE_SIZE,
             "fast_inference": cfg.MODEL.FAST_INFERENCE,
+            "compute_dtype": frozen_encoders_dtype(cfg),
         }
 
     # ------------------------------------------------------------------------------------------
@@ -218,12 +227,13 @@ class SAMImageEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) normalised images (from ``preprocess``) -> (B, out_chans, S/16, S/16)."""
+        """(B, 3, S, S) normalised images (from ``preprocess``) -> (B, out_chans, S/16, S/16)
+        float32 (computed under autocast when ``compute_dtype`` is set)."""
         if tuple(images.shape[-2:]) != (self.image_size, self.image_size):
             raise ValueError(
                 f"SAM image encoder expects (B, 3, {self.image_size}, {self.image_size}) inputs "
                 f"(use preprocess()); got {tuple(images.shape)}."
             )
         if self.fast_inference and supports_fast_path(self.image_encoder):
-            return fast_vit_forward(self.image_encoder, images)
-        return self.image_encoder(images)
+            return autocast_call(partial(fast_vit_forward, self.image_encoder), images, self.compute_dtype)
+        return autocast_call(self.image_encoder, images, self.compute_dtype)
