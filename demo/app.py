@@ -23,6 +23,7 @@ import os
 import sys
 
 from frozenseg.engine.env import setup_logger
+from frozenseg.engine.launch import configure_cpu_process
 from frozenseg.engine.predictor import TASKS, SegmentationPredictor
 from frozenseg.engine.web_demo import MAX_SIDE, WebDemo, serve
 from frozenseg.utils.errors import UserInputError
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         predictor = SegmentationPredictor.from_config_file(args.config_file, opts=args.opts,
                                                            vocabulary=["object"], task="semantic")
+        configure_cpu_process(predictor.cfg)
         demo = WebDemo(predictor, max_side=args.max_side)
     except (UserInputError, FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and "CUDA" not in str(e):  # only the device's errors are the user's

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from frozenseg.data.builtin import check_vocabulary_files
-from frozenseg.engine.launch import set_cpu_threads
+from frozenseg.engine.launch import configure_cpu_process
 from frozenseg.data.vocabulary import Vocabulary, VocabularyError, load_vocabulary
 from frozenseg.engine.predictor import TASKS, Prediction, SegmentationPredictor, UnsupportedTaskError, model_tasks
 from frozenseg.modeling.build import meta_arch_class
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None, predictor: SegmentationPredictor | None 
         cfg.merge_from_list(list(args.opts))
         if args.threads:
             cfg.MODEL.CPU_THREADS = args.threads
-        set_cpu_threads(cfg.MODEL.CPU_THREADS)
+        configure_cpu_process(cfg)
         literal = bool(getattr(meta_arch_class(cfg), "literal_vocabulary", False))
         vocab: Vocabulary = load_vocabulary(args.vocabulary, args.vocabulary_file, args.dataset_vocabulary, cfg,
                                             literal=literal)

@@ -27,7 +27,7 @@ import torch
 
 import frozenseg
 from frozenseg.engine import benchmark
-from frozenseg.engine.launch import set_cpu_threads
+from frozenseg.engine.launch import configure_cpu_process
 from frozenseg.modeling.quantization import quantize_frozen_encoders
 from frozenseg.utils.file_io import atomic_write
 
@@ -94,7 +94,7 @@ def main(argv=None) -> dict:
     cfg.merge_from_list(["MODEL.DEVICE", args.device, "MODEL.FROZEN_SEG.TEXT_CACHE_DIR", "", *args.opts])
     if args.threads:
         cfg.MODEL.CPU_THREADS = args.threads
-    set_cpu_threads(cfg.MODEL.CPU_THREADS)
+    configure_cpu_process(cfg)
     device = torch.device(args.device)
     model = frozenseg.build_model(cfg).eval()
     classes = vocabulary(args.num_classes)

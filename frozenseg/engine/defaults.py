@@ -29,7 +29,7 @@ from ..modeling.quantization import check_int8_cpu
 from ..data.build import build_detection_test_loader, build_detection_train_loader, micro_batch_size
 from ..utils.rng import seed_all_rng
 from .env import collect_env_info, setup_logger
-from .launch import set_cpu_threads
+from .launch import configure_cpu_process
 from .events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 from .hooks import EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
 from .lr_scheduler import build_lr_scheduler
@@ -162,7 +162,7 @@ def default_setup(cfg, args=None) -> None:
     seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
     seed_all_rng(seed)
     log.info("Using a random seed of %d for model initialisation%s", seed, "" if cfg.SEED >= 0 else " (SEED=-1)")
-    set_cpu_threads(cfg.MODEL.CPU_THREADS, cfg.DATALOADER.NUM_WORKERS, comm.get_local_size())
+    configure_cpu_process(cfg, cfg.DATALOADER.NUM_WORKERS, comm.get_local_size())
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
 

@@ -9,7 +9,9 @@
 * Backend: NCCL with one GPU per process when CUDA is available, gloo on CPUs (``--num-gpus N``
   then means N CPU processes, each with ``physical cores // N`` torch threads).
 
-CPU threads (issue 14 item 4): :func:`set_cpu_threads` gives each process
+CPU processes (issue 14): :func:`configure_cpu_process` sets the threads below and, with
+MODEL.CPU_REUSE_FREED_MEMORY, keeps freed memory for reuse
+(:func:`frozenseg.utils.cpu_memory.reuse_freed_memory`). :func:`set_cpu_threads` gives each process
 :func:`compute_threads` torch threads: MODEL.CPU_THREADS (``--threads``) when positive, else
 0 = auto = this process's share of the machine's physical cores (:func:`physical_cpu_cores`) less
 one per busy data-loader worker (DATALOADER.NUM_WORKERS; each worker runs one torch thread, see
@@ -34,11 +36,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ..utils import comm
+from ..utils.cpu_memory import reuse_freed_memory
 from ..utils.errors import USER_ERROR_EXIT_CODE, ConfigValueError, exit_on_user_error
 
 __all__ = [
     "launch", "find_free_port", "running_under_torchrun", "DEFAULT_TIMEOUT",
-    "physical_cpu_cores", "compute_threads", "set_cpu_threads",
+    "physical_cpu_cores", "compute_threads", "set_cpu_threads", "configure_cpu_process",
 ]
 
 logger = logging.getLogger(__name__)
@@ -103,6 +106,16 @@ def set_cpu_threads(requested: int = 0, busy_workers: int = 0, procs_on_machine:
     logger.info("Torch CPU threads: %d (%s)", threads, "MODEL.CPU_THREADS" if requested else
                 f"auto: {physical_cpu_cores()} physical cores / {procs_on_machine} process(es) - "
                 f"{busy_workers} data-loader worker(s)")
+    return threads
+
+
+def configure_cpu_process(cfg, busy_workers: int = 0, procs_on_machine: int = 1) -> int:
+    """Threads (:func:`set_cpu_threads` from MODEL.CPU_THREADS) and, with
+    MODEL.CPU_REUSE_FREED_MEMORY, the allocator (:func:`reuse_freed_memory`) of this process, for
+    the command lines; returns the thread count."""
+    threads = set_cpu_threads(cfg.MODEL.CPU_THREADS, busy_workers, procs_on_machine)
+    if cfg.MODEL.CPU_REUSE_FREED_MEMORY:
+        reuse_freed_memory()
     return threads
 
 

@@ -3,6 +3,7 @@ from recent iteration times (frozenseg.engine.events). No timing assertions."""
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import pytest
@@ -73,3 +74,18 @@ def test_eta_follows_the_recent_iteration_times():
             storage.put_scalar("time", 0.1)
         printer._get_eta(storage)
         assert storage.latest()["eta_seconds"][0] == pytest.approx(0.1 * (max_iter - it - 1))
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_configure_cpu_process_sets_threads_and_the_allocator_from_the_config(monkeypatch, reuse):
+    launch = importlib.import_module("frozenseg.engine.launch")  # the module (the package exports a function of that name)
+    calls = []
+    monkeypatch.setattr(launch, "reuse_freed_memory", lambda: calls.append(1) or True)
+    cfg = get_cfg()
+    cfg.MODEL.CPU_THREADS, cfg.MODEL.CPU_REUSE_FREED_MEMORY = 1, reuse
+    threads = torch.get_num_threads()
+    try:
+        assert launch.configure_cpu_process(cfg) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == ([1] if reuse else [])
