@@ -256,8 +256,9 @@ _C.TEST.EXPECTED_RESULTS = []  # Detectron2 key, unused
 _C.TEST.EVAL_PERIOD = 0  # iterations between evaluations in training (0: only at the end)
 _C.TEST.DETECTIONS_PER_IMAGE = 100  # instance output: top-k segments per image
 # Images per evaluation batch and process (build_detection_test_loader). Each image still gets
-# the prediction of a batch of one: FrozenSeg runs SAM on all of them (each its own S x S input)
-# and the CLIP trunk + decoder once per group of images with the same padded size; OVSeg runs its
+# the prediction of a batch of one: FrozenSeg runs SAM on all of them (each its own S x S input),
+# the CLIP trunk once per group of images with the same padded size and the decoder per image
+# (the released SAM-branch deformable attention mixes the images of a batch); OVSeg runs its
 # head per such group. Larger batches only change speed and memory.
 _C.TEST.IMS_PER_BATCH = 1
 _C.TEST.KEYPOINT_OKS_SIGMAS = []  # Detectron2 key, unused
@@ -282,7 +283,7 @@ _C.TEST.SAM_MASKS_DIR = "output/sam_masks"  # cache directory written by tools/s
 # Keys the OVSeg release defines that change nothing in its evaluation (OVSeg spec §5.2); they
 # exist so that the release's own YAML files load (the test batch size is TEST.IMS_PER_BATCH).
 # ---------------------------------------------------------------------------------------------
-_C.SOLVER.TEST_IMS_PER_BATCH = 1  # release key (MaskFormer): test batch size; unused
+_C.SOLVER.TEST_IMS_PER_BATCH = 1  # release key (MaskFormer): test batch size; unused (TEST.IMS_PER_BATCH sets it here)
 _C.TEST.SLIDING_WINDOW = False  # release key: its TTA-only sliding window, unreachable there; unused
 _C.TEST.SLIDING_TILE_SIZE = 224  # release key, unused
 _C.TEST.SLIDING_OVERLAP = 2 / 3.0  # release key, unused
