@@ -115,8 +115,9 @@ def test_groups_follow_the_padded_size():
     assert padded_size((30, 250), 0) == (30, 250)
     assert same_padded_size_groups(sizes, 32) == [[0, 2, 4], [1, 5], [3]]
     assert same_padded_size_groups(sizes, 0) == [[0, 4], [1], [2], [3], [5]]
-    # each group pads to the tensor an image of it gets alone
+    # each group pads, alone or together, to the group's padded size
     for group in same_padded_size_groups(sizes, 32):
-        shapes = {tuple(ImageList.from_tensors([torch.zeros(3, *sizes[i])], 32).tensor.shape) for i in group}
-        assert shapes == {tuple(ImageList.from_tensors([torch.zeros(3, *sizes[i]) for i in group], 32).tensor.shape[1:])
-                          and (1, 3, *padded_size(sizes[group[0]], 32))}
+        expected = padded_size(sizes[group[0]], 32)
+        alone = {tuple(ImageList.from_tensors([torch.zeros(3, *sizes[i])], 32).tensor.shape[-2:]) for i in group}
+        together = ImageList.from_tensors([torch.zeros(3, *sizes[i]) for i in group], 32).tensor.shape[-2:]
+        assert alone == {expected} and tuple(together) == expected
