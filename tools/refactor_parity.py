@@ -1,13 +1,14 @@
 #!/usr/bin/env python
-"""Record, then compare, the outputs of both released FrozenSeg architectures on random weights.
+"""Record, then compare, the outputs of every released architecture on random weights.
 
-For refactors that must not change behaviour: ``record`` builds the ConvNeXt-L and the RN50x64
-released configurations with random weights, saves their state dicts and their outputs on a
-fixed image (every task: panoptic, instance and semantic, and the semantic-only path);
-``compare`` rebuilds them with the code as it is now, loads the saved weights, runs the same
-inputs and reports whether every output tensor is bit-identical. The weights are saved rather
-than re-drawn, so a change in the order in which modules are built does not matter. Two CPU
-threads, fp32; about a minute per configuration on a 2-core machine.
+For refactors that must not change behaviour: ``record`` builds the released configurations
+(FrozenSeg ConvNeXt-L and RN50x64; OVSeg R101c + ViT-B/16, Swin-B + ViT-L/14 and the latter's
+demo rule) with random weights, saves their state dicts and their outputs on a fixed image
+(FrozenSeg: every task, panoptic, instance and semantic, and the semantic-only path; OVSeg: its
+semantic output); ``compare`` rebuilds them with the code as it is now, loads the saved weights,
+runs the same inputs and reports whether every output tensor is bit-identical. The weights are
+saved rather than re-drawn, so a change in the order in which modules are built does not matter.
+Two CPU threads, fp32; one to two minutes per configuration on a 2-core machine.
 
     python tools/refactor_parity.py record --dir /tmp/parity    # before the change
     python tools/refactor_parity.py compare --dir /tmp/parity   # after it; exit status 1 on a difference
@@ -31,12 +32,19 @@ import frozenseg
 
 logger = logging.getLogger("frozenseg.parity")
 
+_FROZENSEG_OPTS = ["MODEL.FROZEN_SEG.TEXT_CACHE_DIR", "", "MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS", "",
+                   "MODEL.SAM_CHECKPOINT", ""]
+_OVSEG_OPTS = ["MODEL.CLIP_ADAPTER.CLIP_WEIGHTS", ""]
+#: name -> (config file, overrides that keep every weight random and every cache off)
 CONFIGS = {
-    "convnext_large": "configs/coco/frozenseg/convnext_large_eval_ade20k.yaml",
-    "rn50x64": "configs/coco/frozenseg/r50x64_eval_ade20k.yaml",
+    "convnext_large": ("configs/coco/frozenseg/convnext_large_eval_ade20k.yaml", _FROZENSEG_OPTS),
+    "rn50x64": ("configs/coco/frozenseg/r50x64_eval_ade20k.yaml", _FROZENSEG_OPTS),
+    "ovseg_r101c_vitb16": ("configs/ovseg/ovseg_R101c_vitB_bs32_120k.yaml", _OVSEG_OPTS),
+    "ovseg_swinb_vitl14": ("configs/ovseg/ovseg_swinB_vitL_bs32_120k.yaml", _OVSEG_OPTS),
+    "ovseg_swinb_vitl14_demo": ("configs/ovseg/ovseg_swinB_vitL_demo.yaml", _OVSEG_OPTS),
 }
 VOCABULARY = ["cat,kitten", "dog,puppy", "grass,lawn", "sky", "tree,trees", "car"]
-#: (panoptic, instance, semantic) switch sets run per configuration
+#: (panoptic, instance, semantic) switch sets run per configuration of a model with these outputs
 TASKS = {"all": (True, True, True), "semantic_only": (False, False, True)}
 HEIGHT, WIDTH = 120, 160
 
@@ -53,10 +61,10 @@ def _image() -> torch.Tensor:
 
 def _build(name: str, opts: list[str]):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path, random_weights = CONFIGS[name]
     cfg = frozenseg.get_cfg()
-    cfg.merge_from_file(os.path.join(repo, CONFIGS[name]))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.FROZEN_SEG.TEXT_CACHE_DIR", "",
-                         "MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS", "", "MODEL.SAM_CHECKPOINT", "", *opts])
+    cfg.merge_from_file(os.path.join(repo, path))
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *random_weights, *opts])
     torch.manual_seed(0)
     model = frozenseg.build_model(cfg, load_frozen_weights=False)
     return model.eval()
@@ -80,9 +88,13 @@ def _flatten(prefix: str, value, out: dict[str, torch.Tensor]) -> None:
 
 def _run(model) -> dict[str, torch.Tensor]:
     model.set_vocabulary(VOCABULARY)
-    model.object_mask_threshold, model.overlap_threshold = 0.0, 0.0  # keep panoptic segments
     inputs = [{"image": _image(), "height": HEIGHT, "width": WIDTH}]
     out: dict[str, torch.Tensor] = {}
+    if not hasattr(model, "panoptic_on"):  # semantic output only
+        with torch.no_grad():
+            _flatten("semantic", model(inputs)[0], out)
+        return out
+    model.object_mask_threshold, model.overlap_threshold = 0.0, 0.0  # keep panoptic segments
     for task, (pan, ins, sem) in TASKS.items():
         model.panoptic_on, model.instance_on, model.semantic_on = pan, ins, sem
         with torch.no_grad():
@@ -90,9 +102,9 @@ def _run(model) -> dict[str, torch.Tensor]:
     return out
 
 
-def record(directory: str, opts: list[str]) -> None:
+def record(directory: str, opts: list[str], names: list[str]) -> None:
     os.makedirs(directory, exist_ok=True)
-    for name in CONFIGS:
+    for name in names:
         model = _build(name, opts)
         torch.save(model.state_dict(), os.path.join(directory, f"{name}_weights.pth"))
         outputs = _run(model)
@@ -113,9 +125,9 @@ def _difference(before: torch.Tensor, now: torch.Tensor) -> str:
     return text
 
 
-def compare(directory: str, opts: list[str]) -> bool:
+def compare(directory: str, opts: list[str], names: list[str]) -> bool:
     same = True
-    for name in CONFIGS:
+    for name in names:
         model = _build(name, opts)
         state = torch.load(os.path.join(directory, f"{name}_weights.pth"), map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
@@ -138,14 +150,16 @@ def main(argv=None) -> int:
     ap.add_argument("action", choices=["record", "compare"])
     ap.add_argument("--dir", required=True, help="folder of the recorded weights and outputs")
     ap.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
-                    help="config overrides for both configurations, e.g. MODEL.FAST_INFERENCE False")
+                    help="config overrides for every configuration, e.g. MODEL.FAST_INFERENCE False")
+    ap.add_argument("--only", nargs="+", choices=list(CONFIGS), default=list(CONFIGS), metavar="NAME",
+                    help=f"configurations to record or compare (default all: {', '.join(CONFIGS)})")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(2)
     if args.action == "record":
-        record(args.dir, args.opts)
+        record(args.dir, args.opts, args.only)
         return 0
-    return 0 if compare(args.dir, args.opts) else 1
+    return 0 if compare(args.dir, args.opts, args.only) else 1
 
 
 if __name__ == "__main__":
