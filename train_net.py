@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""FrozenSeg training and evaluation script (Detectron2's ``train_net.py`` conventions).
+"""Training and evaluation of every model of the package, FrozenSeg and OVSeg alike: the config's
+``MODEL.META_ARCHITECTURE`` selects the model and its config keys (Detectron2's ``train_net.py``
+conventions).
 
 Train:          python train_net.py --config-file CONFIG [--num-gpus N] [KEY VALUE ...]
 Resume:         python train_net.py --config-file CONFIG --resume
@@ -9,7 +11,7 @@ torchrun:       torchrun --nproc_per_node N train_net.py --config-file CONFIG
 
 The default run trains the tiny model on the synthetic "shapes" dataset (generated on first use)
 and evaluates it: ``python train_net.py --config-file configs/synthetic/frozenseg_tiny_shapes.yaml``.
-See GETTING_STARTED.md.
+See docs/getting_started.md.
 
 An error caused by the input (a missing file, a mistyped key or value, a file that is not a
 checkpoint, ...) ends in one sentence on stderr and exit status 2; ``--debug`` (or
@@ -23,26 +25,25 @@ import os
 
 import torch
 
+from frozenseg.checkpoint import FrozenSegCheckpointer
+from frozenseg.data.synthetic_setup import ensure_synthetic_datasets
 from frozenseg.engine import (
     DefaultTrainer,
-    FrozenSegCheckpointer,
+    build_inference_model,
+    comm,
     default_argument_parser,
     default_setup,
-    ensure_synthetic_datasets,
     launch,
     merge_results,
     setup_cfg,
 )
-from frozenseg.engine import comm
-from frozenseg.checkpoint import require_checkpoint_file
-from frozenseg.modeling.quantization import maybe_quantize
 from frozenseg.utils.errors import DEBUG_ENV, exit_on_user_error
 
 logger = logging.getLogger("train_net")
 
 
 class Trainer(DefaultTrainer):
-    """FrozenSeg's trainer; override the ``build_*`` class methods here to customise."""
+    """The trainer of every model; override the ``build_*`` class methods here to customise."""
 
 
 def setup(args):
@@ -60,13 +61,7 @@ def main(args):
         # the file to evaluate: the last checkpoint of OUTPUT_DIR with --resume, else MODEL.WEIGHTS
         probe = FrozenSegCheckpointer(torch.nn.Identity(), save_dir=cfg.OUTPUT_DIR)
         weights = probe.get_checkpoint_file() if args.resume and probe.has_checkpoint() else cfg.MODEL.WEIGHTS
-        if not weights:
-            logger.warning("--eval-only without MODEL.WEIGHTS: evaluating an untrained model.")
-        else:
-            require_checkpoint_file(weights)
-        model = Trainer.build_model(cfg, weights=weights)
-        FrozenSegCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        maybe_quantize(model.eval(), cfg)
+        model = build_inference_model(cfg, weights)
         results = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:
             results = merge_results(results, Trainer.test_with_TTA(cfg, model))

@@ -25,7 +25,7 @@ import sys
 from frozenseg.engine.env import setup_logger
 from frozenseg.engine.launch import configure_cpu_process
 from frozenseg.engine.predictor import TASKS, SegmentationPredictor
-from frozenseg.engine.web_demo import MAX_SIDE, WebDemo, serve
+from frozenseg.apps.web_demo import MAX_SIDE, WebDemo, serve
 from frozenseg.utils.errors import UserInputError
 
 logger = logging.getLogger("frozenseg.demo")

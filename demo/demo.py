@@ -55,8 +55,8 @@ from frozenseg.data.builtin import check_vocabulary_files
 from frozenseg.engine.launch import configure_cpu_process
 from frozenseg.data.vocabulary import Vocabulary, VocabularyError, load_vocabulary
 from frozenseg.engine.predictor import TASKS, Prediction, SegmentationPredictor, UnsupportedTaskError, model_tasks
+from frozenseg.engine.setup import load_config
 from frozenseg.modeling.build import meta_arch_class
-from frozenseg.modeling.meta_arch.ovseg import OVSeg
 from frozenseg.utils.errors import UserInputError
 from frozenseg.utils.prediction_io import write_prediction
 from frozenseg.utils.visualizer import SegmentationVisualizer
@@ -66,13 +66,6 @@ logger = logging.getLogger("frozenseg.demo")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jfif")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 WINDOW = "FrozenSeg"
-#: The release's demo setting (configs/ovseg/ovseg_swinB_vitL_demo.yaml, OVSeg spec §2.14) that
-#: ``--ovseg-demo-mode`` applies to any OVSeg config.
-OVSEG_DEMO_OPTS = (
-    "MODEL.META_ARCHITECTURE", "OVSegDEMO",
-    "MODEL.CLIP_ADAPTER.CLIP_ENSEMBLE_WEIGHT", "0.0",
-    "MODEL.CLIP_ADAPTER.MASK_THR", "0.35",
-)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -95,9 +88,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="output task (default: panoptic, or semantic for a semantic-only model such as OVSeg)")
     p.add_argument(
         "--ovseg-demo-mode", action="store_true",
-        help="with an OVSeg config: the release's demo mode (CLIP alone classifies the proposals, one "
-             "proposal per class, pixels no kept proposal covers stay unlabelled), i.e. --opts "
-             + " ".join(OVSEG_DEMO_OPTS),
+        help="the release's demo rule of a model that has one (OVSeg: CLIP alone classifies the proposals, "
+             "one proposal per class, pixels no kept proposal covers stay unlabelled); the overrides are the "
+             "model's demo_overrides",
     )
     p.add_argument(
         "--confidence-threshold", type=float, default=None,
@@ -284,25 +277,20 @@ def main(argv: list[str] | None = None, predictor: SegmentationPredictor | None 
     """
     args = get_parser().parse_args(argv)
     setup_logging()
-    from frozenseg import get_cfg
-
     try:
-        cfg = get_cfg()
-        cfg.merge_from_file(args.config_file)
+        demo_overrides: tuple[str, ...] = ()
         if args.ovseg_demo_mode:
-            if not issubclass(meta_arch_class(cfg), OVSeg):
+            model_class = meta_arch_class(load_config(args.config_file))
+            demo_overrides = model_class.demo_overrides
+            if not demo_overrides:
                 raise ValueError(
                     f"--ovseg-demo-mode needs an OVSeg config, but {args.config_file} builds "
-                    f"{cfg.MODEL.META_ARCHITECTURE}; use a config of configs/ovseg/ or drop the flag."
+                    f"{model_class.__name__}; use a config of configs/ovseg/ or drop the flag."
                 )
-            cfg.merge_from_list(list(OVSEG_DEMO_OPTS))
-        cfg.merge_from_list(list(args.opts))
-        if args.threads:
-            cfg.MODEL.CPU_THREADS = args.threads
+        cfg = load_config(args.config_file, list(args.opts), defaults=demo_overrides, threads=args.threads)
         configure_cpu_process(cfg)
-        literal = bool(getattr(meta_arch_class(cfg), "literal_vocabulary", False))
         vocab: Vocabulary = load_vocabulary(args.vocabulary, args.vocabulary_file, args.dataset_vocabulary, cfg,
-                                            literal=literal)
+                                            literal=meta_arch_class(cfg).literal_vocabulary)
         check_vocabulary_files(cfg)
     except (VocabularyError, ValueError, KeyError, FileNotFoundError) as e:
         logger.error("%s", e)

@@ -2,15 +2,29 @@
 
 Public API: ``get_cfg()``, ``build_model(cfg)``, ``load_checkpoint(model, path_or_state_dict)``.
 
-Subpackages: ``config`` (default keys, YAML), ``data`` (catalogs, vocabularies, mappers,
-loaders, dataset preparation), ``modeling`` (the models and their parts), ``evaluation``
-(evaluators), ``engine`` (training, launching, checkpoints, the predictor), ``layers`` and
-``structures`` (small shared building blocks and containers), ``utils`` (errors, file and image
-I/O, visualisation, registries, distributed helpers). Command lines are not here: they live in
-``train_net.py``, ``demo/``, ``tools/`` and ``datasets/`` of the repository.
+Subpackages, each built only on those before it: ``utils`` (errors, file and image I/O,
+registries, distributed helpers), ``config`` (shared keys, YAML, per-model keys), ``structures``
+and ``layers`` (small shared containers and building blocks), ``data`` (catalogs, vocabularies,
+mappers, loaders, dataset preparation), ``modeling`` (the model contract, ``build_model`` and the
+parts models share: CLIP and SAM wrappers, text classifier, matcher, criterion base,
+post-processing), ``checkpoint`` (every weight file read or written), ``evaluation``
+(evaluators), ``models`` (one package per model: ``frozenseg``, ``ovseg``), ``engine`` (training,
+evaluation loop, predictor, setting up a run) and ``apps`` (web demo, benchmark, GPU report, SAM
+mask job). Command lines are not here: they live in ``train_net.py``, ``demo/``, ``tools/`` and
+``datasets/`` of the repository.
 """
 
-from .config import get_cfg
+from .config import get_cfg, set_model_config_resolver
+
+
+def _model_config_additions(name: str):
+    """The ``add_config`` of the model ``MODEL.META_ARCHITECTURE`` names (a config layer hook)."""
+    from .modeling.build import model_config_additions
+
+    return model_config_additions(name)
+
+
+set_model_config_resolver(_model_config_additions)
 
 __all__ = ["get_cfg", "build_model", "load_checkpoint"]
 __version__ = "0.1.0"

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Time FrozenSeg inference per stage on a fixed-size input, against the machine's own rate.
+"""Time a model's inference per stage on a fixed-size input, against the machine's own rate.
 
 Builds the model from a config (random weights unless the config points to real ones), measures
 the machine's fp32 matrix-multiply rate, times the text classifier of a fresh vocabulary once,
 then times inference of one random image per stage (seconds, GFLOP, efficiency = achieved
-GFLOP/s / measured rate; see frozenseg.engine.benchmark for the units and how FLOPs are
+GFLOP/s / measured rate; see frozenseg.apps.benchmark for the units and how FLOPs are
 counted). --compare-upstream also runs the frozen encoders' upstream forwards
 (MODEL.FAST_INFERENCE off) in the same process, alternating with the fast path. --int8 then
 quantises the frozen encoders (MODEL.INT8_CPU, frozenseg.modeling.quantization), times the
@@ -25,9 +25,10 @@ import logging
 
 import torch
 
-import frozenseg
-from frozenseg.engine import benchmark
+from frozenseg.apps import benchmark
 from frozenseg.engine.launch import configure_cpu_process
+from frozenseg.engine.setup import load_config
+from frozenseg.modeling.build import build_model
 from frozenseg.modeling.quantization import quantize_frozen_encoders
 from frozenseg.utils.file_io import atomic_write
 
@@ -66,15 +67,14 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def _int8_figures(model, inputs, options, meta_architecture: str, fp32: dict) -> dict:
+def _int8_figures(model, inputs, options, fp32: dict) -> dict:
     """Quantise ``model``'s frozen encoders in place, time ``inputs`` again and compare the
     ``sem_seg`` arg-max with the fp32 model's (same process, same input)."""
     with torch.no_grad():
         reference = model(inputs)[0]["sem_seg"].argmax(0)
     layers = quantize_frozen_encoders(model)
     int8 = benchmark.benchmark_model(model, inputs, benchmark.BenchmarkOptions(
-        warmup=options.warmup, iters=options.iters, amp_dtype=options.amp_dtype, count_gflop=False),
-        meta_architecture)
+        warmup=options.warmup, iters=options.iters, amp_dtype=options.amp_dtype, count_gflop=False))
     with torch.no_grad():
         quantised = model(inputs)[0]["sem_seg"].argmax(0)
     return {
@@ -89,19 +89,14 @@ def _int8_figures(model, inputs, options, meta_architecture: str, fp32: dict) ->
 def main(argv=None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = frozenseg.get_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(["MODEL.DEVICE", args.device, "MODEL.FROZEN_SEG.TEXT_CACHE_DIR", "", *args.opts])
-    if args.threads:
-        cfg.MODEL.CPU_THREADS = args.threads
+    cfg = load_config(args.config_file, args.opts, device=args.device, threads=args.threads)
     configure_cpu_process(cfg)
     device = torch.device(args.device)
-    model = frozenseg.build_model(cfg).eval()
+    model = build_model(cfg).eval()
     classes = vocabulary(args.num_classes)
-
-    with torch.no_grad():  # a fresh (uncached) vocabulary, timed on its own
-        text_s = benchmark.timed(lambda: model.text_classifier_builder.build(classes), device)
     model.set_vocabulary(classes)
+    with torch.no_grad():  # the vocabulary encoded afresh (no cache), timed on its own
+        text_s = benchmark.timed(lambda: model.encode_vocabulary(cached=False), device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     image = torch.randint(0, 256, (3, args.height, args.width), dtype=torch.uint8)
@@ -110,9 +105,9 @@ def main(argv=None) -> dict:
         amp_dtype=AMP_DTYPES[args.amp],
     )
     inputs = [{"image": image, "height": args.height, "width": args.width}]
-    figures = benchmark.benchmark_model(model, inputs, options, cfg.MODEL.META_ARCHITECTURE)
+    figures = benchmark.benchmark_model(model, inputs, options)
     if args.int8:
-        figures.update(_int8_figures(model, inputs, options, cfg.MODEL.META_ARCHITECTURE, figures))
+        figures.update(_int8_figures(model, inputs, options, figures))
     memory, memory_kind = benchmark.peak_memory_mb(device)
     result = {
         "config": args.config_file,

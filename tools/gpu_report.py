@@ -22,7 +22,7 @@ import logging
 import os
 import sys
 
-from frozenseg.engine.gpu_report import GpuReportOptions, run_gpu_report
+from frozenseg.apps.gpu_report import GpuReportOptions, run_gpu_report
 from frozenseg.utils.errors import exit_on_user_error
 
 RELEASED_CONFIG = "configs/coco/frozenseg/convnext_large_eval_ade20k.yaml"

@@ -6,9 +6,9 @@ For each image (one caption by default, the release's "1cap" data), the trained 
 generator's valid proposals are cut exactly as OVSeg's CLIP sees them, the caption's nouns are
 extracted offline, and each noun is matched to a proposal with OVSeg's CLIP by this project's
 rule (the release never published its own; every threshold is a flag). The rule:
-:mod:`frozenseg.engine.pair_mining`; the nouns: :mod:`frozenseg.data.caption_nouns`; the output
+:mod:`frozenseg.models.ovseg.adaptation.pair_mining`; the nouns: :mod:`frozenseg.models.ovseg.adaptation.caption_nouns`; the output
 format (PNG crops with the release's fill (124, 116, 103), PNG masks, OpenCLIP's tab-separated
-``pairs.tsv``): :mod:`frozenseg.data.mask_noun_pairs`. Resumable and shardable like
+``pairs.tsv``): :mod:`frozenseg.models.ovseg.adaptation.mask_noun_pairs`. Resumable and shardable like
 ``tools/save_sam_masks.py``. Exit status: 0 ok, 1 some images failed, 2 usage error.
 
 Example::
@@ -29,13 +29,13 @@ from typing import Sequence
 
 import torch
 
-from frozenseg import get_cfg
-from frozenseg.data.caption_nouns import NOUN_BACKENDS, NounExtractorUnavailable, build_noun_extractor
 from frozenseg.data.dataset_mappers.test_mapper import TestDatasetMapper
-from frozenseg.data.mask_noun_pairs import load_coco_captions, write_pair_index
-from frozenseg.engine.pair_mining import MatchingRule, mine_pairs
-from frozenseg.engine.predictor import _build_model
-from frozenseg.engine.sam_masks import default_device, resolve_shard
+from frozenseg.data.sharded_jobs import default_device, resolve_shard
+from frozenseg.engine.setup import build_inference_model, load_config
+from frozenseg.modeling.build import meta_arch_class
+from frozenseg.models.ovseg.adaptation.caption_nouns import NOUN_BACKENDS, NounExtractorUnavailable, build_noun_extractor
+from frozenseg.models.ovseg.adaptation.mask_noun_pairs import load_coco_captions, write_pair_index
+from frozenseg.models.ovseg.adaptation.pair_mining import MatchingRule, mine_pairs, require_ovseg
 from frozenseg.utils.errors import UserInputError
 
 logger = logging.getLogger("mine_mask_noun_pairs")
@@ -56,7 +56,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="vocabulary: shipped noun list, no downloads; nltk: NLTK's tagger (needs its data); "
                         "auto: nltk when available")
     p.add_argument("--extra-nouns", default=None, help="file of extra vocabulary nouns, one per line")
-    g = p.add_argument_group("matching rule (this project's; see frozenseg/engine/pair_mining.py)")
+    g = p.add_argument_group("matching rule (this project's; see frozenseg/models/ovseg/adaptation/pair_mining.py)")
     g.add_argument("--min-similarity", type=float, default=rule.min_similarity, help="CLIP cosine a match needs")
     g.add_argument("--margin", type=float, default=rule.margin, help="over the noun's second-best proposal")
     g.add_argument("--min-score", type=float, default=rule.min_score, help="proposal objectness 1 - p(no-object)")
@@ -87,15 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_shards, shard_id = resolve_shard(args.num_shards, args.shard_id)
         dataset = load_coco_captions(args.captions, args.image_root, args.captions_per_image)
         extractor = build_noun_extractor(args.noun_backend, args.extra_nouns)
-        cfg = get_cfg()
-        cfg.merge_from_file(args.config_file)
-        cfg.merge_from_list(list(args.opts or []))
-        cfg.MODEL.DEVICE = args.device or default_device()
-        if cfg.MODEL.META_ARCHITECTURE not in ("OVSeg", "OVSegDEMO"):
-            raise ValueError(
-                f"{args.config_file} builds {cfg.MODEL.META_ARCHITECTURE}; pass an OVSeg config (MODEL.META_ARCHITECTURE OVSeg)."
-            )
-        model = _build_model(cfg).eval()
+        cfg = load_config(args.config_file, list(args.opts or []), device=args.device or default_device())
+        require_ovseg(meta_arch_class(cfg), args.config_file)
+        model = build_inference_model(cfg)
         mapper = TestDatasetMapper.from_config(cfg)
         rule = MatchingRule(args.min_similarity, args.margin, not args.shared_proposals, args.min_score)
         info = {

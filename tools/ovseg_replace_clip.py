@@ -19,7 +19,7 @@ import logging
 import sys
 from typing import Sequence
 
-from frozenseg.engine.ovseg_clip_splice import splice_clip_file
+from frozenseg.models.ovseg.adaptation.splice import splice_clip_file
 from frozenseg.utils.errors import exit_on_user_error
 
 

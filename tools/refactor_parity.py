@@ -28,12 +28,15 @@ import sys
 
 import torch
 
-import frozenseg
+from frozenseg.engine.setup import load_config
+from frozenseg.modeling.build import build_model
 
 logger = logging.getLogger("frozenseg.parity")
 
 _FROZENSEG_OPTS = ["MODEL.FROZEN_SEG.TEXT_CACHE_DIR", "", "MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS", "",
-                   "MODEL.SAM_CHECKPOINT", ""]
+                   "MODEL.SAM_CHECKPOINT", "",
+                   # keep every panoptic segment of the random weights
+                   "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", "0.0", "MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD", "0.0"]
 _OVSEG_OPTS = ["MODEL.CLIP_ADAPTER.CLIP_WEIGHTS", ""]
 #: name -> (config file, overrides that keep every weight random and every cache off)
 CONFIGS = {
@@ -44,8 +47,8 @@ CONFIGS = {
     "ovseg_swinb_vitl14_demo": ("configs/ovseg/ovseg_swinB_vitL_demo.yaml", _OVSEG_OPTS),
 }
 VOCABULARY = ["cat,kitten", "dog,puppy", "grass,lawn", "sky", "tree,trees", "car"]
-#: (panoptic, instance, semantic) switch sets run per configuration of a model with these outputs
-TASKS = {"all": (True, True, True), "semantic_only": (False, False, True)}
+#: The task sets run per configuration of a model with panoptic output (output name prefix: tasks)
+TASKS = {"all": ("panoptic", "instance", "semantic"), "semantic_only": ("semantic",)}
 HEIGHT, WIDTH = 120, 160
 
 
@@ -62,11 +65,9 @@ def _image() -> torch.Tensor:
 def _build(name: str, opts: list[str]):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path, random_weights = CONFIGS[name]
-    cfg = frozenseg.get_cfg()
-    cfg.merge_from_file(os.path.join(repo, path))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *random_weights, *opts])
+    cfg = load_config(os.path.join(repo, path), ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *random_weights, *opts])
     torch.manual_seed(0)
-    model = frozenseg.build_model(cfg, load_frozen_weights=False)
+    model = build_model(cfg, load_frozen_weights=False)
     return model.eval()
 
 
@@ -90,15 +91,14 @@ def _run(model) -> dict[str, torch.Tensor]:
     model.set_vocabulary(VOCABULARY)
     inputs = [{"image": _image(), "height": HEIGHT, "width": WIDTH}]
     out: dict[str, torch.Tensor] = {}
-    if not hasattr(model, "panoptic_on"):  # semantic output only
+    if "panoptic" not in model.supported_tasks:  # semantic output only
         with torch.no_grad():
             _flatten("semantic", model(inputs)[0], out)
         return out
-    model.object_mask_threshold, model.overlap_threshold = 0.0, 0.0  # keep panoptic segments
-    for task, (pan, ins, sem) in TASKS.items():
-        model.panoptic_on, model.instance_on, model.semantic_on = pan, ins, sem
+    for name, tasks in TASKS.items():
+        model.set_tasks(tasks)
         with torch.no_grad():
-            _flatten(task, model(inputs)[0], out)
+            _flatten(name, model(inputs)[0], out)
     return out
 
 

@@ -29,7 +29,7 @@ from typing import Sequence
 
 from frozenseg.data import DatasetCatalog
 from frozenseg.data.sam_mask_cache import dataset_cache_dir
-from frozenseg.engine.sam_masks import default_device, resolve_shard, save_sam_masks
+from frozenseg.apps.sam_masks import default_device, resolve_shard, save_sam_masks
 from frozenseg.modeling.sam import VALID_SAM_NAMES, SAMCheckpointError, SAMSettings, load_sam
 from frozenseg.modeling.sam.automatic import (
     RELEASED_GENERATOR_PARAMS,

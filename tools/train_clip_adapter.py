@@ -26,7 +26,7 @@ from typing import Sequence
 
 import torch
 
-from frozenseg.engine.clip_adaptation import MODES, AdaptationSettings, CLIPAdaptationTrainer, setup_run
+from frozenseg.models.ovseg.adaptation.clip_training import MODES, AdaptationSettings, CLIPAdaptationTrainer, setup_run
 from frozenseg.engine.launch import launch
 from frozenseg.utils import comm
 from frozenseg.utils.errors import exit_on_user_error

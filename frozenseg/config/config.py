@@ -1,9 +1,18 @@
 """Configuration nodes: fvcore's yacs-based CfgNode with Detectron2's conventions.
 
 ``_BASE_`` inheritance (relative to the including file) comes from fvcore. This module adds
-one-sentence errors for unknown keys, missing config files and values of the wrong type, and the
-``configurable`` pattern: a class or function declares a ``from_config(cfg, ...)`` that turns a
-config into keyword arguments.
+one-sentence errors for unknown keys, missing config files and values of the wrong type, the
+``configurable`` pattern (a class or function declares a ``from_config(cfg, ...)`` that turns a
+config into keyword arguments) and per-model keys.
+
+Per-model keys. :mod:`.defaults` holds the keys every model shares; each model adds its own with
+an ``add_*_config(cfg)`` function (Mask2Former's pattern), its ``SegmentationModel.add_config``.
+A config holds the shared keys plus the keys of the model its ``MODEL.META_ARCHITECTURE``
+names: merging a file or an override that names another model first swaps the previous model's
+keys for that model's (shared keys keep their values), so one ``train_net.py`` serves every
+model and a key means one thing. Which function adds a model's keys is looked up through
+:func:`set_model_config_resolver` (installed by the ``frozenseg`` package, which knows the model
+registry).
 """
 
 from __future__ import annotations
@@ -19,7 +28,20 @@ from fvcore.common.config import CfgNode as _FvCfgNode
 
 from ..utils.errors import ConfigFileNotFoundError, ConfigValueError, UserInputError
 
-__all__ = ["CfgNode", "get_cfg", "configurable", "UnknownConfigKeyError"]
+__all__ = ["CfgNode", "get_cfg", "configurable", "set_model_config_resolver", "UnknownConfigKeyError"]
+
+#: ``MODEL.META_ARCHITECTURE`` name -> the function adding that model's keys, or None for a name
+#: no model is registered under; see :func:`set_model_config_resolver`.
+_MODEL_CONFIG_RESOLVER: Callable[[str], Callable[["CfgNode"], None] | None] | None = None
+#: Attribute (outside the key tree) naming the function whose keys a config holds.
+_ADDITIONS_ATTR = "_model_config_additions"
+
+
+def set_model_config_resolver(resolver: Callable[[str], Callable[["CfgNode"], None] | None]) -> None:
+    """Install the lookup from a ``MODEL.META_ARCHITECTURE`` name to the function that adds that
+    model's config keys (called by the ``frozenseg`` package at import)."""
+    global _MODEL_CONFIG_RESOLVER
+    _MODEL_CONFIG_RESOLVER = resolver
 
 #: How a config value's expected type is named in a type-mismatch message.
 _TYPE_NAMES = {
@@ -50,11 +72,72 @@ def _all_keys(node: "_FvCfgNode", prefix: str = "") -> list[str]:
     return keys
 
 
+def _leaves(node: "_FvCfgNode", prefix: str = "") -> dict[str, Any]:
+    """``{"A.B.C": value}`` of every leaf key of ``node``."""
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        if isinstance(v, _FvCfgNode):
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _set_leaf(node: "_FvCfgNode", key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for p in parents:
+        node = node[p]
+    node[last] = value
+
+
 class CfgNode(_FvCfgNode):
     """A yacs/fvcore CfgNode whose merges name unknown keys with a suggestion."""
 
+    @property
+    def model_config_additions(self) -> Callable[["CfgNode"], None] | None:
+        """The function whose model keys this config holds (None: shared keys only)."""
+        return self.__dict__.get(_ADDITIONS_ATTR)
+
+    def select_model(self, meta_architecture: str) -> None:
+        """Hold the keys of the model ``meta_architecture`` names (see the module docstring):
+        nothing changes when they are already there; otherwise the keys of the previous model go,
+        the new model's come with their defaults, and the shared keys keep their values.
+        ``MODEL.META_ARCHITECTURE`` itself is not changed. A name no model is registered under
+        keeps the keys as they are (building such a config fails in one sentence)."""
+        if _MODEL_CONFIG_RESOLVER is None:
+            return
+        add = _MODEL_CONFIG_RESOLVER(meta_architecture)
+        if add is None or add is self.model_config_additions:
+            return
+        if self.is_frozen():
+            raise ConfigValueError(
+                f"The config is frozen; MODEL.META_ARCHITECTURE {meta_architecture!r} needs other model keys: "
+                "select the model before freezing the config."
+            )
+        from .defaults import _C as shared
+
+        previous = self.model_config_additions
+        old_model_keys: set[str] = set()
+        if previous is not None:
+            with_previous = shared.clone()
+            previous(with_previous)
+            old_model_keys = set(_leaves(with_previous)) - set(_leaves(shared))
+        fresh = shared.clone()
+        add(fresh)
+        kept = {k: v for k, v in _leaves(self).items() if k not in old_model_keys}
+        for key, value in kept.items():
+            try:
+                _set_leaf(fresh, key, value)
+            except KeyError:  # a key of the previous model that this one does not have
+                continue
+        dict.clear(self)
+        for k, v in fresh.items():
+            dict.__setitem__(self, k, v)
+        self.__dict__[_ADDITIONS_ATTR] = add
+
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = True) -> None:
-        """Merge a YAML file (with ``_BASE_`` inheritance) into this config."""
+        """Merge a YAML file (with ``_BASE_`` inheritance) into this config, after selecting the
+        model its ``MODEL.META_ARCHITECTURE`` names (:meth:`select_model`)."""
         source = f"config file {cfg_filename!r}"
         if not os.path.isfile(cfg_filename):
             raise ConfigFileNotFoundError(
@@ -62,7 +145,11 @@ class CfgNode(_FvCfgNode):
                 ".yaml file, e.g. configs/synthetic/frozenseg_tiny_shapes.yaml."
             )
         try:
-            super().merge_from_file(cfg_filename, allow_unsafe=allow_unsafe)
+            loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
+            model = loaded.get("MODEL") if isinstance(loaded, dict) else None
+            if isinstance(model, dict) and model.get("META_ARCHITECTURE"):
+                self.select_model(str(model["META_ARCHITECTURE"]))
+            self.merge_from_other_cfg(type(self)(loaded))
         except FileNotFoundError as e:  # a _BASE_ file
             raise ConfigFileNotFoundError(
                 f"Config file {e.filename or cfg_filename!r}, named by _BASE_ in {cfg_filename!r} "
@@ -83,6 +170,9 @@ class CfgNode(_FvCfgNode):
                 f"Overrides must come as KEY VALUE pairs; got an odd number of items: {cfg_list}."
             )
         source = "command-line overrides"
+        for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
+            if key == "MODEL.META_ARCHITECTURE":
+                self.select_model(str(self._decode_cfg_value(value)))
         try:
             super().merge_from_list(cfg_list)
         except (KeyError, AssertionError) as e:  # yacs reports unknown override keys by assert
@@ -121,10 +211,13 @@ class CfgNode(_FvCfgNode):
 
 
 def get_cfg() -> CfgNode:
-    """Return a fresh copy of the full default configuration tree."""
+    """A fresh default configuration: the shared keys and those of the default model
+    (``MODEL.META_ARCHITECTURE`` of :mod:`.defaults`)."""
     from .defaults import _C
 
-    return _C.clone()
+    cfg = _C.clone()
+    cfg.select_model(cfg.MODEL.META_ARCHITECTURE)
+    return cfg
 
 
 def configurable(init_func: Callable | None = None, *, from_config: Callable | None = None):

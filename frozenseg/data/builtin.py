@@ -584,12 +584,13 @@ def export_dataset_vocabulary(dataset_name: str, path: str, cfg=None) -> str:
     )
 
 
-def training_vocabulary(cfg) -> list[str] | None:
-    """Class names of the training vocabulary: ``MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE`` when
-    set, else the vocabulary of ``DATASETS.TRAIN[0]``, else None (every test class is unseen)."""
+def training_vocabulary(cfg, vocabulary_file: str = "") -> list[str] | None:
+    """Class names of the training vocabulary: those of ``vocabulary_file`` when given (a
+    model's own key, e.g. FrozenSeg's ``MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE``), else the
+    vocabulary of ``DATASETS.TRAIN[0]``, else None (every test class is unseen)."""
     from ..utils.paths import resolve_path
 
-    path = cfg.MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE
+    path = vocabulary_file
     if path:
         return read_vocabulary_file(str(resolve_path(path)))
     if len(cfg.DATASETS.TRAIN) > 0:

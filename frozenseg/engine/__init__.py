@@ -1,9 +1,10 @@
-"""Engine: launching (torch.distributed / DDP), the trainer and its hooks, optimiser and LR
-schedules, checkpointing and resume, metrics writers, test-time augmentation, the predictor
-(:mod:`.predictor`, one image in, outputs out), the offline SAM-mask run (:mod:`.sam_masks`) and
-OVSeg's CLIP-adaptation stages (:mod:`.pair_mining`, :mod:`.clip_adaptation`,
-:mod:`.ovseg_clip_splice`; imported on demand), in Detectron2's conventions. Not here: models (``modeling``), evaluators (``evaluation``),
-argument parsing beyond ``default_argument_parser`` (the command lines).
+"""Engine: the training and inference stack in Detectron2's conventions — setting up a run
+(:mod:`.setup`), launching (torch.distributed / DDP), the trainer and its hooks, optimiser and LR
+schedules, metrics writers, the evaluation loop with test-time augmentation, and the predictor
+(:mod:`.predictor`, one image in, outputs out). The training checkpointer lives in
+``frozenseg.checkpoint`` and is re-exported here. Not here: models (``models``, ``modeling``),
+evaluators (``evaluation``), applications (``apps``), argument parsing beyond
+``default_argument_parser`` (the command lines).
 
 Typical use (what ``train_net.py`` does)::
 
@@ -19,9 +20,10 @@ Typical use (what ``train_net.py`` does)::
 
 from ..utils import comm
 from ..utils.rng import seed_all_rng
-from . import checkpoint, defaults, env, events, hooks, lr_scheduler, optimizer, predictor, train_loop, tta
+from ..checkpoint import checkpointer
+from ..checkpoint.checkpointer import *  # noqa: F401,F403
+from . import defaults, env, events, hooks, lr_scheduler, optimizer, predictor, setup, train_loop, tta
 from . import launch as _launch_module
-from .checkpoint import *  # noqa: F401,F403
 from .defaults import *  # noqa: F401,F403
 from .env import *  # noqa: F401,F403
 from .events import *  # noqa: F401,F403
@@ -30,6 +32,7 @@ from .launch import *  # noqa: F401,F403
 from .lr_scheduler import *  # noqa: F401,F403
 from .optimizer import *  # noqa: F401,F403
 from .predictor import *  # noqa: F401,F403
+from .setup import *  # noqa: F401,F403
 from .train_loop import *  # noqa: F401,F403
 from .tta import *  # noqa: F401,F403
 
@@ -38,6 +41,6 @@ from .tta import *  # noqa: F401,F403
 __all__ = [
     "comm",
     "seed_all_rng",
-    *(name for module in (checkpoint, defaults, env, events, hooks, _launch_module, lr_scheduler,
-                          optimizer, predictor, train_loop, tta) for name in module.__all__),
+    *(name for module in (checkpointer, defaults, env, events, hooks, _launch_module, lr_scheduler,
+                          optimizer, predictor, setup, train_loop, tta) for name in module.__all__),
 ]

@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,9 +23,11 @@ from ..checkpoint import require_checkpoint_file
 from ..utils import comm
 from ..utils.errors import DEBUG_ENV, ConfigValueError
 from ..utils.file_io import atomic_write
-from .checkpoint import FrozenSegCheckpointer, GradScalerCheckpointable, checkpoint_has_frozen_weights
-from ..modeling.quantization import check_int8_cpu
+from ..checkpoint import FrozenSegCheckpointer, GradScalerCheckpointable, checkpoint_has_frozen_weights
 from ..data.build import build_detection_test_loader, build_detection_train_loader, micro_batch_size
+from ..evaluation.build import configured_tasks, task_switch_key
+from ..modeling.build import build_model, meta_arch_class
+from ..modeling.quantization import check_int8_cpu
 from ..utils.rng import seed_all_rng
 from .env import collect_env_info, setup_logger
 from .launch import configure_cpu_process
@@ -35,6 +36,7 @@ from .hooks import EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, 
 from .lr_scheduler import build_lr_scheduler
 from .optimizer import build_optimizer, clip_gradients
 from .train_loop import SimpleTrainer, amp_settings
+from .setup import load_config
 from .tta import SemanticSegmentorWithTTA
 
 __all__ = [
@@ -45,7 +47,6 @@ __all__ = [
     "create_ddp_model",
     "DefaultTrainer",
     "merge_results",
-    "ensure_synthetic_datasets",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,17 +118,12 @@ def resolve_device(cfg, args=None) -> None:
 
 
 def setup_cfg(args, freeze: bool = True):
-    """Config from ``args``: defaults, ``--config-file``, then the ``KEY VALUE`` overrides; its
+    """Config from ``args`` (:func:`frozenseg.engine.setup.load_config`: the defaults of the
+    selected model, ``--config-file``, then the ``KEY VALUE`` overrides, ``--threads``); its
     dataset options checked (:func:`frozenseg.data.builtin.check_dataset_config`)."""
-    from .. import get_cfg
     from ..data.builtin import check_dataset_config
 
-    cfg = get_cfg()
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(list(args.opts or []))
-    if getattr(args, "threads", 0):
-        cfg.MODEL.CPU_THREADS = args.threads
+    cfg = load_config(args.config_file, list(args.opts or []), threads=args.threads)
     check_dataset_config(cfg)
     resolve_device(cfg, args)
     if freeze:
@@ -337,9 +333,7 @@ class DefaultTrainer(SimpleTrainer):
     def build_model(cls, cfg, weights: str | None = None) -> nn.Module:
         """Build the model on ``MODEL.DEVICE``; the frozen CLIP/SAM weights are loaded from their
         pretrained sources unless ``weights`` (the file that will be loaded) contains them."""
-        from .. import build_model
-
-        load_frozen = not checkpoint_has_frozen_weights(weights or "", cfg.MODEL.META_ARCHITECTURE)
+        load_frozen = not checkpoint_has_frozen_weights(weights or "", meta_arch_class(cfg).frozen_parts)
         model = build_model(cfg, device=cfg.MODEL.DEVICE, load_frozen_weights=load_frozen)
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         n_all = sum(p.numel() for p in model.parameters())
@@ -366,12 +360,15 @@ class DefaultTrainer(SimpleTrainer):
         return build_detection_test_loader(cfg, dataset_name)
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name: str, output_folder: str | None = None):
+    def build_evaluator(cls, cfg, dataset_name: str, output_folder: str | None = None,
+                        tasks: tuple[str, ...] | None = None):
+        """The evaluators of ``dataset_name`` for ``tasks`` (the model's enabled outputs; None:
+        the config's ``MODEL.MASK_FORMER.TEST.*_ON`` switches)."""
         from ..evaluation import build_evaluator
 
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return build_evaluator(cfg, dataset_name, output_folder)
+        return build_evaluator(cfg, dataset_name, output_folder, tasks=tasks)
 
     # ------------------------------------------------------------------------------------------
     # Evaluation
@@ -381,9 +378,7 @@ class DefaultTrainer(SimpleTrainer):
         """Give ``model`` the vocabulary (and thing classes) of ``dataset_name``."""
         from ..data.builtin import dataset_vocabulary, thing_class_indices
 
-        m = _unwrap(model)
-        if hasattr(m, "set_vocabulary"):
-            m.set_vocabulary(dataset_vocabulary(dataset_name, cfg), thing_classes=thing_class_indices(dataset_name))
+        _unwrap(model).set_vocabulary(dataset_vocabulary(dataset_name, cfg), thing_classes=thing_class_indices(dataset_name))
 
     @classmethod
     def test(cls, cfg, model: nn.Module, evaluators=None, output_subdir: str = "inference") -> "OrderedDict":
@@ -401,7 +396,7 @@ class DefaultTrainer(SimpleTrainer):
         if evaluators is not None and len(evaluators) != len(cfg.DATASETS.TEST):
             raise ValueError(f"{len(evaluators)} evaluators for {len(cfg.DATASETS.TEST)} test datasets.")
         model = _unwrap(model)
-        _check_test_tasks(cfg, model)
+        tasks = _test_tasks(cfg, model)
         results: "OrderedDict[str, Any]" = OrderedDict()
         for idx, name in enumerate(cfg.DATASETS.TEST):
             out_dir = os.path.join(cfg.OUTPUT_DIR, output_subdir, name)
@@ -411,7 +406,7 @@ class DefaultTrainer(SimpleTrainer):
                 evaluator = evaluators[idx]
             else:
                 try:
-                    evaluator = cls.build_evaluator(cfg, name, out_dir)
+                    evaluator = cls.build_evaluator(cfg, name, out_dir, tasks=tasks)
                 except NotImplementedError as e:
                     logger.warning("No evaluator for %s (%s): skipped.", name, e)
                     results[name] = {}
@@ -435,33 +430,28 @@ class DefaultTrainer(SimpleTrainer):
         """Semantic segmentation with flip + multi-scale TTA (``TEST.AUG.*``); the result keys get
         a ``_TTA`` suffix and files go to ``OUTPUT_DIR/inference_TTA/<dataset>/``."""
         logger.info("Running inference with test-time augmentation ...")
-        tta_cfg = cfg.clone()
-        tta_cfg.defrost()
-        tta_cfg.MODEL.MASK_FORMER.TEST.PANOPTIC_ON = False
-        tta_cfg.MODEL.MASK_FORMER.TEST.INSTANCE_ON = False
-        tta_cfg.MODEL.MASK_FORMER.TEST.RECALL_ON = False
-        tta_cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_ON = True
-        tta_cfg.freeze()
         tta_model = SemanticSegmentorWithTTA(cfg, _unwrap(model))
-        res = cls.test(tta_cfg, tta_model, output_subdir="inference_TTA")
+        res = cls.test(cfg, tta_model, output_subdir="inference_TTA")
         if len(cfg.DATASETS.TEST) == 1:
             return OrderedDict((k + "_TTA", v) for k, v in res.items())
         return OrderedDict((name, OrderedDict((k + "_TTA", v) for k, v in r.items())) for name, r in res.items())
 
 
-def _check_test_tasks(cfg, model: nn.Module) -> None:
-    """Refuse, in one sentence, an evaluation that asks a model for an output it does not give
-    (``MODEL.MASK_FORMER.TEST.PANOPTIC_ON`` / ``INSTANCE_ON`` with a semantic-only model such as
-    OVSeg; see :func:`frozenseg.engine.predictor.model_tasks`)."""
-    from .predictor import model_tasks
-
-    tasks = model_tasks(model)
-    for task in ("panoptic", "instance"):
-        key = f"MODEL.MASK_FORMER.TEST.{task.upper()}_ON"
-        if getattr(cfg.MODEL.MASK_FORMER.TEST, f"{task.upper()}_ON") and task not in tasks:
+def _test_tasks(cfg, model) -> tuple[str, ...]:
+    """The tasks to evaluate: those the config's switches ask for (``MODEL.MASK_FORMER.TEST.*_ON``),
+    which the model must support (refused in one sentence otherwise, e.g. ``PANOPTIC_ON`` with the
+    semantic-only OVSeg); the test-time-augmentation wrapper gives the semantic output only."""
+    if isinstance(model, SemanticSegmentorWithTTA):
+        return model.tasks
+    wanted = configured_tasks(cfg)
+    for task in wanted:
+        if task not in model.supported_tasks:
+            key = task_switch_key(task)
             raise ConfigValueError(
-                f"{key} is True but {type(model).__name__} gives {' and '.join(tasks)} output only; set {key} False."
+                f"{key} is True but {type(model).__name__} gives {' and '.join(model.supported_tasks)} output only; "
+                f"set {key} False."
             )
+    return wanted
 
 
 def merge_results(a, b):
@@ -473,46 +463,3 @@ def merge_results(a, b):
         else:
             out[k] = v
     return out
-
-
-
-def ensure_synthetic_datasets(cfg) -> list[str]:
-    """Generate the synthetic "shapes" dataset when a ``synthetic_shapes_*`` dataset of the config
-    is registered but its files are absent. Returns the folders written.
-
-    Only rank 0 writes (seed 0, ``frozenseg.data.synthetic.SHAPES_NUM_TRAIN`` /
-    ``SHAPES_NUM_VAL`` images); other processes wait for it. In multi-machine jobs the dataset root
-    must be shared or the data generated beforehand. The generators are imported only then.
-    """
-    from ..data import MetadataCatalog
-
-    names = [n for n in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST) if n.startswith("synthetic_shapes_")]
-    missing = []
-    for name in names:
-        meta = MetadataCatalog.get(name)
-        probe = meta.get("panoptic_json") or meta.get("sem_seg_root") or meta.get("image_root")
-        if probe and not os.path.exists(probe):
-            missing.append(probe)
-    written: list[str] = []
-    if missing and comm.is_main_process():
-        from ..data import synthetic
-
-        root = _shapes_root(MetadataCatalog.get(names[0]))
-        logger.info(
-            "The synthetic shapes dataset is missing (%s): generating it under %s "
-            "(%d train / %d val images, seed 0) ...", missing[0], root, synthetic.SHAPES_NUM_TRAIN,
-            synthetic.SHAPES_NUM_VAL,
-        )
-        written.append(synthetic.make_shapes(root, 0, synthetic.SHAPES_NUM_TRAIN, synthetic.SHAPES_NUM_VAL))
-    if missing:
-        comm.synchronize()
-    return written
-
-
-def _shapes_root(meta) -> str:
-    """The datasets root of a registered synthetic_shapes dataset (parent of synthetic_shapes/)."""
-    p = Path(meta.get("image_root"))
-    for parent in p.parents:
-        if parent.name == "synthetic_shapes":
-            return str(parent.parent)
-    raise ValueError(f"Cannot find the datasets root of {meta.name} from {p}.")

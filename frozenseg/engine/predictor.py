@@ -19,16 +19,14 @@ output into a :class:`Prediction` (an id map and one record per segment)::
     overlay = SegmentationVisualizer().draw_prediction(pred)      # RGB uint8 (H, W', 3)
     write_prediction(pred, overlay, "out_dir")                    # overlay, id PNG, segments JSON
 
-What the predictor needs from a model: ``set_vocabulary(class_names, thing_classes)``, eval-mode
-output dicts with ``sem_seg`` (K, H, W) class scores and, per task, ``panoptic_seg`` or
-``instances``, and the Mask2Former switches ``semantic_on`` / ``panoptic_on`` / ``instance_on``
-where the model has them: a model without the ``panoptic_on`` (``instance_on``) switch does not do
-that task (:func:`model_tasks`; OVSeg is semantic only). A model with a
-``text_classifier_builder`` gets the text embeddings of a new vocabulary computed at once. Two
-optional declarations: ``literal_vocabulary = True`` (each class string is one prompt, OVSeg:
-class strings reach the model verbatim, ``"cat,kitten"`` is one class named so), and an output
-``sem_seg_unlabelled`` ((H, W) bool: pixels the model leaves without a class, e.g. OVSeg's demo
-mode), which the semantic task shows as unlabelled (``none_value``, no segment, no colour).
+The predictor works with any model through the model contract
+(:class:`frozenseg.modeling.contract.SegmentationModel`): its ``supported_tasks`` (OVSeg is
+semantic only), ``set_tasks``, ``set_vocabulary`` and ``encode_vocabulary`` (the text embeddings of
+a new vocabulary are computed when it is set), ``literal_vocabulary`` (each class string is one
+prompt: class strings reach the model verbatim, ``"cat,kitten"`` is one class named so), and the
+eval-mode outputs, among them ``sem_seg_unlabelled`` ((H, W) bool: pixels the model leaves without
+a class, e.g. OVSeg's demo mode), which the semantic task shows as unlabelled (``none_value``, no
+segment, no colour).
 """
 
 from __future__ import annotations
@@ -37,13 +35,13 @@ import dataclasses
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from ..data.builtin import check_vocabulary_files
+from .setup import build_inference_model, load_config
 from ..data.dataset_mappers.test_mapper import TestDatasetMapper
 from ..data.vocabulary import (
     Vocabulary,
@@ -53,9 +51,10 @@ from ..data.vocabulary import (
     normalize_literal_class_names,
     split_synonyms,
 )
+from ..modeling.contract import SegmentationModel
+from ..structures.prediction import Prediction
 from ..utils.errors import UserInputError
 from ..utils.image_io import read_image
-from .checkpoint import checkpoint_has_frozen_weights
 
 __all__ = ["Prediction", "SegmentationPredictor", "FrozenSegPredictor", "UnsupportedTaskError", "model_tasks"]
 
@@ -73,60 +72,9 @@ class UnsupportedTaskError(UserInputError, ValueError):
     """The model cannot produce the requested task's output (e.g. panoptic with OVSeg)."""
 
 
-def model_tasks(model: torch.nn.Module) -> tuple[str, ...]:
-    """The tasks ``model`` can do, in :data:`TASKS` order: semantic always; panoptic and instance
-    when the model has the Mask2Former switch of that task (``panoptic_on``, ``instance_on``)."""
-    return tuple(t for t in TASKS if t == "semantic" or hasattr(model, f"{t}_on"))
-
-
-@dataclass
-class Prediction:
-    """Result of one image.
-
-    ``image``: the (H, W, 3) uint8 RGB input. ``ids``: (H, W) int64 map: segment ids (0 = none)
-    for panoptic and instance, class indices for semantic (``none_value`` = unassigned). Where
-    instances overlap, the higher-scoring one is shown. ``segments``: one dict per segment
-    (``id``, ``category_id``, ``class``, ``class_name``, ``isthing``, ``score`` (None when the
-    task has none), ``area`` (pixels), ``bbox`` [x, y, w, h] in pixels). ``class_colors``: the
-    vocabulary's own RGB colour per class (a dataset's), or None. ``seconds``: inference time.
-    """
-
-    task: str
-    image: np.ndarray
-    ids: np.ndarray
-    none_value: int
-    segments: list[dict[str, Any]]
-    class_names: list[str]
-    seconds: float
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-    source: str = ""
-    class_colors: list[tuple[int, int, int]] | None = None
-
-    def summary(self) -> str:
-        """``"4 segments (2 cat, 1 dog, 1 grass)"``."""
-        counts: dict[str, int] = {}
-        for s in self.segments:
-            counts[s["class"]] = counts.get(s["class"], 0) + 1
-        parts = [f"{n} {c}" for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-        if len(parts) > 6:
-            parts = parts[:6] + [f"... {len(parts) - 6} more classes"]
-        noun = "segment" if len(self.segments) == 1 else "segments"
-        return f"{len(self.segments)} {noun}" + (f" ({', '.join(parts)})" if parts else "")
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON record of the prediction (without the id map)."""
-        return {
-            "image": self.source,
-            "height": int(self.ids.shape[0]),
-            "width": int(self.ids.shape[1]),
-            "task": self.task,
-            "num_classes": len(self.class_names),
-            "ids_meaning": "class index" if self.task == "semantic" else "segment id",
-            "none_value": int(self.none_value),
-            "seconds": round(float(self.seconds), 4),
-            "segments": self.segments,
-            "classes": list(self.class_names),
-        }
+def model_tasks(model: SegmentationModel) -> tuple[str, ...]:
+    """The predictor tasks ``model`` can do, in :data:`TASKS` order (its ``supported_tasks``)."""
+    return tuple(t for t in TASKS if t in model.supported_tasks)
 
 
 def _bbox_xywh(mask: np.ndarray) -> list[int]:
@@ -136,31 +84,6 @@ def _bbox_xywh(mask: np.ndarray) -> list[int]:
     if len(xs) == 0:
         return [0, 0, 0, 0]
     return [int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1)]
-
-
-def _build_model(cfg) -> torch.nn.Module:
-    """The model of ``cfg`` with ``MODEL.WEIGHTS`` loaded (:func:`frozenseg.load_checkpoint`);
-    its frozen parts come from the checkpoint when it holds them, else from their own sources."""
-    from .. import build_model, load_checkpoint
-    from ..checkpoint import read_state_dict
-    from ..modeling.quantization import maybe_quantize
-
-    if cfg.SEED >= 0:
-        torch.manual_seed(cfg.SEED)
-    t0 = time.perf_counter()
-    weights = os.path.expanduser(cfg.MODEL.WEIGHTS) if cfg.MODEL.WEIGHTS else ""
-    state = read_state_dict(weights) if weights else None  # a missing file fails before building
-    model = build_model(cfg, load_frozen_weights=not checkpoint_has_frozen_weights(weights, cfg.MODEL.META_ARCHITECTURE))
-    if state is not None:
-        load_checkpoint(model, state)
-    else:
-        logger.warning(
-            "MODEL.WEIGHTS is empty: the decoder has random weights and the results are "
-            "meaningless. Pass --opts MODEL.WEIGHTS /path/to/frozenseg_checkpoint.pth."
-        )
-    maybe_quantize(model.eval(), cfg)
-    logger.info("Model ready on %s in %.1f s", cfg.MODEL.DEVICE, time.perf_counter() - t0)
-    return model
 
 
 class SegmentationPredictor:
@@ -203,10 +126,9 @@ class SegmentationPredictor:
             logger.warning("TEST.USE_SAM_MASKS is ignored by the predictor (no cached SAM proposals for new images).")
             self.cfg.TEST.USE_SAM_MASKS = False
         self.cfg.freeze()
-        self.model = model if model is not None else _build_model(self.cfg)
+        self.model = model if model is not None else build_inference_model(self.cfg)
         self.model.eval()
-        if getattr(self.model, "use_sam_masks", False):
-            self.model.use_sam_masks = False
+        self.model.use_sam_masks = False
         self.device = next(self.model.parameters()).device
         self.mapper = TestDatasetMapper.from_config(self.cfg, is_train=False)
         self.task = ""
@@ -224,12 +146,7 @@ class SegmentationPredictor:
     @classmethod
     def from_config_file(cls, config_file: str, opts: Sequence[str] = (), **kwargs) -> "SegmentationPredictor":
         """Build from a YAML config plus ``KEY VALUE`` overrides; ``kwargs`` are the constructor's."""
-        from .. import get_cfg
-
-        cfg = get_cfg()
-        cfg.merge_from_file(config_file)
-        cfg.merge_from_list(list(opts))
-        return cls(cfg, **kwargs)
+        return cls(load_config(config_file, opts), **kwargs)
 
     @property
     def class_names(self) -> list[str]:
@@ -244,7 +161,7 @@ class SegmentationPredictor:
     @property
     def literal(self) -> bool:
         """True when the model takes each class string as one prompt (``literal_vocabulary``)."""
-        return bool(getattr(self.model, "literal_vocabulary", False))
+        return self.model.literal_vocabulary
 
     # -- setup ----------------------------------------------------------------------------------
     def set_task(self, task: str, confidence_threshold: float | None = None) -> None:
@@ -260,15 +177,7 @@ class SegmentationPredictor:
                 f"output only); use --task {tasks[0]}."
             )
         self.task = task
-        switches = {
-            "semantic_on": True,  # also gives the panoptic segment scores
-            "panoptic_on": task == "panoptic",
-            "instance_on": task == "instance",
-            "recall_on": False,
-        }
-        for name, on in switches.items():
-            if hasattr(self.model, name):
-                setattr(self.model, name, on)
+        self.model.set_tasks({"semantic", task})  # the semantic scores also score panoptic segments
         if confidence_threshold is not None:
             self._explicit_threshold = confidence_threshold
         thr = self._explicit_threshold
@@ -298,20 +207,13 @@ class SegmentationPredictor:
             vocabulary = dataclasses.replace(vocabulary, thing_classes=list(thing_classes))
         self.model.set_vocabulary(vocabulary.class_names, vocabulary.thing_classes)
         self.vocabulary = vocabulary
-        builder = getattr(self.model, "text_classifier_builder", None)
-        if builder is not None:
-            t0 = time.perf_counter()
-            names = vocabulary.class_names
-            n_syn = sum(len(p) for p in vocabulary.prompts)
-            logger.info("Computing the text classifier of %d classes (%d %s)...", len(names), n_syn,
-                        "prompts" if literal else "synonyms")
-            with torch.no_grad():
-                builder.build(names, literal=literal)
-            where = getattr(builder, "cache_dir", "")
-            logger.info(
-                "Text classifier ready in %.1f s%s", time.perf_counter() - t0,
-                f" (disk cache: {where})" if where else "",
-            )
+        t0 = time.perf_counter()
+        n_syn = sum(len(p) for p in vocabulary.prompts)
+        logger.info("Encoding the vocabulary: %d classes (%d %s)...", len(vocabulary), n_syn,
+                    "prompts" if literal else "synonyms")
+        with torch.no_grad():
+            where = self.model.encode_vocabulary()
+        logger.info("Vocabulary ready in %.1f s%s", time.perf_counter() - t0, f" (disk cache: {where})" if where else "")
 
     # -- inference ------------------------------------------------------------------------------
     def _model_input(self, image: np.ndarray, name: str = "") -> dict[str, Any]:

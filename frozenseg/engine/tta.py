@@ -22,9 +22,6 @@ __all__ = ["SemanticSegmentorWithTTA"]
 
 logger = logging.getLogger(__name__)
 
-_OUTPUT_FLAGS = ("panoptic_on", "instance_on", "recall_on")
-
-
 def _resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(image.shape[-2:]) == tuple(size):
         return image
@@ -36,7 +33,8 @@ def _resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 class SemanticSegmentorWithTTA(nn.Module):
-    """Wrap a FrozenSeg model (unwrapped from DDP) for flip + multi-scale semantic inference."""
+    """Wrap a model (a :class:`~frozenseg.modeling.contract.SegmentationModel`, unwrapped from
+    DDP) for flip + multi-scale semantic inference."""
 
     def __init__(self, cfg, model: nn.Module, min_sizes=None, max_size: int | None = None,
                  flip: bool | None = None):
@@ -50,21 +48,23 @@ class SemanticSegmentorWithTTA(nn.Module):
         if not self.min_sizes:
             raise ValueError("TEST.AUG.MIN_SIZES is empty.")
 
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """What the wrapper outputs: the semantic scores only."""
+        return ("semantic",)
+
+    def set_vocabulary(self, class_names, thing_classes=None) -> None:
+        """The wrapped model's :meth:`~frozenseg.modeling.contract.SegmentationModel.set_vocabulary`."""
+        self.model.set_vocabulary(class_names, thing_classes)
+
     @contextlib.contextmanager
     def _semantic_only(self):
-        saved = {k: getattr(self.model, k) for k in _OUTPUT_FLAGS if hasattr(self.model, k)}
-        had_sem = getattr(self.model, "semantic_on", True)
+        saved = self.model.tasks
         try:
-            for k in saved:
-                setattr(self.model, k, False)
-            if hasattr(self.model, "semantic_on"):
-                self.model.semantic_on = True
+            self.model.set_tasks(("semantic",))
             yield
         finally:
-            for k, v in saved.items():
-                setattr(self.model, k, v)
-            if hasattr(self.model, "semantic_on"):
-                self.model.semantic_on = had_sem
+            self.model.set_tasks(saved)
 
     def forward(self, batched_inputs: list[dict]) -> list[dict]:
         with self._semantic_only():

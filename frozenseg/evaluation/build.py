@@ -26,15 +26,19 @@ a synonym of a training class (spec §7.2) or, for a model that takes each class
 prompt (``literal_vocabulary``, OVSeg), when its whole string is a training class string.
 Synonyms come from
 ``frozenseg.data.dataset_vocabulary`` (``metadata.stuff_classes`` for unregistered datasets);
-the training vocabulary is ``cfg.MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE``, else that of
-``cfg.DATASETS.TRAIN[0]``. Without a training vocabulary there is no split.
+the training vocabulary is the model's (``training_vocabulary(cfg)`` of the model contract:
+``DATASETS.TRAIN[0]``'s, or FrozenSeg's ``MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE``). Without a
+training vocabulary there is no split.
+
+The tasks evaluated are the model's (``tasks`` of the model contract) when the caller passes
+them, else the config's ``MODEL.MASK_FORMER.TEST.*_ON`` switches.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from .cityscapes_evaluation import CityscapesInstanceEvaluator, CityscapesSemSegEvaluator
 from .evaluator import DatasetEvaluator, DatasetEvaluators
@@ -45,16 +49,26 @@ from .recall_evaluation import RecallEvaluator
 from .sem_seg_evaluation import SemSegEvaluator
 from .utils import resolve_metadata, seen_mask_from_names
 
-__all__ = ["build_evaluator", "resolve_seen_classes"]
+__all__ = ["build_evaluator", "configured_tasks", "resolve_seen_classes", "task_switch_key"]
 
 logger = logging.getLogger(__name__)
 
 
-def _test_flag(cfg, name: str, default: bool) -> bool:
-    try:
-        return bool(getattr(cfg.MODEL.MASK_FORMER.TEST, name))
-    except AttributeError:
-        return default
+#: The Mask2Former output switches (``MODEL.MASK_FORMER.TEST.<key>``) and their defaults, per task.
+_TASK_SWITCHES = {"semantic": ("SEMANTIC_ON", True), "panoptic": ("PANOPTIC_ON", False),
+                  "instance": ("INSTANCE_ON", False), "proposals": ("RECALL_ON", False)}
+
+
+def task_switch_key(task: str) -> str:
+    """The config key that switches ``task`` on (``MODEL.MASK_FORMER.TEST.PANOPTIC_ON``, ...)."""
+    return f"MODEL.MASK_FORMER.TEST.{_TASK_SWITCHES[task][0]}"
+
+
+def configured_tasks(cfg) -> tuple[str, ...]:
+    """The tasks a config's ``MODEL.MASK_FORMER.TEST.*_ON`` switches ask for (a switch the
+    config's model does not define takes its Mask2Former default)."""
+    test = cfg.MODEL.get("MASK_FORMER", {}).get("TEST", {})
+    return tuple(t for t, (key, default) in _TASK_SWITCHES.items() if bool(test.get(key, default)))
 
 
 def _vocabulary(dataset_name: str | None, cfg, fallback: Any) -> list[str] | None:
@@ -71,12 +85,13 @@ def _vocabulary(dataset_name: str | None, cfg, fallback: Any) -> list[str] | Non
 
 
 def _train_vocabulary(cfg) -> list[str] | None:
-    """The training vocabulary (:func:`frozenseg.data.training_vocabulary`); None when the
+    """The training vocabulary of the config's model (its ``training_vocabulary``); None when the
     training set is not registered (then there is no seen/unseen split)."""
-    from frozenseg.data import VocabularyError, training_vocabulary
+    from frozenseg.data import VocabularyError
+    from frozenseg.modeling.build import meta_arch_class
 
     try:
-        return training_vocabulary(cfg)
+        return meta_arch_class(cfg).training_vocabulary(cfg)
     except (KeyError, VocabularyError) as e:
         logger.info("No training vocabulary (%s): no seen/unseen split.", e)
         return None
@@ -87,7 +102,7 @@ def _literal_vocabulary(cfg) -> bool:
     (``literal_vocabulary`` of its meta-architecture class, e.g. OVSeg)."""
     from frozenseg.modeling.build import meta_arch_class
 
-    return bool(getattr(meta_arch_class(cfg), "literal_vocabulary", False))
+    return meta_arch_class(cfg).literal_vocabulary
 
 
 def resolve_seen_classes(cfg, metadata: Any, dataset_name: str | None = None) -> Any:
@@ -114,15 +129,20 @@ def resolve_seen_classes(cfg, metadata: Any, dataset_name: str | None = None) ->
     return seen_mask_from_names(test_names, train_names, literal=_literal_vocabulary(cfg))
 
 
-def build_evaluator(cfg, dataset_name: str | None, output_dir: str | None = None, metadata: Any = None):
+def build_evaluator(
+    cfg, dataset_name: str | None, output_dir: str | None = None, metadata: Any = None,
+    tasks: Sequence[str] | None = None,
+):
     """Build the evaluator(s) for ``dataset_name`` (a :class:`DatasetEvaluators` when several).
 
     Args:
-        cfg: the config (reads ``MODEL.MASK_FORMER.TEST.*_ON``, ``TEST.SEM_SEG_MIOU_DENOMINATOR``,
+        cfg: the config (reads ``TEST.SEM_SEG_MIOU_DENOMINATOR``,
             ``OUTPUT_DIR`` and the training vocabulary for the seen split).
         dataset_name: registered test dataset name (metadata looked up in ``MetadataCatalog``).
         output_dir: where evaluators write their files (default ``cfg.OUTPUT_DIR/inference``).
         metadata: explicit metadata object (tests, or datasets outside the catalog).
+        tasks: the outputs the model gives (``"semantic"``, ``"panoptic"``, ``"instance"``,
+            ``"proposals"``); None reads the config's ``MODEL.MASK_FORMER.TEST.*_ON`` switches.
 
     Raises:
         NotImplementedError: for an unknown ``evaluator_type``, or when no evaluator applies.
@@ -131,10 +151,10 @@ def build_evaluator(cfg, dataset_name: str | None, output_dir: str | None = None
     if output_dir is None:
         output_dir = os.path.join(getattr(cfg, "OUTPUT_DIR", "./output"), "inference")
     evaluator_type = getattr(metadata, "evaluator_type", None)
-    semantic_on = _test_flag(cfg, "SEMANTIC_ON", True)
-    instance_on = _test_flag(cfg, "INSTANCE_ON", False)
-    panoptic_on = _test_flag(cfg, "PANOPTIC_ON", False)
-    recall_on = _test_flag(cfg, "RECALL_ON", False)
+    if tasks is None:
+        tasks = configured_tasks(cfg)
+    semantic_on, instance_on = "semantic" in tasks, "instance" in tasks
+    panoptic_on, recall_on = "panoptic" in tasks, "proposals" in tasks
     seen = resolve_seen_classes(cfg, metadata, dataset_name)
     common = dict(metadata=metadata)
 

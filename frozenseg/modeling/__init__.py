@@ -1,6 +1,9 @@
-"""Models and their parts: ``build_model`` (:mod:`.build`), the meta-architectures
-(:mod:`.meta_arch`), backbones (:mod:`.backbone`), the frozen SAM (:mod:`.sam`), pixel and
-transformer decoders, heads (:mod:`.heads` FrozenSeg's, :mod:`.ovseg_head` OVSeg's), OVSeg's
-mask-adapted CLIP (:mod:`.clip_adapter`), matching, losses and post-processing. Not here:
-loading checkpoint files (``frozenseg.checkpoint``), datasets and vocabularies (``data``).
+"""What every model shares: the model contract (:mod:`.contract`), ``build_model`` and the lookup
+of ``MODEL.META_ARCHITECTURE`` (:mod:`.build`), input preparation (:mod:`.inputs`), the frozen
+CLIP wrapper and the text classifier (:mod:`.backbone`), the frozen SAM (:mod:`.sam`), matching
+(:mod:`.matcher`), the set-criterion base (:mod:`.criterion`), open-vocabulary primitives
+(:mod:`.open_vocab`), Mask2Former-style post-processing and ensembles (:mod:`.postprocessing`),
+and the precision and int8 switches of frozen encoders. The models themselves are in
+:mod:`frozenseg.models`, one package each. Not here: loading checkpoint files
+(``frozenseg.checkpoint``), datasets and vocabularies (``data``).
 """

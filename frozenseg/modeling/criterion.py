@@ -1,4 +1,6 @@
-"""Set-prediction losses of FrozenSeg training (spec §6).
+"""Set-prediction losses of Mask2Former-style training, shared by the models: the base criterion
+(Hungarian matching, classification, deep supervision) and Mask2Former's point-sampled mask
+losses (:class:`SetCriterion`, FrozenSeg's; docs/models/frozenseg.md §6).
 
 Classification: cross-entropy over K+1 classes (no-object last, weight ``eos_coef``); masks:
 point-sampled binary cross-entropy and dice on importance-sampled points, normalised by the
@@ -19,7 +21,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..utils import comm
-from .matcher import HungarianMatcher
 from .point_sampling import (
     calculate_uncertainty,
     get_uncertain_point_coords_with_randomness,
@@ -29,7 +30,6 @@ from .point_sampling import (
 __all__ = [
     "BaseSetCriterion",
     "SetCriterion",
-    "build_criterion",
     "dice_loss",
     "sigmoid_ce_loss",
     "build_weight_dict",
@@ -221,7 +221,7 @@ class BaseSetCriterion(nn.Module):
 
 
 class SetCriterion(BaseSetCriterion):
-    """FrozenSeg's criterion: mask losses are sigmoid BCE and dice on importance-sampled points
+    """Mask2Former's criterion (FrozenSeg's): mask losses are sigmoid BCE and dice on importance-sampled points
     (see :class:`BaseSetCriterion` for the rest)."""
 
     def __init__(
@@ -282,30 +282,3 @@ def build_weight_dict(
     for i in range(num_aux):
         weight_dict.update({f"{k}_{i}": v for k, v in base.items()})
     return weight_dict
-
-
-def build_criterion(cfg) -> SetCriterion:
-    """SetCriterion from MODEL.MASK_FORMER.* loss keys and MODEL.SEM_SEG_HEAD.NUM_CLASSES.
-
-    With DEEP_SUPERVISION, ``weight_dict`` also holds the aux keys for DEC_LAYERS - 1 auxiliary
-    outputs (suffixes ``_0`` .. ``_{DEC_LAYERS-2}``).
-    """
-    mf = cfg.MODEL.MASK_FORMER
-    matcher = HungarianMatcher(
-        cost_class=mf.CLASS_WEIGHT,
-        cost_mask=mf.MASK_WEIGHT,
-        cost_dice=mf.DICE_WEIGHT,
-        num_points=mf.TRAIN_NUM_POINTS,
-    )
-    num_aux = mf.DEC_LAYERS - 1 if mf.DEEP_SUPERVISION else 0
-    weight_dict = build_weight_dict(mf.CLASS_WEIGHT, mf.MASK_WEIGHT, mf.DICE_WEIGHT, num_aux)
-    return SetCriterion(
-        num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-        matcher=matcher,
-        weight_dict=weight_dict,
-        eos_coef=mf.NO_OBJECT_WEIGHT,
-        losses=["labels", "masks"],
-        num_points=mf.TRAIN_NUM_POINTS,
-        oversample_ratio=mf.OVERSAMPLE_RATIO,
-        importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
-    )

@@ -1,4 +1,4 @@
-"""Reduced-precision forwards of the frozen encoders (MODEL.FROZEN_ENCODERS_DTYPE, issue 14 item 5).
+"""Reduced-precision forwards of the frozen encoders (MODEL.FROZEN_ENCODERS_DTYPE).
 
 The frozen SAM image encoder and the frozen CLIP visual trunk may run under
 ``torch.autocast`` with a lower-precision dtype (bfloat16 on CUDA or CPU, float16 on CUDA), in
@@ -10,8 +10,7 @@ the training autocast.
 
 What stays float32: CLIP's mask-pooled classification head (a LayerNorm and one projection per
 mask, run on the float32 dense map), the text tower (its embeddings are cached on disk) and
-everything outside the two encoders. The measured effect on the outputs is in tools/README.md,
-"GPU (issue 14, item 5)".
+everything outside the two encoders. The measured effect on the outputs: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -22,8 +21,7 @@ import torch
 
 from ..utils.errors import ConfigValueError
 
-__all__ = ["FROZEN_ENCODER_DTYPES", "frozen_encoders_dtype", "check_frozen_encoders_dtype", "autocast_call",
-           "set_frozen_encoders_dtype"]
+__all__ = ["FROZEN_ENCODER_DTYPES", "frozen_encoders_dtype", "check_frozen_encoders_dtype", "autocast_call"]
 
 #: Values of MODEL.FROZEN_ENCODERS_DTYPE and their autocast dtype (None: float32, no autocast).
 FROZEN_ENCODER_DTYPES: dict[str, torch.dtype | None] = {
@@ -69,14 +67,6 @@ def frozen_encoders_dtype(cfg) -> torch.dtype | None:
     if dtype is not None and str(cfg.MODEL.DEVICE) != "meta":
         check_frozen_encoders_dtype(dtype, cfg.MODEL.DEVICE)
     return dtype
-
-
-def set_frozen_encoders_dtype(model: torch.nn.Module, dtype: torch.dtype | None) -> None:
-    """Switch, on a built model, the autocast dtype of every frozen encoder in it (the modules
-    with a ``compute_dtype`` attribute: SAM image encoders, CLIP backbones); None = float32."""
-    for m in model.modules():
-        if hasattr(m, "compute_dtype"):
-            m.compute_dtype = dtype
 
 
 def _to_float32(x: T) -> T:

@@ -1,10 +1,11 @@
-"""Opt-in int8 CPU inference of the frozen encoders (MODEL.INT8_CPU, issue 14 item 3).
+"""Opt-in int8 CPU inference of the frozen encoders (MODEL.INT8_CPU).
 
 :func:`quantize_frozen_encoders` applies PyTorch's dynamic quantisation
-(``torch.ao.quantization.quantize_dynamic``) to the ``nn.Linear`` layers of the frozen
-encoders, in place: the SAM image encoder (segment-anything's ``ImageEncoderViT``: every
-``qkv``, ``proj``, ``mlp.lin1`` / ``mlp.lin2``) and the CLIP trunk of a ConvNeXt CLIP (timm's
-ConvNeXt MLPs; a ResNet CLIP trunk has no linear layers). Weights become int8 (PyTorch's
+(``torch.ao.quantization.quantize_dynamic``) to the ``nn.Linear`` layers of the submodules a model
+names in ``int8_modules()`` (the model contract; each frozen encoder names its own), in place:
+for FrozenSeg the SAM image encoder (segment-anything's ``ImageEncoderViT``: every ``qkv``,
+``proj``, ``mlp.lin1`` / ``mlp.lin2``) and the CLIP trunk of a ConvNeXt CLIP (timm's ConvNeXt
+MLPs; a ResNet CLIP trunk has no linear layers). Weights become int8 (PyTorch's
 default dynamic qconfig: symmetric, one scale per tensor); activations are quantised to uint8
 per call from their observed range; the products accumulate in int32 and come back as float32. Nothing else changes: convolutions, norms, the relative-position embeddings, the
 trainable decoder, CLIP's attention pool and text tower stay float32.
@@ -23,7 +24,9 @@ import logging
 import torch
 from torch import nn
 
-__all__ = ["check_int8_cpu", "frozen_encoder_roots", "maybe_quantize", "quantize_frozen_encoders"]
+from .contract import SegmentationModel
+
+__all__ = ["check_int8_cpu", "frozen_encoder_roots", "quantize_frozen_encoders"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,24 +45,14 @@ def check_int8_cpu(device: torch.device | str, training: bool) -> None:
         )
 
 
-def frozen_encoder_roots(model: nn.Module) -> dict[str, nn.Module]:
-    """Qualified name -> module of the frozen encoder parts whose linear layers are quantised:
-    ``<sam>.image_encoder`` of every SAM image encoder and ``<clip>.clip_model.visual.trunk``
-    of every ConvNeXt CLIP backbone in ``model``."""
-    from .backbone.clip import CLIPBackbone
-    from .sam.image_encoder import SAMImageEncoder
-
-    roots: dict[str, nn.Module] = {}
-    for name, module in model.named_modules():
-        prefix = f"{name}." if name else ""
-        if isinstance(module, SAMImageEncoder):
-            roots[prefix + "image_encoder"] = module.image_encoder
-        elif isinstance(module, CLIPBackbone) and module.model_type == "convnext":
-            roots[prefix + "clip_model.visual.trunk"] = module.clip_model.visual.trunk
-    return roots
+def frozen_encoder_roots(model: SegmentationModel) -> dict[str, nn.Module]:
+    """Qualified name -> submodule whose linear layers are quantised: the model's
+    ``int8_modules()`` (FrozenSeg: ``sam.image_encoder`` and, for a ConvNeXt CLIP,
+    ``backbone.clip_model.visual.trunk``)."""
+    return model.int8_modules()
 
 
-def quantize_frozen_encoders(model: nn.Module) -> list[str]:
+def quantize_frozen_encoders(model: SegmentationModel) -> list[str]:
     """Replace, in place, every ``nn.Linear`` of the frozen encoders of ``model`` (see
     :func:`frozen_encoder_roots`) by its dynamically quantised int8 counterpart.
 
@@ -75,11 +68,3 @@ def quantize_frozen_encoders(model: nn.Module) -> list[str]:
             replaced += [f"{root_name}.{n}" for n in linears]
     logger.info("MODEL.INT8_CPU: %d linear layers of the frozen encoders quantised to int8", len(replaced))
     return replaced
-
-
-def maybe_quantize(model: nn.Module, cfg) -> nn.Module:
-    """``model`` with :func:`quantize_frozen_encoders` applied when ``cfg.MODEL.INT8_CPU`` is on
-    (call it once the weights are loaded and the model is in eval mode)."""
-    if cfg.MODEL.INT8_CPU:
-        quantize_frozen_encoders(model)
-    return model

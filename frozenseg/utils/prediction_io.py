@@ -22,7 +22,7 @@ from PIL import Image
 from .file_io import atomic_write
 
 if TYPE_CHECKING:
-    from ..engine.predictor import Prediction
+    from ..structures.prediction import Prediction
 
 __all__ = ["OVERLAY_EXTENSIONS", "write_prediction"]
 

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..engine.predictor import Prediction
+    from ..structures.prediction import Prediction
 
 __all__ = ["class_color", "instance_color", "VisSegment", "SegmentationVisualizer"]
 

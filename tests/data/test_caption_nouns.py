@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from frozenseg.data.caption_nouns import (
+from frozenseg.models.ovseg.adaptation.caption_nouns import (
     NounExtractorUnavailable,
     VocabularyNounExtractor,
     build_noun_extractor,

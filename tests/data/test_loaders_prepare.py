@@ -155,6 +155,7 @@ def test_prepare_rejects_bad_labels(tmp_path):
     ("prepare_ade20k_sem_seg", "the ADE20K scene-parsing release at {root}/ADEChallengeData2016"),
     ("prepare_ade20k_full_sem_seg", "the ADE20K 2021_17_01 release at {root}/ADE20K_2021_17_01"),
 ])
+@pytest.mark.slow
 def test_prepare_command_line(tmp_path, script, missing):
     import subprocess
     import sys
@@ -170,6 +171,7 @@ PREPARE_SCRIPTS = sorted(p.name for p in (Path(__file__).resolve().parents[2] / 
 
 
 @pytest.mark.parametrize("script", PREPARE_SCRIPTS)
+@pytest.mark.slow
 def test_prepare_script_help_outside_the_checkout(tmp_path, script):
     """Every datasets/prepare_*.py imports its converter from the installed package, from any
     working directory, and takes --root."""

@@ -100,6 +100,7 @@ def test_class_lists_in_source_reads_literals_only():
     assert class_lists_in_source(src) == {"A": ["x", "y"], "B": ["p", "q"]}
 
 
+@pytest.mark.slow
 def test_command_line_from_another_directory(tmp_path):
     repo = write_fake_ovseg_repo(tmp_path / "ov-seg")
     script = REPO_ROOT / "datasets" / "prepare_ovseg_vocabularies.py"

@@ -240,6 +240,7 @@ def test_lvis_synonym_vocabulary_is_opt_in(empty_root):
     assert dataset_vocabulary("openvocab_lvis_v1_val")[0] == "aerosol_can"
 
 
+@pytest.mark.slow
 def test_export_vocabulary_tool(tmp_path):
     """A dataset's vocabulary as a file to start an override from (item 7)."""
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

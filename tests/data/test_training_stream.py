@@ -141,6 +141,7 @@ def test_train_loader_is_identical_with_workers_and_after_resume(tmp_path):
     assert take(0, 3, 4) == ref[6:] == take(2, 3, 4)  # resumed at step 3 = micro-batch 6
 
 
+@pytest.mark.slow
 def test_train_loader_from_config_resumes_with_workers(synth_root):
     """The real LSJ mapper and the registered dataset: same images, augmentations and targets
     with 0 or 2 workers and after a resume; batches share the original orientation."""

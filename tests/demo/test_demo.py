@@ -35,6 +35,7 @@ def predictor():
     return tiny_predictor()
 
 
+@pytest.mark.slow
 def test_demo_cli_writes_all_outputs(predictor, tmp_path, caplog):
     images = tmp_path / "images"
     images.mkdir()
@@ -81,6 +82,7 @@ def test_demo_cli_writes_all_outputs(predictor, tmp_path, caplog):
         assert 0 <= x < x + w <= 64 and 0 <= y < y + h <= 48
 
 
+@pytest.mark.slow
 def test_demo_video_and_usage_errors(predictor, tmp_path, monkeypatch):
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
@@ -106,6 +108,7 @@ def test_demo_video_and_usage_errors(predictor, tmp_path, monkeypatch):
                           "--output", str(tmp_path)], predictor=predictor) == 2
 
 
+@pytest.mark.slow
 def test_demo_goes_on_after_an_image_too_elongated_to_segment(tmp_path):
     """demo/demo.py as a command: a 20000x30 image (refused: one line, no files), a 20000x50 one
     (segmented within the pixel budget) and an ordinary one after them (segmented); exit status

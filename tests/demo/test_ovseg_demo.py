@@ -30,6 +30,7 @@ def image(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_ovseg_demo_writes_semantic_outputs_with_verbatim_classes(image, tmp_path):
     out = tmp_path / "out"
     rc = demo_cli.main(["--config-file", OVSEG_TINY, "--input", str(image), "--output", str(out),
@@ -43,6 +44,7 @@ def test_ovseg_demo_writes_semantic_outputs_with_verbatim_classes(image, tmp_pat
     assert sum(s["area"] for s in meta["segments"]) == 48 * 64
 
 
+@pytest.mark.slow
 def test_ovseg_demo_mode_flag_and_usage_errors(image, tmp_path, caplog):
     out = tmp_path / "out"
     rc = demo_cli.main(["--config-file", OVSEG_TINY, "--input", str(image), "--output", str(out),
@@ -70,7 +72,7 @@ def test_demo_mode_flag_is_the_release_demo_config():
     over its base config; both build OVSegDEMO, whose vocabulary is literal."""
     base = get_cfg()
     base.merge_from_file(str(REPO_ROOT / "configs/ovseg/ovseg_swinB_vitL_bs32_120k.yaml"))
-    base.merge_from_list(list(demo_cli.OVSEG_DEMO_OPTS))
+    base.merge_from_list(list(meta_arch_class(base).demo_overrides))
     release = get_cfg()
     release.merge_from_file(str(REPO_ROOT / "configs/ovseg/ovseg_swinB_vitL_demo.yaml"))
     assert base.MODEL == release.MODEL

@@ -29,9 +29,11 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from frozenseg.engine.web_demo import EMPTY_VOCABULARY
+from frozenseg.apps.web_demo import EMPTY_VOCABULARY
 
 from ..conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,8 @@ _ENGINE_LOGGERS = ("frozenseg", "fvcore", "train_net", "__main__")
 # Small enough for a CPU test: 64 px images, 2 images per step, few points.
 TINY_OVERRIDES = [
     "INPUT.IMAGE_SIZE", 64,
-    "MODEL.SAM_IMAGE_SIZE", 64,
     "INPUT.MIN_SIZE_TEST", 64,
     "INPUT.MAX_SIZE_TEST", 96,
-    "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", 256,
     "SOLVER.IMS_PER_BATCH", 2,
     "SOLVER.MAX_ITER", 6,
     "SOLVER.CHECKPOINT_PERIOD", 3,
@@ -62,13 +60,23 @@ def shapes_root(shapes_data):
         yield shapes_data
 
 
+#: Smaller settings of FrozenSeg's own keys, for its shapes config.
+FROZENSEG_TINY_OVERRIDES = [
+    "MODEL.SAM_IMAGE_SIZE", 64,
+    "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", 256,
+]
+
+
 def tiny_cfg(output_dir, *extra, config_file: Path = SHAPES_CONFIG):
-    """The shapes config with :data:`TINY_OVERRIDES`, ``OUTPUT_DIR`` and ``extra`` overrides."""
+    """The shapes config with :data:`TINY_OVERRIDES` (and, for FrozenSeg's shapes config,
+    :data:`FROZENSEG_TINY_OVERRIDES`), ``OUTPUT_DIR`` and ``extra`` overrides."""
     from frozenseg import get_cfg
 
     cfg = get_cfg()
     cfg.merge_from_file(str(config_file))
-    cfg.merge_from_list([str(x) for x in TINY_OVERRIDES] + ["OUTPUT_DIR", str(output_dir)] + [str(x) for x in extra])
+    model_overrides = FROZENSEG_TINY_OVERRIDES if Path(config_file) == SHAPES_CONFIG else []
+    cfg.merge_from_list([str(x) for x in TINY_OVERRIDES + model_overrides]
+                        + ["OUTPUT_DIR", str(output_dir)] + [str(x) for x in extra])
     cfg.MODEL.DEVICE = "cpu"
     return cfg
 

@@ -36,6 +36,7 @@ def test_loader_yields_batches_of_the_configured_size(tmp_path, caplog):
             build_detection_test_loader(tiny_cfg(tmp_path, "TEST.IMS_PER_BATCH", bad), dataset=dataset, mapper=dict)
 
 
+@pytest.mark.slow
 def test_metrics_with_batches_of_three_equal_one_image_at_a_time(tmp_path):
     root = make_shapes(tmp_path / "datasets", num_train=2, num_val=7, size=64)
     with datasets_registered_at(root):
@@ -66,6 +67,7 @@ class _Recorder(DatasetEvaluator):
         return {"n": {"batches": float(len(self.batches))}}
 
 
+@pytest.mark.slow
 def test_an_image_too_elongated_for_the_predictor_does_not_stop_its_batch(tmp_path, caplog):
     """The 20000x30 strip is segmented at the largest input within the pixel budget (with a
     warning) together with ordinary images, each with the prediction of a batch of one."""

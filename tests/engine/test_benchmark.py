@@ -1,5 +1,5 @@
-"""The benchmark's measuring code (frozenseg.engine.benchmark): FLOP formula = fvcore's count,
-the stage table and the figures' invariants. No timing is asserted."""
+"""The benchmark's measuring code (frozenseg.apps.benchmark): FLOP formula = fvcore's count,
+the models' stages and the figures' invariants. No timing is asserted."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from frozenseg.engine import benchmark
+from frozenseg.apps import benchmark
+from frozenseg.engine.setup import load_config
+from frozenseg.modeling.build import build_model
+from frozenseg.modeling.contract import SegmentationModel
 from frozenseg.modeling.sam import SAM_SPECS, SAMImageEncoder
 
 
@@ -37,12 +40,13 @@ def test_fast_path_formula_drops_only_the_padding_projections():
     assert _tiny_vit_gflop(224, False) == _tiny_vit_gflop(224, True)  # 14x14 tokens: no padding
 
 
+@pytest.mark.slow
 def test_sam_stage_counts_what_its_forward_runs():
     sam = SAMImageEncoder("tiny", image_size=256)
     x = torch.randn(2, 3, 256, 256)
-    assert benchmark.sam_vit_gflop(sam, (x,)) == pytest.approx(2 * _tiny_vit_gflop(256, False))
+    assert benchmark.sam_encoder_gflop(sam, (x,)) == pytest.approx(2 * _tiny_vit_gflop(256, False))
     sam.fast_inference = False
-    assert benchmark.sam_vit_gflop(sam, (x,)) == pytest.approx(benchmark.fvcore_gflop(sam, (x,)), rel=1e-5)
+    assert benchmark.sam_encoder_gflop(sam, (x,)) == pytest.approx(benchmark.fvcore_gflop(sam, (x,)), rel=1e-5)
 
 
 class _Attention(nn.Module):
@@ -78,25 +82,48 @@ def test_fvcore_counts_keyword_and_non_tensor_arguments():
     assert gflop == 2 * 2 * 3 * 4 * 6 / 1e9
 
 
-def test_stage_table_names_modules_of_the_model():
-    for stages in benchmark.STAGES.values():
-        names = [s.name for s in stages]
-        assert len(set(names)) == len(names) and benchmark.REST_STAGE not in names
-        assert all(s.counted_by in ("fvcore", "formula") for s in stages)
-    assert [s.module for s in benchmark.STAGES["FrozenSeg"]] == ["sam", "backbone", "sem_seg_head"]
+@pytest.mark.parametrize("config", ["configs/tiny/frozenseg_tiny_convnext.yaml", "configs/tiny/ovseg_tiny_swin.yaml"])
+@pytest.mark.slow
+def test_stages_name_modules_of_the_model(config):
+    model = build_model(load_config(config, ["MODEL.DEVICE", "cpu"]), load_frozen_weights=False)
+    stages = model.benchmark_stages()
+    names = [s.name for s in stages]
+    assert len(set(names)) == len(names) == 3 and benchmark.REST_STAGE not in names
+    assert all(s.counted_by in ("fvcore", "formula") for s in stages)
+    assert all(isinstance(model.get_submodule(s.module), nn.Module) for s in stages)
+    if "frozenseg" in config:
+        assert [s.module for s in stages] == ["sam", "backbone", "sem_seg_head"]
 
 
-def test_unknown_meta_architecture_names_the_table():
-    with pytest.raises(ValueError, match="STAGES"):
-        benchmark.benchmark_model(nn.Linear(1, 1), [], benchmark.BenchmarkOptions(), "NoSuchArch")
+class _Whole(SegmentationModel):
+    """A model that lists no stages: one linear layer over the image."""
+
+    def __init__(self):
+        super().__init__()
+        self.sams = nn.ModuleList([SAMImageEncoder("tiny", image_size=256), SAMImageEncoder("tiny", image_size=256)])
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, batched_inputs):
+        return [{"sem_seg": self.lin(x["image"].float().permute(1, 2, 0)).permute(2, 0, 1)} for x in batched_inputs]
+
+    def set_vocabulary(self, class_names, thing_classes=None):
+        pass
+
+
+@pytest.mark.slow
+def test_a_model_without_stages_is_timed_as_a_whole():
+    inputs = [{"image": torch.zeros(3, 8, 8)}]
+    figures = benchmark.benchmark_model(_Whole(), inputs, benchmark.BenchmarkOptions(warmup=0, iters=1, matmul_seconds=0.0))
+    assert figures["stages"] == [benchmark.REST_STAGE]
+    assert figures[f"{benchmark.REST_STAGE}_s"] == pytest.approx(figures["total_per_image_s"])
 
 
 def test_set_fast_inference_reaches_every_switch():
-    model = nn.Sequential(SAMImageEncoder("tiny", image_size=256), SAMImageEncoder("tiny", image_size=256))
-    benchmark.set_fast_inference(model, False)
-    assert [m.fast_inference for m in model] == [False, False]
-    benchmark.set_fast_inference(model, True)
-    assert [m.fast_inference for m in model] == [True, True]
+    model = _Whole()
+    model.set_fast_inference(False)
+    assert [m.fast_inference for m in model.sams] == [False, False]
+    model.set_fast_inference(True)
+    assert [m.fast_inference for m in model.sams] == [True, True]
 
 
 def test_matmul_rate_is_a_rate():

@@ -35,7 +35,7 @@ def _tear(path) -> None:
 
 def _warnings(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name == "frozenseg.engine.checkpoint" and r.levelno == logging.WARNING]
+            if r.name == "frozenseg.checkpoint.checkpointer" and r.levelno == logging.WARNING]
 
 
 def test_intact_newest_is_resumed_from(tmp_path):
@@ -48,7 +48,7 @@ def test_intact_newest_is_resumed_from(tmp_path):
 def test_torn_newest_is_named_and_skipped_once(tmp_path, caplog):
     ckpt = _save_series(tmp_path)
     _tear(tmp_path / "model_0000039.pth")
-    with caplog.at_level(logging.WARNING, logger="frozenseg.engine.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="frozenseg.checkpoint.checkpointer"):
         for _ in range(3):  # the trainer asks several times
             assert ckpt.get_checkpoint_file() == str(tmp_path / "model_0000019.pth")
         assert _checkpointer(tmp_path).has_checkpoint()  # another checkpointer of the same dir
@@ -59,7 +59,7 @@ def test_torn_newest_is_named_and_skipped_once(tmp_path, caplog):
 def test_last_checkpoint_naming_a_missing_file(tmp_path, caplog):
     ckpt = _save_series(tmp_path)
     (tmp_path / "model_0000039.pth").unlink()
-    with caplog.at_level(logging.WARNING, logger="frozenseg.engine.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="frozenseg.checkpoint.checkpointer"):
         assert ckpt.get_checkpoint_file() == str(tmp_path / "model_0000019.pth")
     assert _warnings(caplog) == [
         "last_checkpoint names model_0000039.pth, which does not exist; resuming from model_0000019.pth."

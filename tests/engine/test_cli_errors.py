@@ -14,6 +14,8 @@ from torch import nn
 from ..conftest import REPO_ROOT
 from .conftest import SHAPES_CONFIG
 
+pytestmark = pytest.mark.slow
+
 PREFIX = "train_net.py: error: "
 
 

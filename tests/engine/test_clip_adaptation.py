@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import frozenseg
-from frozenseg.data.mask_noun_pairs import read_pair_index, write_image_pairs, write_pair_index
-from frozenseg.engine.clip_adaptation import (
+from frozenseg.models.ovseg.adaptation.mask_noun_pairs import read_pair_index, write_image_pairs, write_pair_index
+from frozenseg.models.ovseg.adaptation.clip_training import (
     AdaptationSettings,
     CLIPAdaptationTrainer,
     PairDataset,
@@ -29,7 +29,7 @@ from frozenseg.engine.clip_adaptation import (
     setup_run,
 )
 from frozenseg.engine.launch import launch
-from frozenseg.engine.ovseg_clip_splice import splice_clip, splice_clip_file
+from frozenseg.models.ovseg.adaptation.splice import splice_clip, splice_clip_file
 from frozenseg.utils.errors import CheckpointError
 
 from ..conftest import REPO_ROOT
@@ -158,12 +158,14 @@ def test_finetune_mode_keeps_the_text_tower(pairs, tmp_path):
     assert after["logit_scale"] <= math.log(100)
 
 
+@pytest.mark.slow
 def test_a_few_steps_reduce_the_loss(pairs, tmp_path):
     train("finetune", pairs, tmp_path, lr=1e-3, batch_size=4, epochs=8)  # one 4-pair step per epoch
     losses = [json.loads(line)["loss_contrastive"] for line in (tmp_path / "metrics.json").read_text().splitlines()]
     assert len(losses) == 8 and losses[-1] < 0.85 * losses[0] and losses[-1] < min(losses[:-1])
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(pairs, tmp_path, monkeypatch):
     _, straight, _ = train("mask_prompt", pairs, tmp_path / "a", epochs=2)
     interrupted = CLIPAdaptationTrainer(settings("mask_prompt", epochs=2), pairs, str(tmp_path / "b"))
@@ -198,6 +200,7 @@ def tiny_ovseg(weights: str):
     return frozenseg.build_model(cfg).eval()
 
 
+@pytest.mark.slow
 def test_output_loads_into_ovseg_and_changes_its_predictions(mask_prompt_run):
     out, _, after = mask_prompt_run
     adapted, initial = tiny_ovseg(str(out / "clip_final.pth")), tiny_ovseg(str(out / "initial.pth"))
@@ -263,6 +266,7 @@ def _ddp_worker(pairs: str, output: str) -> None:
     CLIPAdaptationTrainer(settings("mask_prompt", batch_size=1), pairs, output).train()
 
 
+@pytest.mark.slow
 def test_two_processes(pairs, tmp_path, mask_prompt_run):
     """gloo DDP, 2 processes x 1 pair = the 2-pair batch of the single-process run: the first
     step's loss (before any update) is the same, over the gathered features."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 
 from frozenseg.engine import launch
 
 from .conftest import tiny_cfg
+
+pytestmark = pytest.mark.slow
 
 
 def _ddp_worker(dataset_root: str, output_dir: str) -> None:

@@ -1,6 +1,10 @@
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 
 def test_engine_does_not_import_the_synthetic_generators():
     """The synthetic datasets are test/demo data: importing the engine must not load them."""

@@ -46,6 +46,7 @@ def _cfg(config_file, output_dir, *extra):
 
 
 @pytest.mark.parametrize("config", [TINY_SWIN, TINY_RESNET], ids=["swin", "resnet"])
+@pytest.mark.slow
 def test_eval_only_prints_the_copypaste_lines(shapes_root, tmp_path, config):
     """``train_net.py --eval-only`` on the synthetic semantic split: copypaste lines in the log,
     finite metrics, the release's mIoU denominator of the config."""
@@ -65,6 +66,7 @@ def test_eval_only_prints_the_copypaste_lines(shapes_root, tmp_path, config):
     assert evaluator._miou_denominator == "gt_or_pred"
 
 
+@pytest.mark.slow
 def test_evaluation_with_tta_and_tasks_ovseg_cannot_do(shapes_root, tmp_path):
     """The TTA wrapper averages OVSeg's semantic scores; asking OVSeg for panoptic output is one
     sentence naming the key to change."""
@@ -80,6 +82,7 @@ def test_evaluation_with_tta_and_tasks_ovseg_cannot_do(shapes_root, tmp_path):
                             "set MODEL.MASK_FORMER.TEST.PANOPTIC_ON False.")
 
 
+@pytest.mark.slow
 def test_training_steps_and_resume(shapes_root, tmp_path):
     """Two training steps of the tiny OVSeg through DefaultTrainer (mask_former_semantic data,
     MaskFormer-v1 losses): the trainable parts change, the frozen CLIP does not, and a run killed

@@ -50,9 +50,9 @@ def test_class_strings_reach_the_model_verbatim(ovseg):
     builder = ovseg.model.text_classifier_builder
     build = builder.build
 
-    def spy(names, literal=False):
+    def spy(names, literal=False, cached=True):
         calls.append((list(names), literal))
-        return build(names, literal=literal)
+        return build(names, literal=literal, cached=cached)
 
     builder.build = spy
     try:

@@ -17,8 +17,8 @@ from PIL import Image
 from torch.nn import functional as F
 
 import frozenseg
-from frozenseg.data.caption_nouns import VocabularyNounExtractor
-from frozenseg.data.mask_noun_pairs import (
+from frozenseg.models.ovseg.adaptation.caption_nouns import VocabularyNounExtractor
+from frozenseg.models.ovseg.adaptation.mask_noun_pairs import (
     RELEASE_TRAIN_FILL,
     apply_release_fill,
     load_coco_captions,
@@ -28,7 +28,7 @@ from frozenseg.data.mask_noun_pairs import (
     read_pair_index,
     records_path,
 )
-from frozenseg.engine.pair_mining import MatchingRule, NounEmbeddings, match_nouns, mine_pairs
+from frozenseg.models.ovseg.adaptation.pair_mining import MatchingRule, NounEmbeddings, match_nouns, mine_pairs
 
 from ..conftest import REPO_ROOT
 
@@ -123,6 +123,7 @@ def test_load_coco_captions(dataset, tmp_path):
         load_coco_captions(str(bad), "")
 
 
+@pytest.mark.slow
 def test_mined_records_match_the_model(dataset, model, tmp_path):
     for d in dataset:  # the captions of CAPTIONS, one per image: check all of image 1's nouns too
         d["captions"] = CAPTIONS[d["image_id"]][:1]
@@ -178,6 +179,7 @@ def test_release_fill_moves_clashing_foreground_pixels():
     assert np.array_equal(mask_from_fill(out), mask)
 
 
+@pytest.mark.slow
 def test_resume_shards_and_changed_parameters(dataset, model, tmp_path):
     out = tmp_path / "pairs"
     first = mine(dataset, model, out, max_images=2)
@@ -215,6 +217,7 @@ def _tool():
     return module
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path, caplog):
     captions, root = write_captions(tmp_path)
     out = tmp_path / "out"

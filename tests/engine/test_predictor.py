@@ -77,6 +77,7 @@ def test_instance_task_and_written_files(predictor, tmp_path):
         predictor.set_vocabulary(["cat"])
 
 
+@pytest.mark.slow
 def test_dataset_vocabulary_is_used_verbatim_with_the_benchmark_colours(predictor):
     """A benchmark vocabulary reaches the model exactly as registered (the release's strings:
     repeated display names in A-847, "window " with its space) and draws in the release's colours."""
@@ -113,6 +114,7 @@ def _strip(h: int, w: int) -> np.ndarray:
     return img
 
 
+@pytest.mark.slow
 def test_extreme_aspect_ratios_are_refused_in_one_sentence_or_segmented(predictor, tmp_path):
     """A 20000x30 image made the resize round its height to 0 (RuntimeError) and a 20000x50 one
     was squeezed to 1 px: now the image is refused in one sentence naming it when no input within

@@ -19,7 +19,7 @@ from frozenseg.data.sam_mask_cache import (
     read_sam_masks,
     storage_size,
 )
-from frozenseg.engine.sam_masks import resolve_shard, save_sam_masks, shard_indices
+from frozenseg.apps.sam_masks import resolve_shard, save_sam_masks, shard_indices
 from frozenseg.modeling.sam.automatic import placeholder_logits
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from frozenseg.config import UnknownConfigKeyError
 from frozenseg.engine import SemanticSegmentorWithTTA, default_argument_parser, launch, setup_cfg
+from frozenseg.modeling.contract import SegmentationModel
 
 from .conftest import SHAPES_CONFIG, datasets_registered_at
 
@@ -51,16 +52,18 @@ def test_launch_single_process_and_torchrun_env(monkeypatch):
     assert launch(_return_args, 4, args=("x",)) == ("x",)
 
 
-class _ScaleEcho(nn.Module):
+class _ScaleEcho(SegmentationModel):
     """Returns the image's red channel as the score of class 0 (and its negative as class 1)."""
 
-    semantic_on = True
-    panoptic_on = True
+    supported_tasks = ("panoptic", "semantic")
+
+    def set_vocabulary(self, class_names, thing_classes=None):
+        pass
 
     def forward(self, batch):
         outs = []
         for x in batch:
-            assert not self.panoptic_on  # TTA switches panoptic output off
+            assert self.tasks == ("semantic",)  # TTA switches panoptic output off
             img = x["image"].float()[None]
             img = nn.functional.interpolate(img, size=(x["height"], x["width"]), mode="bilinear", align_corners=False)[0]
             outs.append({"sem_seg": torch.stack([img[0], -img[0]])})
@@ -72,13 +75,14 @@ def test_tta_averages_flips_and_scales_at_original_size():
 
     cfg = get_cfg()
     model = _ScaleEcho()
+    model.set_tasks(("panoptic", "semantic"))
     tta = SemanticSegmentorWithTTA(cfg, model, min_sizes=(16, 24), max_size=100, flip=True)
     image = torch.zeros(3, 20, 30, dtype=torch.uint8)
     image[0, :, :15] = 200  # left half bright: flipping back must restore it
     out = tta([{"image": image, "height": 20, "width": 30}])[0]["sem_seg"]
     assert out.shape == (2, 20, 30)
     assert out[0, :, :10].mean() > 150 and out[0, :, 20:].mean() < 50
-    assert model.panoptic_on  # restored
+    assert model.tasks == ("panoptic", "semantic")  # restored
 
 
 def test_tta_segments_an_elongated_image_instead_of_crashing():
@@ -96,7 +100,7 @@ def test_synthetic_dataset_generated_on_first_use(tmp_path, monkeypatch):
     import frozenseg.data as fdata
     from frozenseg import get_cfg
     from frozenseg.data import synthetic
-    from frozenseg.engine import ensure_synthetic_datasets  # what train_net.py calls
+    from frozenseg.data.synthetic_setup import ensure_synthetic_datasets  # what train_net.py calls
 
     monkeypatch.setattr(synthetic, "SHAPES_NUM_TRAIN", 3)
     monkeypatch.setattr(synthetic, "SHAPES_NUM_VAL", 2)

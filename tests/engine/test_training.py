@@ -14,7 +14,7 @@ import torch
 
 from frozenseg.engine import CallbackHook, DefaultTrainer, default_setup
 
-from .conftest import SHAPES_CONFIG, TINY_OVERRIDES, tiny_cfg
+from .conftest import FROZENSEG_TINY_OVERRIDES, SHAPES_CONFIG, TINY_OVERRIDES, tiny_cfg
 
 
 class _Killed(Exception):
@@ -66,6 +66,7 @@ def runs(shapes_root, tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_same_seed_same_first_losses(runs):
     a, b = _metrics(runs["a_dir"]), runs["killed_metrics"]  # both start at 0: same smoothing
     for it in range(5):
@@ -74,6 +75,7 @@ def test_same_seed_same_first_losses(runs):
     assert a[0]["total_loss"] != a[1]["total_loss"]  # and they are real, changing losses
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(runs):
     ta, tb = runs["trainer_a"], runs["trainer_b"]
     assert tb.start_iter == 3  # resumed after the checkpoint of iteration 2
@@ -97,6 +99,7 @@ def test_resume_continues_exactly(runs):
     assert frozen and all(torch.equal(init[k], pb[k]) for k in frozen)
 
 
+@pytest.mark.slow
 def test_resumed_log_smooths_like_an_uninterrupted_one(runs):
     """After --resume the logged medians (window 20) continue the saved window: iteration 3 of
     the resumed run logs what the uninterrupted run logged, not the median of one new value."""
@@ -108,6 +111,7 @@ def test_resumed_log_smooths_like_an_uninterrupted_one(runs):
     assert b[3]["total_loss"] != pytest.approx(raw_3, rel=1e-6)  # a median of 4 values, not of 1
 
 
+@pytest.mark.slow
 def test_checkpoint_and_output_files(runs):
     d = runs["a_dir"]
     assert (d / "last_checkpoint").read_text() == "model_final.pth"
@@ -128,6 +132,7 @@ def test_checkpoint_and_output_files(runs):
     assert "Environment info" in log and "eta:" in log and "iter: 5" in log and "lr:" in log
 
 
+@pytest.mark.slow
 def test_evaluation_after_training(runs):
     res = runs["results_a"]
     assert set(res) == {"sem_seg", "panoptic_seg"}
@@ -140,6 +145,7 @@ def test_evaluation_after_training(runs):
     assert m[6]["panoptic_seg/PQ"] == pytest.approx(res["panoptic_seg"]["PQ"])  # also in metrics.json
 
 
+@pytest.mark.slow
 def test_eval_only_command_line(runs, tmp_path):
     """``train_net.py --eval-only MODEL.WEIGHTS <ours>``: the same metrics as at the end of
     training, plus TTA results, files under OUTPUT_DIR/inference/<dataset>/ and copypaste lines."""
@@ -147,7 +153,7 @@ def test_eval_only_command_line(runs, tmp_path):
 
     weights = runs["a_dir"] / "model_final.pth"
     argv = ["--config-file", str(SHAPES_CONFIG), "--eval-only",
-            *[str(x) for x in TINY_OVERRIDES], "MODEL.DEVICE", "cpu",
+            *[str(x) for x in TINY_OVERRIDES + FROZENSEG_TINY_OVERRIDES], "MODEL.DEVICE", "cpu",
             "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(tmp_path),
             "TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES", "(48, 64)"]
     res = train_net.cli(argv)
@@ -163,6 +169,7 @@ def test_eval_only_command_line(runs, tmp_path):
     assert "copypaste: Task: panoptic_seg" in log and "copypaste: PQ,SQ,RQ" in log
 
 
+@pytest.mark.slow
 def test_resume_skips_torn_newest_checkpoints(runs, tmp_path, caplog):
     """model_final.pth and model_0000005.pth torn (a copy cut short): --resume names them,
     continues from model_0000002.pth and ends with the weights of the uninterrupted run."""
@@ -172,16 +179,17 @@ def test_resume_skips_torn_newest_checkpoints(runs, tmp_path, caplog):
     for name in ("model_0000005.pth", "model_final.pth"):
         data = (tmp_path / name).read_bytes()
         (tmp_path / name).write_bytes(data[: len(data) // 3])
-    with caplog.at_level(logging.WARNING, logger="frozenseg.engine.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="frozenseg.checkpoint.checkpointer"):
         trainer, _ = _train(tiny_cfg(tmp_path, "DATASETS.TEST", "()"), resume=True)
     assert trainer.start_iter == 3
-    skipped = [r.getMessage() for r in caplog.records if r.name == "frozenseg.engine.checkpoint"]
+    skipped = [r.getMessage() for r in caplog.records if r.name == "frozenseg.checkpoint.checkpointer"]
     assert skipped == ["model_final.pth is truncated or unreadable; model_0000005.pth is truncated or "
                        "unreadable; resuming from model_0000002.pth."]
     pa, pb = _params(runs["trainer_a"].unwrapped_model), _params(trainer.unwrapped_model)
     assert all(torch.allclose(pa[k], pb[k], rtol=0, atol=1e-6) for k in pa)
 
 
+@pytest.mark.slow
 def test_run_failing_before_any_metric_leaves_no_metrics_files(shapes_root, tmp_path):
     """A run that stops at its first iteration leaves no empty metrics.json or event file."""
     cfg = tiny_cfg(tmp_path, "DATASETS.TEST", "()")

@@ -13,7 +13,7 @@ from PIL import Image
 
 from frozenseg.data.vocabulary import VocabularyError, load_vocabulary
 from frozenseg.engine.predictor import SegmentationPredictor
-from frozenseg.engine.web_demo import EMPTY_VOCABULARY, NO_IMAGE, TYPED, WebDemo, build_app, legend_html
+from frozenseg.apps.web_demo import EMPTY_VOCABULARY, NO_IMAGE, TYPED, WebDemo, build_app, legend_html
 
 from ..conftest import REPO_ROOT
 from .test_predictor import FAST_OPTS, TINY, scene
@@ -132,6 +132,7 @@ def test_semantic_only_model_explains_the_other_tasks(image_file, tmp_path):
     assert not demo.segment(image_file, "cat; dog", TYPED, "semantic").error
 
 
+@pytest.mark.slow
 def test_legend_lists_the_vocabulary_and_visible_shares(demo, image_file):
     pred = demo.predictor
     pred.set_vocabulary(load_vocabulary("cat; dog; zebra"))

@@ -78,16 +78,20 @@ def test_seen_classes_from_training_vocabulary(tmp_path):
     assert ev._output_dir == str(tmp_path / "run" / "inference")
 
 
-def test_seen_classes_of_a_literal_vocabulary_model(tmp_path):
+def test_seen_classes_of_a_literal_vocabulary_model(tmp_path, monkeypatch):
     """For OVSeg (``literal_vocabulary``) a test class is seen only when its whole class string
-    is a training class string: "b,bee" is one prompt, not the synonym "bee"."""
+    is a training class string: "b,bee" is one prompt, not the synonym "bee". The training
+    vocabulary is the model's own (``training_vocabulary`` of the model contract)."""
+    from frozenseg.models.ovseg import OVSeg
+
     vocab = tmp_path / "train_vocab.txt"
     vocab.write_text("1:a\n2:bee\n")
+    monkeypatch.setattr(OVSeg, "training_vocabulary", classmethod(lambda cls, cfg: ["a", "bee"]))
     cfg = _cfg()
-    cfg.MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE = str(vocab)
-    cfg.MODEL.META_ARCHITECTURE = "OVSeg"
+    cfg.merge_from_list(["MODEL.META_ARCHITECTURE", "OVSeg"])
     ev = build_evaluator(cfg, "s", str(tmp_path), metadata=_meta("sem_seg"))  # classes a; b,bee; c
     assert ev._seen_mask.tolist() == [True, False, False]
-    cfg.MODEL.META_ARCHITECTURE = "FrozenSeg"
+    cfg = _cfg()
+    cfg.MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE = str(vocab)
     ev = build_evaluator(cfg, "s", str(tmp_path), metadata=_meta("sem_seg"))
     assert ev._seen_mask.tolist() == [True, True, False]

@@ -88,6 +88,7 @@ def _assert_same(a: dict, b: dict) -> None:
             assert (math.isnan(v) and math.isnan(w)) or v == pytest.approx(w), (task, k, v, w)
 
 
+@pytest.mark.slow
 def test_two_process_gather_matches_single_process(tmp_path):
     dataset = build_panoptic_dataset(str(tmp_path / "data"))
     single = _evaluators(dataset.metadata, distributed=False)

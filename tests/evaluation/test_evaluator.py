@@ -124,6 +124,7 @@ class _Shapes(DatasetEvaluator):
         return {"shapes": {"n": float(len(self.seen))}}
 
 
+@pytest.mark.slow
 def test_inference_on_dataset_goes_through_an_image_too_elongated_for_the_predictor(tmp_path, caplog):
     """Issue 11, item 1: a 20000x30 image in a dataset crashed the test-time resize (height 0).
     Evaluation segments it at the largest input within the pixel budget (with a warning), so the

@@ -55,6 +55,7 @@ MIXED = [  # (h, w, output size): two pad to 64x96, one to 96x64, one to 32x256
 
 
 @pytest.mark.parametrize("sizes", [MIXED, [(64, 96, (64, 96))] * 3], ids=["mixed_sizes", "same_size"])
+@pytest.mark.slow
 def test_frozenseg_batch_equals_one_by_one(frozenseg_model, sizes):
     inputs = [{"image": _image(h, w, i), "height": out[0], "width": out[1]} for i, (h, w, out) in enumerate(sizes)]
     with torch.no_grad():
@@ -66,12 +67,12 @@ def test_frozenseg_batch_equals_one_by_one(frozenseg_model, sizes):
 
 def test_frozenseg_batch_runs_sam_once_clip_per_padded_size_and_the_decoder_per_image(frozenseg_model):
     """The decoder runs per image: the released SAM-branch deformable attention reads sampling
-    locations across the images of its batch (spec §4), so a batched decoder would change them."""
+    locations across the images of its batch (docs/models/frozenseg.md §4), so a batched decoder would change them."""
     calls = {"sam": [], "clip": [], "decoder": []}
     hooks = [
         frozenseg_model.sam.register_forward_hook(lambda m, a, o: calls["sam"].append(a[0].shape[0])),
         frozenseg_model.backbone.register_forward_hook(lambda m, a, o: calls["clip"].append(a[0].shape[0])),
-        frozenseg_model.sem_seg_head.register_forward_hook(lambda m, a, o: calls["decoder"].append(a[1].shape[0])),
+        frozenseg_model.sem_seg_head.register_forward_hook(lambda m, a, o: calls["decoder"].append(a[0]["sam"].shape[0])),
     ]
     try:
         with torch.no_grad():
@@ -93,8 +94,8 @@ def test_the_release_decoder_is_batch_dependent(frozenseg_model):
         feats = model.backbone(torch.stack([(x - model.pixel_mean) / model.pixel_std for x in images]))
         classifier = model._text_classifier(model.vocabulary.class_names)
         rows, templates = classifier.rows, classifier.num_templates
-        pair = model.sem_seg_head(feats, sam, rows, templates)["pred_masks"]
-        second = model.sem_seg_head({k: v[1:] for k, v in feats.items()}, sam[1:], rows, templates)["pred_masks"]
+        pair = model.sem_seg_head({**feats, "sam": sam}, rows, templates)["pred_masks"]
+        second = model.sem_seg_head({**{k: v[1:] for k, v in feats.items()}, "sam": sam[1:]}, rows, templates)["pred_masks"]
     # the second image's SAM-branch locations come from the first image's buffer
     assert (pair[1] - second[0]).abs().max().item() > 1e-3
 

@@ -41,6 +41,7 @@ def tiny():
 
 
 @pytest.mark.parametrize("kind", ["convnext", "resnet"])
+@pytest.mark.slow
 def test_forward_features_and_output_shape(tiny, kind):
     bb = tiny[kind]
     assert bb.model_type == kind
@@ -207,6 +208,7 @@ def _released_keys(json_name: str) -> dict[str, list]:
         ("RN50x64", "rn50x64__sam_vit_b.json", (512, 1024, 2048, 4096), 1024, True),
     ],
 )
+@pytest.mark.slow
 def test_meta_build_matches_released_layout(model_name, json_name, channels, dim, quick_gelu):
     released = _released_keys(json_name)
     tag = "laion2b_s29b_b131k_ft_soup" if model_name.startswith("convnext") else "openai"
@@ -242,6 +244,7 @@ def test_missing_model_config_file(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["convnext", "resnet"])
+@pytest.mark.slow
 def test_tiny_config_resolves_outside_the_repo(kind, tmp_path, monkeypatch):
     """The tiny YAMLs name the shipped model config, not a path from the source tree."""
     cfg = get_cfg()

@@ -17,6 +17,7 @@ from frozenseg.modeling.backbone import clip_weights
 from .tiny_clip import build_tiny_clip
 
 
+@pytest.mark.slow
 def test_local_weights_file_roundtrip(tmp_path):
     src = build_tiny_clip("convnext")
     path = tmp_path / "open_clip_pytorch_model.bin"

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from frozenseg.config.config import get_cfg
-from frozenseg.modeling.criterion import SetCriterion, build_criterion, dice_loss, sigmoid_ce_loss
+from frozenseg.modeling.criterion import SetCriterion, dice_loss, sigmoid_ce_loss
+from frozenseg.models.frozenseg.criterion import build_criterion
 from frozenseg.modeling.matcher import HungarianMatcher, batch_dice_cost, batch_sigmoid_ce_cost
 from frozenseg.modeling.point_sampling import (
     calculate_uncertainty,
@@ -216,6 +217,7 @@ def _weighted(losses, weights):
     return sum(losses[k] * weights[k] for k in weights)
 
 
+@pytest.mark.slow
 def test_perfect_prediction_near_zero_and_better_than_shuffled():
     torch.manual_seed(0)
     target = _scene(128, 128)

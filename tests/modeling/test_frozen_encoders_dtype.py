@@ -57,6 +57,7 @@ def test_default_is_float32():
     assert _model("MODEL.FROZEN_ENCODERS_DTYPE", "bfloat16").sam.compute_dtype is torch.bfloat16
 
 
+@pytest.mark.slow
 def test_encoders_compute_in_bf16_and_the_decoder_gets_float32(fp32_and_bf16):
     _, model = fp32_and_bf16
     seen: dict[str, object] = {}
@@ -90,6 +91,7 @@ def test_outputs_are_within_the_documented_tolerance(fp32_and_bf16, seed):
     assert agreement >= MIN_ARGMAX_AGREEMENT
 
 
+@pytest.mark.slow
 def test_training_step_runs_the_frozen_encoders_in_bf16():
     model = _model("MODEL.FROZEN_ENCODERS_DTYPE", "bfloat16", "MODEL.SAM_IMAGE_SIZE", "128").train()
     from frozenseg.structures import Instances

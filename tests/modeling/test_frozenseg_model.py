@@ -39,6 +39,7 @@ def _image(h: int, w: int, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8)
 
 
+@pytest.mark.slow
 def test_inference_outputs_all_tasks(tiny_model):
     with torch.no_grad():
         (out,) = tiny_model([{"image": _image(100, 150), "height": 50, "width": 75}])
@@ -62,6 +63,7 @@ def test_inference_outputs_all_tasks(tiny_model):
             assert b.tolist() == [xs.min().item(), ys.min().item(), xs.max().item(), ys.max().item()]
 
 
+@pytest.mark.slow
 def test_inference_is_deterministic_and_batches_mixed_sizes(tiny_model):
     a, b = _image(64, 96, 1), _image(80, 64, 2)
     with torch.no_grad():
@@ -73,6 +75,7 @@ def test_inference_is_deterministic_and_batches_mixed_sizes(tiny_model):
     assert pair[0]["sem_seg"].shape == (3, 64, 96) and pair[1]["sem_seg"].shape == (3, 40, 32)
 
 
+@pytest.mark.slow
 def test_semantic_only_uses_release_order():
     """With only semantic output the map is computed at the padded size, then cropped/resized."""
     torch.manual_seed(0)
@@ -99,6 +102,7 @@ def test_semantic_only_uses_release_order():
 
 
 @pytest.mark.parametrize("kind", ["convnext", "resnet"])
+@pytest.mark.slow
 def test_train_step_gradients_reach_only_trainable_parameters(kind):
     torch.manual_seed(0)
     model = frozenseg.build_model(tiny_cfg(kind, "MODEL.SAM_IMAGE_SIZE", "256"))
@@ -147,6 +151,7 @@ def test_training_vocabulary_from_dataset(tiny_model):
 # ------------------------------------------------------------------------------------------
 # Bad input
 # ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_grayscale_and_rgba_images_are_converted(tiny_model):
     rgb = _image(48, 64)
     gray = rgb[:1]
@@ -177,6 +182,7 @@ def test_bad_layouts_are_refused(tiny_model):
         tiny_model([])
 
 
+@pytest.mark.slow
 def test_image_smaller_than_stride(tiny_model):
     with torch.no_grad():
         out = tiny_model([{"image": _image(5, 7)}])[0]
@@ -201,6 +207,7 @@ def test_unknown_clip_model_lists_choices():
         frozenseg.build_model(cfg)
 
 
+@pytest.mark.slow
 def test_missing_sam_checkpoint_names_key_and_path(tmp_path):
     missing = tmp_path / "sam_vit_b_01ec64.pth"
     cfg = tiny_cfg("convnext", "MODEL.SAM_CHECKPOINT", str(missing))
@@ -210,6 +217,7 @@ def test_missing_sam_checkpoint_names_key_and_path(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["convnext", "resnet"])
+@pytest.mark.slow
 def test_embed_dim_must_match_the_clip_tower(kind):
     with pytest.raises(ValueError) as info:
         frozenseg.build_model(tiny_cfg(kind, "MODEL.FROZEN_SEG.EMBED_DIM", 48))
@@ -233,6 +241,7 @@ def test_offline_clip_tag_explains_local_file(tmp_path, monkeypatch):
         frozenseg.build_model(cfg)
 
 
+@pytest.mark.slow
 def test_sam_masks_required_when_ensemble_enabled(tiny_model):
     tiny_model.use_sam_masks = True
     try:
@@ -248,6 +257,7 @@ def test_sam_masks_required_when_ensemble_enabled(tiny_model):
         tiny_model.use_sam_masks = False
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     model = frozenseg.build_model(tiny_cfg("convnext"))
@@ -262,6 +272,7 @@ def test_checkpoint_round_trip(tmp_path):
         assert torch.equal(a, b), k
 
 
+@pytest.mark.slow
 def test_missing_checkpoint_file_names_the_key(tmp_path):
     model = frozenseg.build_model(tiny_cfg("convnext"))
     with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS"):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from frozenseg.modeling.pixel_decoder.ms_deform_attn import (
+from frozenseg.layers.ms_deform_attn import (
     MSDeformAttn,
     ms_deform_attn_core_fast,
     ms_deform_attn_core_pytorch,
@@ -221,7 +221,7 @@ def test_module_takes_the_fast_core_only_without_gradients(monkeypatch, n_levels
     """With fast_inference, calls under no_grad go through the fast core (also for the release's
     one-level-into-three-levels layout) and equal the release arithmetic up to rounding; calls
     with gradients, or with fast_inference off, run the release arithmetic bit for bit."""
-    from frozenseg.modeling.pixel_decoder import ms_deform_attn as module_file
+    from frozenseg.layers import ms_deform_attn as module_file
 
     calls = []
     monkeypatch.setattr(module_file, "ms_deform_attn_core_fast",

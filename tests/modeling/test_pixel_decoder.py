@@ -10,7 +10,10 @@ import torch
 
 from frozenseg.config import get_cfg
 from frozenseg.layers import ShapeSpec
-from frozenseg.modeling.pixel_decoder import FrozenSegPixelDecoder, MSDeformAttn
+from frozenseg.layers.ms_deform_attn import MSDeformAttn
+from frozenseg.engine.setup import load_config
+from frozenseg.modeling.build import build_model
+from frozenseg.models.frozenseg.pixel_decoder import SAM_EMBED, FrozenSegPixelDecoder
 from frozenseg.utils.registry import PIXEL_DECODER_REGISTRY
 
 from ..conftest import OFFICIAL_STATE_DICTS
@@ -23,9 +26,13 @@ _RELEASED = {
 }
 
 
-def _shapes(channels) -> dict[str, ShapeSpec]:
+def _shapes(channels, sam_channels: int | None = None) -> dict[str, ShapeSpec]:
+    """res2..res5 of ``channels`` and, with ``sam_channels``, the SAM embedding ("sam")."""
     names = ("res2", "res3", "res4", "res5")
-    return {n: ShapeSpec(channels=c, stride=s) for n, c, s in zip(names, channels, (4, 8, 16, 32))}
+    shapes = {n: ShapeSpec(channels=c, stride=s) for n, c, s in zip(names, channels, (4, 8, 16, 32))}
+    if sam_channels is not None:
+        shapes[SAM_EMBED] = ShapeSpec(channels=sam_channels, stride=16)
+    return shapes
 
 
 def _tiny_cfg():
@@ -40,12 +47,14 @@ def _tiny_cfg():
 
 
 def _tiny_inputs(b: int = 2, size: int = 64, channels=(8, 16, 24, 32), sam_channels: int = 16, sam_size: int = 16):
+    """The backbone features and the SAM embedding, in one dict (as the model passes them)."""
     g = torch.Generator().manual_seed(0)
     feats = {
         name: torch.randn(b, spec.channels, size // spec.stride, size // spec.stride, generator=g)
         for name, spec in _shapes(channels).items()
     }
-    return feats, torch.randn(b, sam_channels, sam_size, sam_size, generator=g)
+    feats[SAM_EMBED] = torch.randn(b, sam_channels, sam_size, sam_size, generator=g)
+    return feats
 
 
 def test_registered_under_released_name():
@@ -54,10 +63,12 @@ def test_registered_under_released_name():
 
 def test_tiny_decoder_output_shapes():
     torch.manual_seed(0)
-    decoder = FrozenSegPixelDecoder(_tiny_cfg(), _shapes((8, 16, 24, 32)), sam_channels=16).eval()
-    feats, sam = _tiny_inputs(b=2, size=64)
+    decoder = FrozenSegPixelDecoder(_tiny_cfg(), _shapes((8, 16, 24, 32), sam_channels=16)).eval()
+    feats = _tiny_inputs(b=2, size=64)
     with torch.no_grad():
-        mask_features, multi_scale, sam_out = decoder.forward_features(feats, sam)
+        out = decoder.forward_features(feats)
+    mask_features, multi_scale, sam_out = out.mask_features, out.multi_scale_features, out.extras["sam_feature"]
+    assert out.extras["sam_embed"] is feats[SAM_EMBED]
     assert mask_features.shape == (2, 32, 16, 16)
     assert [tuple(x.shape) for x in multi_scale] == [(2, 32, 2, 2), (2, 32, 4, 4), (2, 32, 8, 8)]
     assert sam_out.shape == (2, 32, 8, 8)
@@ -73,16 +84,17 @@ def test_released_layout_on_meta_device(filename):
     expected = {k[len(_PREFIX):]: tuple(v[0]) for k, v in released.items() if k.startswith(_PREFIX)}
     assert expected, "no pixel-decoder keys in the reference"
     with torch.device("meta"):
-        decoder = FrozenSegPixelDecoder(get_cfg(), _shapes(_RELEASED[filename]), sam_channels=256)
+        decoder = FrozenSegPixelDecoder(get_cfg(), _shapes(_RELEASED[filename], sam_channels=256))
     got = {k: tuple(v.shape) for k, v in decoder.state_dict().items()}
     assert sorted(got) == sorted(expected)
     assert got == expected
     assert all(v[1] == "float32" for k, v in released.items() if k.startswith(_PREFIX))
 
 
+@pytest.mark.slow
 def test_gradients_reach_every_parameter():
     torch.manual_seed(0)
-    decoder = FrozenSegPixelDecoder(_tiny_cfg(), _shapes((8, 16, 24, 32)), sam_channels=16).train()
+    decoder = FrozenSegPixelDecoder(_tiny_cfg(), _shapes((8, 16, 24, 32), sam_channels=16)).train()
     # At init the offset/weight projections are zero, so queries (and hence positional and level
     # embeddings) cannot influence the output yet; perturb them as one training step would.
     with torch.no_grad():
@@ -90,8 +102,8 @@ def test_gradients_reach_every_parameter():
             if isinstance(m, MSDeformAttn):
                 m.sampling_offsets.weight.normal_(0.0, 0.05)
                 m.attention_weights.weight.normal_(0.0, 0.05)
-    feats, sam = _tiny_inputs(b=1, size=64)
-    mask_features, multi_scale, sam_out = decoder(feats, sam)
+    out = decoder(_tiny_inputs(b=1, size=64))
+    mask_features, multi_scale, sam_out = out.mask_features, out.multi_scale_features, out.extras["sam_feature"]
     g = torch.Generator().manual_seed(1)
     # random projections: a plain sum would be invariant to LayerNorm/GroupNorm inputs
     loss = sum((t * torch.randn(t.shape, generator=g)).sum() for t in (mask_features, sam_out, *multi_scale))
@@ -106,10 +118,12 @@ def test_gradients_reach_every_parameter():
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_fast_inference_key_reaches_every_deformable_attention(fast):
-    """MODEL.FAST_INFERENCE switches the deformable attention of both branches."""
-    cfg = _tiny_cfg()
-    cfg.MODEL.FAST_INFERENCE = fast
-    decoder = PIXEL_DECODER_REGISTRY.get("MSDeformAttnPixelDecoder")(cfg, _shapes((8, 16, 24, 32)), sam_channels=16)
-    flags = [m.fast_inference for m in decoder.modules() if isinstance(m, MSDeformAttn)]
+    """MODEL.FAST_INFERENCE switches the deformable attention of both branches of the built model
+    (the model contract's ``set_fast_inference``)."""
+    cfg = load_config(str(_REPO / "configs/tiny/frozenseg_tiny_convnext.yaml"),
+                      ["MODEL.DEVICE", "cpu", "MODEL.FAST_INFERENCE", fast])
+    model = build_model(cfg, load_frozen_weights=False)
+    flags = [m.fast_inference for m in model.sem_seg_head.pixel_decoder.modules() if isinstance(m, MSDeformAttn)]
     assert len(flags) == 2 * cfg.MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS
     assert set(flags) == {fast}
+    assert model.sam.fast_inference is fast

@@ -14,17 +14,12 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
 import frozenseg
 from frozenseg.engine.defaults import DefaultTrainer
-from frozenseg.engine.predictor import _build_model
-from frozenseg.modeling.quantization import (
-    check_int8_cpu,
-    frozen_encoder_roots,
-    maybe_quantize,
-    quantize_frozen_encoders,
-)
+from frozenseg.engine.setup import build_inference_model
+from frozenseg.modeling.quantization import check_int8_cpu, frozen_encoder_roots, quantize_frozen_encoders
 from frozenseg.modeling.sam import fast_vit
 
 #: Documented floor of the fraction of ``sem_seg`` pixels whose arg-max class the int8 mode keeps
-#: on the tiny model (measured: 1.0; tools/README.md "int8 CPU mode").
+#: on the tiny model (measured: 1.0; docs/benchmarks.md).
 MIN_ARGMAX_AGREEMENT = 0.99
 CLASSES = ["cat", "dog", "sky", "grass"]
 
@@ -57,14 +52,15 @@ def _inputs():
     return [{"image": image, "height": 128, "width": 160}]
 
 
+@pytest.mark.slow
 def test_default_is_off():
     assert frozenseg.get_cfg().MODEL.INT8_CPU is False
-    model = _tiny_model()
-    before = {n: type(m) for n, m in model.named_modules()}
-    maybe_quantize(model, _tiny_cfg())
-    assert {n: type(m) for n, m in model.named_modules()} == before
+    model = build_inference_model(_tiny_cfg())
+    assert not any(isinstance(m, DynamicQuantizedLinear) for m in model.modules())
+    assert any(type(m) is nn.Linear for m in model.sam.image_encoder.modules())
 
 
+@pytest.mark.slow
 def test_only_linear_layers_of_the_frozen_encoders_change(fp32_and_int8):
     fp32, int8, replaced = fp32_and_int8
     before = {n: type(m) for n, m in fp32.named_modules()}
@@ -82,6 +78,7 @@ def test_only_linear_layers_of_the_frozen_encoders_change(fp32_and_int8):
     assert any(t is nn.Linear and not n.startswith(roots) for n, t in after.items())
 
 
+@pytest.mark.slow
 def test_outputs_keep_their_shapes_and_argmax(fp32_and_int8):
     fp32, int8, _ = fp32_and_int8
     with torch.no_grad():
@@ -112,8 +109,9 @@ def test_sam_fast_path_runs_the_quantised_layers():
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_predictor_path_applies_it_after_loading():
-    model = _build_model(_tiny_cfg("MODEL.INT8_CPU", True))
+    model = build_inference_model(_tiny_cfg("MODEL.INT8_CPU", True))
     assert type(model.sam.image_encoder.blocks[0].attn.qkv) is DynamicQuantizedLinear
 
 

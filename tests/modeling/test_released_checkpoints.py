@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import frozenseg
-from frozenseg.checkpoint import UNUSED_PREFIXES
+from frozenseg.checkpoint.loading import UNUSED_PREFIXES
 
 from ..conftest import OFFICIAL_STATE_DICTS, REPO_ROOT, require_shared
 
@@ -35,6 +35,7 @@ def _meta_state_dict(layout: dict[str, list]) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("config,layout_file", CASES)
+@pytest.mark.slow
 def test_model_state_dict_equals_released_layout(config, layout_file):
     layout = _released_layout(layout_file)
     model = _meta_model(config)
@@ -46,6 +47,7 @@ def test_model_state_dict_equals_released_layout(config, layout_file):
 
 
 @pytest.mark.parametrize("config,layout_file", CASES)
+@pytest.mark.slow
 def test_released_layout_loads_with_nothing_missing(config, layout_file):
     layout = _released_layout(layout_file)
     model = _meta_model(config)
@@ -59,6 +61,7 @@ def test_released_layout_loads_with_nothing_missing(config, layout_file):
 
 
 @pytest.mark.parametrize("config,layout_file", CASES[:1])
+@pytest.mark.slow
 def test_released_file_without_frozen_parts(config, layout_file):
     layout = _released_layout(layout_file)
     trainable = {
@@ -81,6 +84,7 @@ def test_shape_mismatch_is_refused():
         frozenseg.load_checkpoint(model, _meta_state_dict(layout))
 
 
+@pytest.mark.slow
 def test_trainable_parameters_are_only_head_and_void():
     model = _meta_model(CASES[0][0])
     model.train()

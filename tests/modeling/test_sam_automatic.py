@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from frozenseg.data.sam_mask_cache import cache_path, read_sam_masks
-from frozenseg.engine.sam_masks import save_sam_masks
+from frozenseg.apps.sam_masks import save_sam_masks
 from frozenseg.modeling.sam import load_sam
 from frozenseg.modeling.sam.automatic import (
     RELEASED_GENERATOR_PARAMS,

@@ -64,6 +64,7 @@ def test_vit_b_keys_match_released_checkpoint(vit_b_meta):
     assert _shapes(vit_b_meta.state_dict()) == expected
 
 
+@pytest.mark.slow
 def test_tiny_forward_shape_and_frozen():
     enc = SAMImageEncoder("tiny")
     assert all(not p.requires_grad for p in enc.parameters())
@@ -208,6 +209,7 @@ def test_full_sam_matches_segment_anything_registry(name):
     assert ours.prompt_encoder.image_embedding_size == theirs.prompt_encoder.image_embedding_size
 
 
+@pytest.mark.slow
 def test_tiny_full_sam_loads_and_checks_its_checkpoint(tmp_path):
     sam = load_sam("tiny", None, seed=3)
     assert load_sam("tiny", "", seed=3).state_dict().keys() == sam.state_dict().keys()

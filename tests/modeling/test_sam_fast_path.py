@@ -69,6 +69,7 @@ def tiny_encoder():
     return enc
 
 
+@pytest.mark.slow
 def test_tiny_encoder_matches_upstream_forward(tiny_encoder):
     x = torch.randn(2, 3, 256, 256, generator=torch.Generator().manual_seed(2))
     tiny_encoder.fast_inference = False
@@ -80,6 +81,7 @@ def test_tiny_encoder_matches_upstream_forward(tiny_encoder):
     assert not torch.equal(fast, ref)  # the fast path did run (different float rounding)
 
 
+@pytest.mark.slow
 def test_tiny_encoder_off_an_image_side_needing_window_padding():
     """A 208 px input gives 13x13 tokens: the 14x14 window pads (with qkv.bias in the fast path)."""
     torch.manual_seed(0)
@@ -92,6 +94,7 @@ def test_tiny_encoder_off_an_image_side_needing_window_padding():
 
 
 @pytest.mark.parametrize("window", [14, 0], ids=["windowed", "global"])
+@pytest.mark.slow
 def test_full_size_vit_b_block_matches_upstream(window):
     """One vit_b block at 64x64 tokens (the 1024 px map): windowed 14x14 (padded to 70x70) and
     global attention."""

@@ -107,6 +107,7 @@ def test_parse_class_names():
         parse_class_names([])
 
 
+@pytest.mark.slow
 def test_truncated_encoding_equals_full_length(tiny_clip):
     prompts = ["a photo of a dog.", "There is a large traffic light in the scene.", "x", "This is a photo of a medium wall-brick"]
     tokens = tiny_clip.tokenize(prompts)
@@ -216,6 +217,7 @@ def test_builder_from_config(tmp_path):
     assert builder.batch_size == 7 and builder.cache_dir == str(tmp_path)
 
 
+@pytest.mark.slow
 def test_real_clip_classifier_and_identity(tiny_clip, tmp_path):
     names = ["dog, puppy", "wall-brick"]
     builder = TextClassifierBuilder(encoder=tiny_clip, batch_size=9, cache_dir=str(tmp_path))

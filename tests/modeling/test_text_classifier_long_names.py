@@ -26,6 +26,7 @@ def _cut_prompts(clip, name: str) -> int:
     return int(((clip.tokenizer(prompts, context_length=300).argmax(-1) + 1) > 77).sum())
 
 
+@pytest.mark.slow
 def test_long_class_name_warns_once_with_its_token_count(tiny_clip, caplog):
     long_name = " ".join(["red"] * 70)  # 70 tokens: "a photo of a <70>." fits exactly, others do not
     longer = "a " + " ".join(["blue"] * 99)  # 100 tokens: every prompt is cut

@@ -95,6 +95,7 @@ def test_tokenisation_of_the_awkward_vocabulary_is_awkward(clip):
     assert not torch.equal(alone[:n], full[:n])
 
 
+@pytest.mark.slow
 def test_prefix_shared_classifier_equals_full_path(clip):
     fast_enc = Counting(clip)
     fast, counts = TextClassifierBuilder(encoder=fast_enc, batch_size=16).build(AWKWARD)

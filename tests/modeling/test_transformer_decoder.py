@@ -9,11 +9,9 @@ import pytest
 import torch
 
 from frozenseg.config import get_cfg
-from frozenseg.modeling.transformer_decoder import (
-    FrozenSegTransformerDecoder,
-    build_transformer_decoder,
-    unblock_fully_masked_rows,
-)
+from frozenseg.modeling.build import build_transformer_decoder
+from frozenseg.modeling.heads import PixelDecoderOutput
+from frozenseg.models.frozenseg.transformer_decoder import FrozenSegTransformerDecoder, unblock_fully_masked_rows
 
 from ..conftest import OFFICIAL_STATE_DICTS, RELEASED_CONFIGS
 
@@ -68,6 +66,15 @@ def make_inputs(in_channels: int = HIDDEN, batch: int = 2, seed: int = 1, sam_si
     )
 
 
+def run(dec, inputs: dict) -> dict:
+    """The decoder on :func:`make_inputs`' tensors, passed as the pixel decoder passes them."""
+    pixel = PixelDecoderOutput(
+        inputs["mask_features"], inputs["x"],
+        {"sam_feature": inputs["sam_feature"], "sam_embed": inputs["sam_embed"]},
+    )
+    return dec(pixel, inputs["text_classifier"], inputs["num_templates"])
+
+
 def all_heads(out):
     return [(a["pred_logits"], a["pred_masks"]) for a in out["aux_outputs"]] + [
         (out["pred_logits"], out["pred_masks"])
@@ -78,7 +85,7 @@ def all_heads(out):
 def test_output_shapes(dec_layers):
     dec = make_decoder(dec_layers=dec_layers).eval()
     with torch.no_grad():
-        out = dec(**make_inputs())
+        out = run(dec, make_inputs())
     k1 = len(NUM_TEMPLATES) + 1
     assert out["pred_logits"].shape == (2, 5, k1)
     assert out["pred_masks"].shape == (2, 5, 16, 16)
@@ -106,11 +113,12 @@ def test_structure_and_registry():
         FrozenSegTransformerDecoder(tiny_cfg(**{"MODEL.SEM_SEG_HEAD.MASK_DIM": 8}), HIDDEN)
 
 
+@pytest.mark.slow
 def test_pre_norm_runs():
     dec = make_decoder(**{"MODEL.MASK_FORMER.PRE_NORM": True}).eval()
     assert dec.transformer_ffn_layers[0].normalize_before
     with torch.no_grad():
-        out = dec(**make_inputs())
+        out = run(dec, make_inputs())
     assert torch.isfinite(out["pred_masks"]).all()
 
 
@@ -137,13 +145,14 @@ def test_released_state_dict_layout(yaml_name, json_name):
     assert got == expected
 
 
+@pytest.mark.slow
 def test_query_injector_only_affects_later_heads():
     # 4 layers (levels 0,1,2,0): injection after the head of layer 2 -> only the last head changes.
     dec = make_decoder(dec_layers=5).eval()
     inp = make_inputs()
     with torch.no_grad():
-        a = all_heads(dec(**inp))
-        b = all_heads(dec(**{**inp, "sam_embed": torch.zeros_like(inp["sam_embed"])}))
+        a = all_heads(run(dec, inp))
+        b = all_heads(run(dec, {**inp, "sam_embed": torch.zeros_like(inp["sam_embed"])}))
     assert len(a) == 5
     for (la, ma), (lb, mb) in zip(a[:4], b[:4]):
         assert torch.equal(la, lb) and torch.equal(ma, mb)
@@ -155,8 +164,8 @@ def test_feature_injector_affects_all_heads_after_layer0():
     inp = make_inputs()
     other = torch.randn(inp["sam_feature"].shape, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
-        a = all_heads(dec(**inp))
-        b = all_heads(dec(**{**inp, "sam_feature": other}))
+        a = all_heads(run(dec, inp))
+        b = all_heads(run(dec, {**inp, "sam_feature": other}))
     assert torch.equal(a[0][0], b[0][0]) and torch.equal(a[0][1], b[0][1])
     for (la, ma), (lb, mb) in zip(a[1:], b[1:]):
         assert not torch.equal(la, lb) and not torch.equal(ma, mb)
@@ -180,8 +189,8 @@ def test_fused_layers_drop_memory_pos_and_sam_resize():
     handles.append(_record_kwargs(dec.transformer_cross_attention_layers_sam["0"], sam_calls))
     inp = make_inputs(sam_size=3)
     with torch.no_grad():
-        dec.eval()(**inp)
-        dec.train()(**inp)
+        run(dec.eval(), inp)
+        run(dec.train(), inp)
     for h in handles:
         h.remove()
     for i in range(4):
@@ -239,7 +248,7 @@ def test_attention_mask_layout():
 def test_gradient_reaches_every_parameter():
     in_channels = 24  # forces 1x1 input projections
     dec = make_decoder(in_channels=in_channels, dec_layers=5).train()
-    out = dec(**make_inputs(in_channels=in_channels))
+    out = run(dec, make_inputs(in_channels=in_channels))
     g = torch.Generator().manual_seed(3)
     loss = 0.0
     for logits, masks in all_heads(out):

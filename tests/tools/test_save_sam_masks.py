@@ -8,12 +8,16 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import frozenseg.data as fdata
 from frozenseg.data import DatasetCatalog
 from frozenseg.data.sam_mask_cache import cache_file_name, read_cache_info, read_sam_masks
 from frozenseg.data.synthetic import make_shapes
 
 from ..conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
 
 TOOL = str(REPO_ROOT / "tools" / "save_sam_masks.py")
 DATASET = "synthetic_shapes_val_panoptic"

@@ -32,12 +32,14 @@ def _reusing_rounds(mode: str) -> tuple[str, int]:
     return accepted, int(rounds)
 
 
+@pytest.mark.slow
 def test_freed_blocks_are_reused_without_page_faults():
     accepted, rounds = _reusing_rounds("on")
     assert accepted == "True"
     assert rounds >= 5  # 14-18 of 20 measured on the development machine
 
 
+@pytest.mark.slow
 def test_without_it_every_large_tensor_faults_its_pages_again():
     accepted, rounds = _reusing_rounds("off")
     assert accepted == "None"

@@ -39,6 +39,7 @@ from torch.nn import functional as F
 
 from ...config.config import configurable
 from ...layers.blocks import ShapeSpec
+from ...layers.switches import FrozenEncoderModule
 from ...utils.registry import BACKBONE_REGISTRY
 from ..open_vocab import mask_pooling
 from ..precision import autocast_call, frozen_encoders_dtype
@@ -138,7 +139,7 @@ def _check_model_config(model_name: str) -> str:
     )
 
 
-class CLIPBackbone(nn.Module):
+class CLIPBackbone(FrozenEncoderModule, nn.Module):
     """Frozen open_clip CLIP model: visual features, mask classification and text encoding.
 
     Registered in ``BACKBONE_REGISTRY`` as ``"CLIP"`` (``MODEL.BACKBONE.NAME``).
@@ -305,6 +306,13 @@ class CLIPBackbone(nn.Module):
     def dense_channels(self) -> int:
         """Channels C of ``clip_vis_dense`` (= res5 channels)."""
         return self.output_shape()["res5"].channels
+
+    def int8_modules(self) -> dict[str, nn.Module]:
+        """The visual trunk of a ConvNeXt CLIP (timm's ConvNeXt MLPs); a ResNet CLIP trunk has no
+        linear layers, and the attention pool and the text tower stay float32."""
+        if self.model_type == "convnext":
+            return {"clip_model.visual.trunk": self.clip_model.visual.trunk}
+        return {}
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

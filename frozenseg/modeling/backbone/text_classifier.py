@@ -194,13 +194,17 @@ class TextClassifierBuilder:
         """Drop the in-memory cache (the disk cache is kept)."""
         self._memory.clear()
 
-    def build(self, class_names: Sequence[str], literal: bool = False) -> tuple[torch.Tensor, list[int]]:
+    def build(
+        self, class_names: Sequence[str], literal: bool = False, cached: bool = True
+    ) -> tuple[torch.Tensor, list[int]]:
         """Text classifier of a vocabulary.
 
         Args:
             class_names: K class names, each a comma-separated list of synonyms.
             literal: encode each class string as one prompt, commas kept (OVSeg's convention;
                 :func:`frozenseg.data.vocabulary.literal_class_prompts`); then K' = K.
+            cached: read and write the memory and disk caches; False encodes every prompt and
+                stores nothing (e.g. to time the text encoder).
         Returns:
             text_classifier: (K', D) float32 on the encoder's device, L2-normalised rows, one
                 per synonym in class order (K' = total number of synonyms);
@@ -210,19 +214,19 @@ class TextClassifierBuilder:
         identity = self._encoder_identity()
         device = self._device()
         mem_key = (identity, str(device), tuple(class_names), literal)
-        if mem_key in self._memory:
+        if cached and mem_key in self._memory:
             emb, counts = self._memory[mem_key]
             return emb, list(counts)
 
         synonyms = [s for syns in parsed for s in syns]
         unique = list(dict.fromkeys(synonyms))
         embeddings: dict[str, torch.Tensor] = {}
-        use_disk = bool(self.cache_dir) and identity is not None
+        use_disk = cached and bool(self.cache_dir) and identity is not None
         if use_disk:
             for s in unique:
-                cached = self._load_from_disk(identity, s)
-                if cached is not None:
-                    embeddings[s] = cached
+                from_disk = self._load_from_disk(identity, s)
+                if from_disk is not None:
+                    embeddings[s] = from_disk
         missing = [s for s in unique if s not in embeddings]
         if missing:
             computed = self._encode_synonyms(missing)  # (M, D) on CPU, float32
@@ -236,7 +240,8 @@ class TextClassifierBuilder:
         )
         classifier = torch.stack([embeddings[s] for s in synonyms]).to(device=device, dtype=torch.float32)
         counts = [len(syns) for syns in parsed]
-        self._memory[mem_key] = (classifier, counts)
+        if cached:
+            self._memory[mem_key] = (classifier, counts)
         return classifier, list(counts)
 
     __call__ = build

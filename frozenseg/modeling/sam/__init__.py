@@ -1,10 +1,13 @@
 """Frozen SAM (spec §3): the architectures as data (:mod:`.specs`), their builders
 (:mod:`.build`), checkpoint files (:mod:`.checkpoint`), the segmentation model's frozen image
-encoder (:mod:`.image_encoder`) with its exact fast ViT forward (:mod:`.fast_vit`) and SAM as a
-source of automatic mask proposals (:mod:`.automatic`, imported on its own)."""
+encoder (:mod:`.image_encoder`) with its exact fast ViT forward (:mod:`.fast_vit`), its config
+keys (:mod:`.config`) and FLOP count (:mod:`.flops`), and SAM as a source of automatic mask
+proposals (:mod:`.automatic`, imported on its own)."""
 
 from .build import build_image_encoder, build_sam, build_vit_image_encoder, load_sam
 from .checkpoint import SAMCheckpointError, default_checkpoint_path, read_sam_checkpoint
+from .config import add_sam_config
+from .flops import sam_encoder_gflop, vit_encoder_gflop
 from .image_encoder import SAMImageEncoder
 from .specs import (
     CONFIG_SETTINGS,
@@ -20,6 +23,9 @@ from .specs import (
 )
 
 __all__ = [
+    "add_sam_config",
+    "sam_encoder_gflop",
+    "vit_encoder_gflop",
     "SAMImageEncoder",
     "SAMSpec",
     "ViTEncoderSpec",

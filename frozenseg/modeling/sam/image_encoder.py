@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from frozenseg.config.config import configurable
+from frozenseg.layers.switches import FastPathModule, FrozenEncoderModule
 from frozenseg.structures.image_list import ImageList
 
 from ..precision import autocast_call, frozen_encoders_dtype
@@ -46,7 +47,7 @@ SAM_SIZE_DIVISIBILITY = 32
 _SAM_UNUSED_PREFIXES = ("prompt_encoder.", "mask_decoder.")
 
 
-class SAMImageEncoder(nn.Module):
+class SAMImageEncoder(FastPathModule, FrozenEncoderModule, nn.Module):
     """Frozen SAM image encoder: (B, 3, S, S) normalised images -> (B, out_chans, S/16, S/16).
 
     S = ``image_size`` (MODEL.SAM_IMAGE_SIZE, 1024 for released models, giving a 64x64 map).
@@ -224,6 +225,10 @@ class SAMImageEncoder(nn.Module):
         if tuple(padded.shape[-2:]) == (s, s):
             return padded
         return F.interpolate(padded, size=(s, s), mode="bilinear", align_corners=False)
+
+    def int8_modules(self) -> dict[str, nn.Module]:
+        """The ViT (or MobileSAM) image encoder: every linear layer of SAM is frozen."""
+        return {"image_encoder": self.image_encoder}
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,8 @@ import open_clip
 import pytest
 import torch
 
+from frozenseg import get_cfg
+
 from ...conftest import OFFICIAL_STATE_DICTS, require_shared
 
 LAYOUTS = {
@@ -20,6 +22,13 @@ LAYOUTS = {
     "R101c_vitB16": OFFICIAL_STATE_DICTS / "ovseg_R101c_vitB16.json",
 }
 TINY_IMAGE, TINY_PATCH, TINY_WIDTH, TINY_EMBED = 56, 14, 64, 32
+
+
+def ovseg_cfg():
+    """The shared keys and OVSeg's, with their defaults (``MODEL.META_ARCHITECTURE`` OVSeg)."""
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.META_ARCHITECTURE", "OVSeg"])
+    return cfg
 
 
 def released_layout(name: str, prefix: str) -> dict[str, tuple[int, ...]]:

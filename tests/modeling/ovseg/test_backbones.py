@@ -14,10 +14,9 @@ import torch
 import torchvision
 from timm.models import swin_transformer as timm_swin
 
-from frozenseg.config import get_cfg
 from frozenseg.layers import FrozenBatchNorm2d
-from frozenseg.modeling.backbone import D2SwinTransformer, DeepLabResNet
-from frozenseg.modeling.backbone.swin import (
+from frozenseg.models.ovseg.backbone import D2SwinTransformer, DeepLabResNet
+from frozenseg.models.ovseg.backbone.swin import (
     PatchMerging,
     SwinBlock,
     SwinStage,
@@ -27,6 +26,7 @@ from frozenseg.modeling.backbone.swin import (
 from frozenseg.utils.registry import BACKBONE_REGISTRY
 
 from ...conftest import OFFICIAL_STATE_DICTS, require_shared
+from .conftest import ovseg_cfg
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -44,7 +44,7 @@ def _layout(module: torch.nn.Module) -> dict[str, tuple[tuple[int, ...], str]]:
 
 def _swin_b_cfg():
     """The released Swin-B settings (spec §2.2, configs/ovseg_swinB_vitL_bs32_120k.yaml)."""
-    cfg = get_cfg()
+    cfg = ovseg_cfg()
     cfg.MODEL.BACKBONE.NAME = "D2SwinTransformer"
     cfg.merge_from_list(
         ["MODEL.SWIN.EMBED_DIM", 128, "MODEL.SWIN.DEPTHS", [2, 2, 18, 2], "MODEL.SWIN.NUM_HEADS", [4, 8, 16, 32],
@@ -56,7 +56,7 @@ def _swin_b_cfg():
 def _r101c_cfg():
     """The released R101c settings (spec §2.2, configs/ovseg_R101c_vitB_bs32_120k.yaml + Detectron2
     defaults)."""
-    cfg = get_cfg()
+    cfg = ovseg_cfg()
     cfg.MODEL.BACKBONE.NAME = "build_resnet_deeplab_backbone"
     cfg.merge_from_list(
         ["MODEL.BACKBONE.FREEZE_AT", 2, "MODEL.RESNETS.DEPTH", 101, "MODEL.RESNETS.STEM_TYPE", "deeplab",
@@ -342,7 +342,7 @@ def test_resnet_config_errors_name_the_key():
         _tiny_resnet(res4_dilation=2, res5_dilation=2)
     with pytest.raises(ValueError, match="MODEL.RESNETS.NORM"):
         _tiny_resnet(norm="LN")
-    cfg = get_cfg()
+    cfg = ovseg_cfg()
     cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, False, True, False]
     with pytest.raises(ValueError, match="DEFORM_ON_PER_STAGE"):
         DeepLabResNet(cfg)

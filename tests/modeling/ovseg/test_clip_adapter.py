@@ -12,9 +12,8 @@ import torch
 from open_clip.transformer import QuickGELU
 from torch.nn import functional as F
 
-from frozenseg.config import get_cfg
 from frozenseg.modeling.backbone.text_classifier import VILD_PROMPT_TEMPLATES, TextClassifierBuilder
-from frozenseg.modeling.clip_adapter import (
+from frozenseg.models.ovseg.clip_adapter import (
     OpenCLIPTextEncoder,
     OVSegClipAdapter,
     add_mask_embedding,
@@ -26,7 +25,7 @@ from frozenseg.modeling.clip_adapter import (
     prompt_templates,
 )
 
-from .conftest import TINY_IMAGE, make_tiny_clip, released_layout
+from .conftest import TINY_IMAGE, make_tiny_clip, ovseg_cfg, released_layout
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -35,7 +34,7 @@ TOKENIZER = "ViT-B-16-quickgelu"
 
 @pytest.mark.parametrize("layout, clip_name", [("swinB_vitL14", "ViT-L/14"), ("R101c_vitB16", "ViT-B/16")])
 def test_full_size_adapter_has_the_released_keys_and_shapes(layout, clip_name):
-    cfg = get_cfg()
+    cfg = ovseg_cfg()
     cfg.MODEL.CLIP_ADAPTER.CLIP_MODEL_NAME = clip_name
     with torch.device("meta"):
         adapter = OVSegClipAdapter(cfg)
@@ -49,7 +48,7 @@ def test_full_size_adapter_has_the_released_keys_and_shapes(layout, clip_name):
 
 
 def test_unsupported_settings_name_the_fix():
-    cfg = get_cfg()
+    cfg = ovseg_cfg()
     cfg.MODEL.CLIP_ADAPTER.REGION_RESIZED = False
     with pytest.raises(ValueError, match="REGION_RESIZED True"):
         OVSegClipAdapter(cfg)
@@ -62,6 +61,7 @@ def _save(obj, path) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_loader_accepts_openai_state_dicts_openclip_checkpoints_and_torchscript(tmp_path):
     source = make_tiny_clip(seed=1)
     add_mask_embedding(source.visual, 3)

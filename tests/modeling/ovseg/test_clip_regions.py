@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from frozenseg.modeling.clip_adapter import (
+from frozenseg.models.ovseg.clip_adapter import (
     CLIP_PIXEL_MEAN,
     CLIP_PIXEL_STD,
     crop_with_mask,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from frozenseg.modeling.clip_adapter import add_mask_embedding, encode_image_with_mask_prompts, mask_prompt_depth
+from frozenseg.models.ovseg.clip_adapter import add_mask_embedding, encode_image_with_mask_prompts, mask_prompt_depth
 
 from .conftest import TINY_IMAGE, TINY_PATCH, make_tiny_clip
 

@@ -13,17 +13,16 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from frozenseg.config import get_cfg
-from frozenseg.modeling.maskformer_criterion import (
+from frozenseg.models.ovseg.criterion import (
     MaskFormerHungarianMatcher,
     MaskFormerSetCriterion,
     batch_sigmoid_focal_cost,
     build_maskformer_criterion,
     sigmoid_focal_loss,
 )
-from frozenseg.modeling.ovseg_head import OpenVocabMaskFormerHead
+from frozenseg.models.ovseg.head import OpenVocabMaskFormerHead
 
-from .conftest import released_layout
+from .conftest import ovseg_cfg, released_layout
 from .test_ovseg_head import TINY_CHANNELS, _features, _shapes, _tiny_cfg
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -39,8 +38,8 @@ def _focal(x: float, t: float) -> float:
 
 
 def _ovseg_cfg(num_classes: int = 171):
-    """The released training settings (spec §3.A, §5.2); CLASS_WEIGHT keeps FrozenSeg's 2.0."""
-    cfg = get_cfg()
+    """The released training settings (docs/models/ovseg.md §3.A, §5.2)."""
+    cfg = ovseg_cfg()
     cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = num_classes
     mf = cfg.MODEL.MASK_FORMER
     mf.MASK_WEIGHT, mf.DICE_WEIGHT, mf.NO_OBJECT_WEIGHT, mf.DEC_LAYERS = 20.0, 1.0, 0.1, 6
@@ -183,9 +182,9 @@ def test_matching_cost_downsamples_targets_nearest():
 # ---------------------------------------------------------------------------------------------
 # criterion
 # ---------------------------------------------------------------------------------------------
-def test_build_reads_the_release_weights_and_not_frozenseg_class_weight():
+def test_build_reads_the_release_weights():
     cfg = _ovseg_cfg()
-    assert cfg.MODEL.MASK_FORMER.CLASS_WEIGHT == 2.0  # FrozenSeg's key, must be ignored
+    assert cfg.MODEL.MASK_FORMER.CLASS_WEIGHT == 1.0  # OVSeg's own key: the release's weight
     crit = build_maskformer_criterion(cfg)
     m = crit.matcher
     assert isinstance(crit, MaskFormerSetCriterion) and isinstance(m, MaskFormerHungarianMatcher)
@@ -197,6 +196,9 @@ def test_build_reads_the_release_weights_and_not_frozenseg_class_weight():
     assert crit.weight_dict == expected
     cfg.MODEL.MASK_FORMER.DEEP_SUPERVISION = False
     assert build_maskformer_criterion(cfg).weight_dict == base
+    cfg.MODEL.MASK_FORMER.CLASS_WEIGHT = 2.0
+    crit = build_maskformer_criterion(cfg)
+    assert crit.matcher.cost_class == 2.0 and crit.weight_dict["loss_ce"] == 2.0
 
 
 @pytest.mark.parametrize("layout", ["swinB_vitL14", "R101c_vitB16"])

@@ -13,8 +13,10 @@ import pytest
 import torch
 
 import frozenseg
-from frozenseg.engine import checkpoint_has_frozen_weights
+from frozenseg.checkpoint import checkpoint_has_frozen_weights
 from frozenseg.modeling.backbone.clip_weights import CLIPWeightsUnavailableError
+from frozenseg.models.frozenseg import FrozenSeg
+from frozenseg.models.ovseg import OVSeg
 from frozenseg.utils.errors import CheckpointError
 
 from ...conftest import REPO_ROOT
@@ -65,6 +67,7 @@ def _meta_state(layout: dict) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.slow
 def test_released_layout_loads_on_meta_with_nothing_missing_or_dropped(layout):
     released = json.loads(LAYOUTS[layout].read_text())
     model = frozenseg.build_model(released_cfg(layout), device="meta")
@@ -79,6 +82,7 @@ def test_released_layout_loads_on_meta_with_nothing_missing_or_dropped(layout):
     assert report.ok and report.frozen_not_in_checkpoint == {CLIP_PREFIX: "MODEL.CLIP_ADAPTER.CLIP_WEIGHTS"}
 
 
+@pytest.mark.slow
 def test_round_trip_and_frozen_weights_detection(tmp_path):
     source, target = tiny_model("swin", seed=0), tiny_model("swin", seed=1)
     before = run(target, NAMES)  # caches the text classifier of the old text weights
@@ -89,9 +93,9 @@ def test_round_trip_and_frozen_weights_detection(tmp_path):
     full, trainable = tmp_path / "full.pth", tmp_path / "trainable.pth"
     torch.save({"model": source.state_dict()}, full)
     torch.save({k: v for k, v in source.state_dict().items() if not k.startswith(CLIP_PREFIX)}, trainable)
-    assert checkpoint_has_frozen_weights(str(full), "OVSeg")
-    assert not checkpoint_has_frozen_weights(str(trainable), "OVSeg")
-    assert not checkpoint_has_frozen_weights(str(full), "FrozenSeg")  # FrozenSeg's frozen parts are not there
+    assert checkpoint_has_frozen_weights(str(full), OVSeg.frozen_parts)
+    assert not checkpoint_has_frozen_weights(str(trainable), OVSeg.frozen_parts)
+    assert not checkpoint_has_frozen_weights(str(full), FrozenSeg.frozen_parts)  # FrozenSeg's frozen parts are not there
 
 
 def test_checkpoint_mask_prompt_depth_and_width_are_named():
@@ -108,6 +112,7 @@ def test_checkpoint_mask_prompt_depth_and_width_are_named():
         frozenseg.load_checkpoint(model, narrow)
 
 
+@pytest.mark.slow
 def test_checkpoint_without_mask_prompts_needs_an_explicit_choice():
     """Quirk 18: zero prompts are not vanilla CLIP, so MASK_PROMPT_FWD True refuses them unless
     MODEL.CLIP_ADAPTER.ALLOW_ZERO_MASK_PROMPTS says otherwise."""
@@ -136,6 +141,7 @@ def _clip_file(tmp_path, name: str, width: int = 64, mask_depth: int = 0) -> str
     return str(path)
 
 
+@pytest.mark.slow
 def test_clip_weights_file_checks(tmp_path):
     narrow = _clip_file(tmp_path, "narrow.pt", width=48)
     with pytest.raises(CheckpointError, match=r"narrow.pt' holds a CLIP ViT of width 48 .* width 64"):

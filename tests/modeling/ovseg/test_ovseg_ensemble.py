@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from frozenseg.modeling.clip_adapter import ovseg_class_scores, ovseg_semantic_inference
+from frozenseg.models.ovseg.clip_adapter import ovseg_class_scores, ovseg_semantic_inference
 
 # Q = 3 queries, K = 2 classes (+ no-object). MaskFormer softmax over K + 1, no-object dropped after.
 MF = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3], [0.25, 0.25, 0.5]]).log()

@@ -15,12 +15,12 @@ from torch.nn import functional as F
 
 from frozenseg.config import get_cfg
 from frozenseg.layers import ShapeSpec
-from frozenseg.modeling.ovseg_head import OpenVocabMaskFormerHead
-from frozenseg.modeling.pixel_decoder import BasePixelDecoder
-from frozenseg.modeling.transformer_decoder import DETRTransformer, OpenVocabTransformerPredictor
+from frozenseg.modeling.heads import PixelDecoderOutput
+from frozenseg.models.ovseg import BasePixelDecoder, DETRTransformer, OpenVocabTransformerPredictor
+from frozenseg.models.ovseg.head import OpenVocabMaskFormerHead
 from frozenseg.utils.registry import PIXEL_DECODER_REGISTRY, SEM_SEG_HEADS_REGISTRY
 
-from .conftest import released_layout
+from .conftest import ovseg_cfg, released_layout
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,7 +34,7 @@ def _shapes(channels) -> dict[str, ShapeSpec]:
 
 def _ovseg_cfg(embedding_dim: int = 768):
     """The released head settings (spec §5.2) on top of the project defaults."""
-    cfg = get_cfg()
+    cfg = ovseg_cfg()
     cfg.MODEL.SEM_SEG_HEAD.NAME = "OpenVocabMaskFormerHead"
     cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME = "BasePixelDecoder"
     cfg.MODEL.SEM_SEG_HEAD.EMBEDDING_DIM = embedding_dim
@@ -72,10 +72,17 @@ def test_full_size_head_has_the_released_keys_and_shapes(layout, channels, embed
     assert ours == released_layout(layout, "sem_seg_head.")
 
 
-def test_existing_defaults_keep_their_frozenseg_values_and_new_keys_the_release_defaults():
-    cfg = get_cfg()
-    mf, head, ca = cfg.MODEL.MASK_FORMER, cfg.MODEL.SEM_SEG_HEAD, cfg.MODEL.CLIP_ADAPTER
+def test_each_model_holds_its_own_keys_with_the_release_defaults():
+    """A key means one thing: FrozenSeg's config holds Mask2Former's meanings and no OVSeg key;
+    OVSeg's holds MaskFormer-v1's (DEC_LAYERS counts DETR layers) and OVSeg's own keys."""
+    frozenseg_cfg = get_cfg()
+    mf, head = frozenseg_cfg.MODEL.MASK_FORMER, frozenseg_cfg.MODEL.SEM_SEG_HEAD
     assert (mf.DEC_LAYERS, mf.DROPOUT, mf.CLASS_WEIGHT, head.NAME) == (10, 0.0, 2.0, "FrozenSegHead")
+    assert "CLIP_ADAPTER" not in frozenseg_cfg.MODEL and "EMBEDDING_DIM" not in head
+    cfg = ovseg_cfg()
+    mf, head, ca = cfg.MODEL.MASK_FORMER, cfg.MODEL.SEM_SEG_HEAD, cfg.MODEL.CLIP_ADAPTER
+    assert (mf.DEC_LAYERS, mf.DROPOUT, mf.CLASS_WEIGHT, mf.MASK_WEIGHT, mf.DICE_WEIGHT) == (6, 0.1, 1.0, 20.0, 1.0)
+    assert "FROZEN_SEG" not in cfg.MODEL and "TRAIN_NUM_POINTS" not in mf
     assert (head.EMBEDDING_DIM, head.EMBED_HIDDEN_DIM, head.EMBED_LAYERS) == (512, 1024, 2)
     assert (ca.CLIP_MODEL_NAME, ca.MASK_THR, ca.CLIP_ENSEMBLE_WEIGHT, ca.MASK_PROMPT_DEPTH) == ("ViT-B/16", 0.4, 0.7, 3)
     assert (ca.MASK_PROMPT_FWD, ca.MASK_FILL, ca.TEXT_TEMPLATES, ca.REGION_RESIZED) == (False, "mean", "vild", True)

@@ -15,12 +15,12 @@ from torch.nn import functional as F
 
 import frozenseg
 from frozenseg.modeling.backbone.text_classifier import VILD_PROMPT_TEMPLATES
-from frozenseg.modeling.clip_adapter import (
+from frozenseg.models.ovseg.clip_adapter import (
     encode_image_with_mask_prompts,
     ovseg_demo_semantic_inference,
     prepare_clip_regions,
 )
-from frozenseg.modeling.meta_arch import OVSeg, OVSegDEMO
+from frozenseg.models.ovseg import OVSeg, OVSegDEMO
 
 from ...conftest import REPO_ROOT
 
@@ -120,6 +120,7 @@ def query_peaks(model: OVSeg, names) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
+@pytest.mark.slow
 def test_eval_output_equals_the_hand_composed_pipeline(kind):
     model = tiny_model(kind)
     names = list(NAMES)
@@ -133,6 +134,7 @@ def test_eval_output_equals_the_hand_composed_pipeline(kind):
     assert names == NAMES
 
 
+@pytest.mark.slow
 def test_no_and_exactly_one_valid_proposal():
     """Quirk 10 (FIX): no valid proposal -> p_mf^(1-lambda); quirk 9 (FIX): one works too."""
     model = tiny_model("swin", "MODEL.CLIP_ADAPTER.MASK_THR", 1.0)  # sigmoid never exceeds 1
@@ -147,6 +149,7 @@ def test_no_and_exactly_one_valid_proposal():
     torch.testing.assert_close(run(model, NAMES), hand_semantic(model, NAMES, thr), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_lambda_zero_and_maskformer_only():
     """lambda = 0: CLIP alone on the valid proposals; CLIP_ENSEMBLE False: MaskFormer alone."""
     model = tiny_model("swin", "MODEL.CLIP_ADAPTER.CLIP_ENSEMBLE_WEIGHT", 0.0)
@@ -213,6 +216,7 @@ def test_demo_rule_on_hand_made_scores():
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.7])
+@pytest.mark.slow
 def test_demo_model_selects_among_valid_proposals_only(lam):
     """Quirk 15 (FIX): with some invalid proposals the scores and the masks index the same
     (valid) queries, for lambda 0 (the demo config) and lambda > 0."""
@@ -259,6 +263,7 @@ class _RecordingCriterion(torch.nn.Module):
         }
 
 
+@pytest.mark.slow
 def test_training_forward_feeds_the_criterion():
     from frozenseg.structures import Instances
 
@@ -290,7 +295,7 @@ def test_training_forward_feeds_the_criterion():
 def test_training_step_with_the_maskformer_v1_criterion(kind):
     """A real step on a tiny config: the release's loss terms with deep supervision, weighted
     (ce 1, mask 20, dice 1), gradients on the trainable parts only, loss falls after steps."""
-    from frozenseg.modeling.maskformer_criterion import MaskFormerSetCriterion
+    from frozenseg.models.ovseg.criterion import MaskFormerSetCriterion
     from frozenseg.structures import Instances
 
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from frozenseg.modeling.clip_adapter import masks_to_boxes_exclusive, prepare_clip_regions
+from frozenseg.models.ovseg.clip_adapter import masks_to_boxes_exclusive, prepare_clip_regions
 
 from .test_ovseg_model import NAMES, hand_proposals, hand_text_classifier, tiny_image, tiny_model
 
