@@ -53,7 +53,8 @@ import torch
 
 from frozenseg.data.builtin import check_vocabulary_files
 from frozenseg.engine.launch import configure_cpu_process
-from frozenseg.data.vocabulary import Vocabulary, VocabularyError, load_vocabulary
+from frozenseg.data.vocabulary import Vocabulary, VocabularyError
+from frozenseg.data.vocabulary_sources import load_vocabulary
 from frozenseg.engine.predictor import TASKS, Prediction, SegmentationPredictor, UnsupportedTaskError, model_tasks
 from frozenseg.engine.setup import load_config
 from frozenseg.modeling.build import meta_arch_class

@@ -19,7 +19,7 @@ Two layers:
 * :func:`build_app` / :func:`serve`, the page: Gradio Blocks whose requests go through Gradio's
   queue with one worker (``concurrency_limit=1``), with a progress bar while a request runs.
 
-The command line is ``demo/app.py``; ``demo/README.md`` documents it.
+The command line is ``demo/app.py``; ``docs/demo.md`` documents it.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ import torch
 
 from ..data.builtin import dataset_vocabulary
 from ..data.catalog import DatasetCatalog
-from ..data.vocabulary import Vocabulary, VocabularyError, load_vocabulary, parse_cli_vocabulary, split_synonyms
+from ..data.vocabulary import Vocabulary, VocabularyError, parse_cli_vocabulary, split_synonyms
+from ..data.vocabulary_sources import load_vocabulary
 from ..utils.errors import UserInputError
 from ..utils.image_io import read_image
 from ..utils.prediction_io import write_prediction

@@ -4,6 +4,7 @@
 (``from_config``). Not here: what a key does (each component's ``from_config`` reads its keys).
 """
 
-from .config import CfgNode, UnknownConfigKeyError, configurable, get_cfg, set_model_config_resolver
+from .config import CfgNode, UnknownConfigKeyError, configurable, set_model_config_resolver
+from .defaults import get_cfg
 
 __all__ = ["CfgNode", "UnknownConfigKeyError", "configurable", "get_cfg", "set_model_config_resolver"]

@@ -28,13 +28,22 @@ from fvcore.common.config import CfgNode as _FvCfgNode
 
 from ..utils.errors import ConfigFileNotFoundError, ConfigValueError, UserInputError
 
-__all__ = ["CfgNode", "get_cfg", "configurable", "set_model_config_resolver", "UnknownConfigKeyError"]
+__all__ = ["CfgNode", "configurable", "set_model_config_resolver", "set_shared_defaults", "UnknownConfigKeyError"]
 
 #: ``MODEL.META_ARCHITECTURE`` name -> the function adding that model's keys, or None for a name
 #: no model is registered under; see :func:`set_model_config_resolver`.
 _MODEL_CONFIG_RESOLVER: Callable[[str], Callable[["CfgNode"], None] | None] | None = None
 #: Attribute (outside the key tree) naming the function whose keys a config holds.
 _ADDITIONS_ATTR = "_model_config_additions"
+#: The keys every model shares, with their defaults (set by :mod:`.defaults`).
+_SHARED_DEFAULTS: "CfgNode | None" = None
+
+
+def set_shared_defaults(cfg: "CfgNode") -> None:
+    """Record the shared keys (:mod:`.defaults` calls it once): a config that switches models
+    keeps these and swaps the rest."""
+    global _SHARED_DEFAULTS
+    _SHARED_DEFAULTS = cfg
 
 
 def set_model_config_resolver(resolver: Callable[[str], Callable[["CfgNode"], None] | None]) -> None:
@@ -104,7 +113,7 @@ class CfgNode(_FvCfgNode):
         the new model's come with their defaults, and the shared keys keep their values.
         ``MODEL.META_ARCHITECTURE`` itself is not changed. A name no model is registered under
         keeps the keys as they are (building such a config fails in one sentence)."""
-        if _MODEL_CONFIG_RESOLVER is None:
+        if _MODEL_CONFIG_RESOLVER is None or _SHARED_DEFAULTS is None:
             return
         add = _MODEL_CONFIG_RESOLVER(meta_architecture)
         if add is None or add is self.model_config_additions:
@@ -114,8 +123,7 @@ class CfgNode(_FvCfgNode):
                 f"The config is frozen; MODEL.META_ARCHITECTURE {meta_architecture!r} needs other model keys: "
                 "select the model before freezing the config."
             )
-        from .defaults import _C as shared
-
+        shared = _SHARED_DEFAULTS
         previous = self.model_config_additions
         old_model_keys: set[str] = set()
         if previous is not None:
@@ -208,16 +216,6 @@ class CfgNode(_FvCfgNode):
             f"{key} expects {_TYPE_NAMES.get(type(expected), type(expected).__name__)}, got {value} "
             f"in {source} (currently {expected!r})."
         )
-
-
-def get_cfg() -> CfgNode:
-    """A fresh default configuration: the shared keys and those of the default model
-    (``MODEL.META_ARCHITECTURE`` of :mod:`.defaults`)."""
-    from .defaults import _C
-
-    cfg = _C.clone()
-    cfg.select_model(cfg.MODEL.META_ARCHITECTURE)
-    return cfg
 
 
 def configurable(init_func: Callable | None = None, *, from_config: Callable | None = None):

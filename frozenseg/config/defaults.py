@@ -9,6 +9,9 @@ keys; OVSeg: ``MODEL.CLIP_ADAPTER``, ``MODEL.SWIN``, MaskFormer's keys) are adde
 """
 
 from .config import CfgNode as CN
+from .config import set_shared_defaults
+
+__all__ = ["get_cfg"]
 
 _C = CN()
 _C.VERSION = 2  # config format version (Detectron2 convention)
@@ -208,3 +211,13 @@ _C.CUDNN_BENCHMARK = False  # cudnn autotuning
 _C.VIS_PERIOD = 0  # Detectron2 key, unused
 _C.GLOBAL = CN()
 _C.GLOBAL.HACK = 1.0  # Detectron2 key, unused
+
+set_shared_defaults(_C)
+
+
+def get_cfg() -> CN:
+    """A fresh default configuration: the shared keys and those of the default model
+    (``MODEL.META_ARCHITECTURE`` above)."""
+    cfg = _C.clone()
+    cfg.select_model(cfg.MODEL.META_ARCHITECTURE)
+    return cfg

@@ -75,9 +75,7 @@ def collect_env_info() -> str:
     info["sys.platform"] = sys.platform
     info["Platform"] = platform.platform()
     info["Python"] = sys.version.replace("\n", " ")
-    from .. import __version__ as fs_version
-
-    info["frozenseg"] = f"{fs_version} @ {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}"
+    info["frozenseg"] = f"{_version('frozenseg')} @ {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}"
     info["PyTorch"] = f"{torch.__version__} @ {os.path.dirname(torch.__file__)}"
     info["PyTorch debug build"] = str(torch.version.debug)
     info["torch threads"] = str(torch.get_num_threads())

@@ -5,7 +5,7 @@ from a config, load ``MODEL.WEIGHTS``, preprocess one image as the test data loa
 (:meth:`frozenseg.data.dataset_mappers.TestDatasetMapper.resize`), run it, and convert its
 output into a :class:`Prediction` (an id map and one record per segment)::
 
-    from frozenseg.data.vocabulary import load_vocabulary
+    from frozenseg.data.vocabulary_sources import load_vocabulary
     from frozenseg.engine.predictor import SegmentationPredictor
     from frozenseg.utils.prediction_io import write_prediction
     from frozenseg.utils.visualizer import SegmentationVisualizer
@@ -43,14 +43,8 @@ import torch
 from ..data.builtin import check_vocabulary_files
 from .setup import build_inference_model, load_config
 from ..data.dataset_mappers.test_mapper import TestDatasetMapper
-from ..data.vocabulary import (
-    Vocabulary,
-    default_vocabulary,
-    infer_thing_classes,
-    normalize_class_names,
-    normalize_literal_class_names,
-    split_synonyms,
-)
+from ..data.vocabulary import Vocabulary, normalize_class_names, normalize_literal_class_names, split_synonyms
+from ..data.vocabulary_sources import default_vocabulary, infer_thing_classes
 from ..modeling.contract import SegmentationModel
 from ..structures.prediction import Prediction
 from ..utils.errors import UserInputError

@@ -1,4 +1,4 @@
-"""The dataset options of a run are checked when it starts (issue 11, items 4 and 5): an
+"""The dataset options of a run are checked when it starts: an
 unregistered dataset is named as such (with close names), and a ``DATASETS.VOCABULARY_FILES``
 entry that nothing would use is refused instead of silently ignored."""
 
@@ -15,7 +15,8 @@ from frozenseg.data.builtin import (
     export_dataset_vocabulary,
 )
 from frozenseg.data.catalog import DatasetNotRegisteredError
-from frozenseg.data.vocabulary import VocabularyError, load_vocabulary, write_vocabulary_file
+from frozenseg.data.vocabulary import VocabularyError, write_vocabulary_file
+from frozenseg.data.vocabulary_sources import load_vocabulary
 from frozenseg.utils.errors import UserInputError
 
 TEST = "synthetic_shapes_val_panoptic"

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from frozenseg.data.vocabulary import (
-    Vocabulary,
-    VocabularyError,
-    default_vocabulary,
-    load_vocabulary,
-    parse_cli_vocabulary,
-)
+from frozenseg.data.vocabulary import Vocabulary, VocabularyError, parse_cli_vocabulary
+
+from frozenseg.data.vocabulary_sources import default_vocabulary, load_vocabulary
 
 
 def test_parse_cli_vocabulary_separators_and_whitespace():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from frozenseg.data.vocabulary import load_vocabulary
+from frozenseg.data.vocabulary_sources import load_vocabulary
 from frozenseg.engine.predictor import SegmentationPredictor, UnsupportedTaskError, model_tasks
 from frozenseg.utils.prediction_io import write_prediction
 from frozenseg.utils.visualizer import SegmentationVisualizer
@@ -72,7 +72,7 @@ def test_class_strings_reach_the_model_verbatim(ovseg):
 
 
 def test_one_class_vocabulary_leaves_the_callers_list_unchanged(ovseg):
-    """The release appends "others" to the caller's list (quirk 15); here the list, the
+    """The release appends "others" to the caller's list (docs/models/ovseg.md quirk 15); here the list, the
     predictor's and the model's vocabularies keep one class, and the pixels where "others" wins
     are unlabelled."""
     names = ["cat"]

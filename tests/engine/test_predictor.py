@@ -13,7 +13,7 @@ from PIL import Image
 
 from frozenseg.data import MetadataCatalog
 from frozenseg.data.dataset_mappers.test_mapper import TestDatasetMapper
-from frozenseg.data.vocabulary import load_vocabulary
+from frozenseg.data.vocabulary_sources import load_vocabulary
 from frozenseg.engine.predictor import FrozenSegPredictor, SegmentationPredictor
 from frozenseg.utils.prediction_io import write_prediction
 from frozenseg.utils.visualizer import SegmentationVisualizer
@@ -108,7 +108,7 @@ def test_dataset_vocabulary_is_used_verbatim_with_the_benchmark_colours(predicto
 
 
 def _strip(h: int, w: int) -> np.ndarray:
-    """An (h, w, 3) uint8 image of two bands (issue 11: 20000x30 and 20000x50 images)."""
+    """An (h, w, 3) uint8 image of two bands (as in 20000x30 and 20000x50 images)."""
     img = np.full((h, w, 3), (110, 170, 235), np.uint8)
     img[h // 2 :] = (60, 150, 50)
     return img

@@ -1,4 +1,4 @@
-"""The web demo's service (frozenseg.engine.web_demo.WebDemo) without a browser: vocabularies,
+"""The web demo's service (frozenseg.apps.web_demo.WebDemo) without a browser: vocabularies,
 uploads (resized, unreadable, not an image), tasks a model cannot do, the text-classifier cache
 across requests, errors that leave it serving, the legend and the files to download."""
 
@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from frozenseg.data.vocabulary import VocabularyError, load_vocabulary
+from frozenseg.data.vocabulary import VocabularyError
+
+from frozenseg.data.vocabulary_sources import load_vocabulary
 from frozenseg.engine.predictor import SegmentationPredictor
 from frozenseg.apps.web_demo import EMPTY_VOCABULARY, NO_IMAGE, TYPED, WebDemo, build_app, legend_html
 

@@ -1,4 +1,4 @@
-"""Tests of point sampling, Hungarian matching and the set criterion (spec §6)."""
+"""Tests of point sampling, Hungarian matching and the set criterion (docs/models/frozenseg.md §6)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from frozenseg.config.config import get_cfg
+from frozenseg.config import get_cfg
 from frozenseg.modeling.criterion import SetCriterion, dice_loss, sigmoid_ce_loss
 from frozenseg.models.frozenseg.criterion import build_criterion
 from frozenseg.modeling.matcher import HungarianMatcher, batch_dice_cost, batch_sigmoid_ce_cost

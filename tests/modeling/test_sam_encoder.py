@@ -1,4 +1,4 @@
-"""Tests of the frozen SAM image encoder (spec §3)."""
+"""Tests of the frozen SAM image encoder (docs/models/frozenseg.md §3)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from frozenseg.config.config import get_cfg
+from frozenseg.config import get_cfg
 from frozenseg.modeling.sam import (
     SAM_PIXEL_MEAN,
     SAM_PIXEL_STD,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from segment_anything.modeling.image_encoder import Block, add_decomposed_rel_pos
 
-from frozenseg.config.config import get_cfg
+from frozenseg.config import get_cfg
 from frozenseg.modeling.sam import SAM_SPECS, SAMImageEncoder, fast_vit
 
 TOL = 1e-5

@@ -16,8 +16,6 @@ from .clip_weights import (
     CLIPWeightsUnavailableError,
     UnknownCLIPPretrainedTagError,
 )
-from ...models.ovseg.backbone.resnet import DeepLabResNet
-from ...models.ovseg.backbone.swin import D2SwinTransformer
 from .text_classifier import VILD_PROMPT_TEMPLATES, TextClassifierBuilder, parse_class_names
 
 __all__ = [
