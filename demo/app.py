@@ -11,8 +11,8 @@ Examples::
         --host 0.0.0.0 --port 7860 \\
         --opts MODEL.WEIGHTS frozenseg_convnext_large.pth MODEL.DEVICE cuda
 
-The page is :mod:`frozenseg.engine.web_demo` over
-:class:`frozenseg.engine.predictor.SegmentationPredictor`; ``demo/README.md`` documents it.
+The page is :mod:`frozenseg.apps.web_demo` over
+:class:`frozenseg.engine.predictor.SegmentationPredictor`; ``docs/demo.md`` documents it.
 """
 
 from __future__ import annotations

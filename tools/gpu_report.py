@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""The prepared GPU check of issue 14, item 5: inference images/s (fp32, frozen encoders in
+"""The prepared GPU check: inference images/s (fp32, frozen encoders in
 bf16, whole-forward bf16 autocast; test batch sizes 1 and 4), a full-model training step (fp32
 and SOLVER.AMP bf16, with peak memory) and CUDA-vs-CPU parity (TF32 off) of the released
 ConvNeXt-L + SAM vit_b configuration with random weights (nothing is downloaded). Writes
 ``report.json`` and ``report.md`` under --output-dir after every section; see
-frozenseg/engine/gpu_report.py for what each figure is. Usage on a GPU machine::
+frozenseg/apps/gpu_report.py for what each figure is. Usage on a GPU machine::
 
     python tools/gpu_report.py --output-dir $OUT
 

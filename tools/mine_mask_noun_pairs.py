@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Mine (masked crop, mask, noun) pairs from COCO Captions with a trained OVSeg (spec §3.B1), the
+"""Mine (masked crop, mask, noun) pairs from COCO Captions with a trained OVSeg (docs/models/ovseg.md §3.B1), the
 training data of the CLIP adaptation (``tools/train_clip_adapter.py``).
 
 For each image (one caption by default, the release's "1cap" data), the trained proposal
@@ -44,7 +44,7 @@ logger = logging.getLogger("mine_mask_noun_pairs")
 def get_parser() -> argparse.ArgumentParser:
     rule = MatchingRule()
     p = argparse.ArgumentParser(
-        description="Mine mask-noun pairs from COCO Captions with a trained OVSeg (spec §3.B1).",
+        description="Mine mask-noun pairs from COCO Captions with a trained OVSeg (docs/models/ovseg.md §3.B1).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--config-file", required=True, help="the OVSeg config of the trained proposal generator")

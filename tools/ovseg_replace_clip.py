@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Splice an adapted CLIP into an OVSeg checkpoint (spec §3.C, the release's tool of the same
+"""Splice an adapted CLIP into an OVSeg checkpoint (docs/models/ovseg.md §3.C, the release's tool of the same
 name): ``clip_adapter.clip_model.*`` of the checkpoint's model is replaced by the CLIP weights
 (``clip_final.pth`` or an ``epoch_<k>.pt`` of ``tools/train_clip_adapter.py``, or any OpenCLIP
 ``{"state_dict"}`` checkpoint), ``visual.mask_embedding`` added when the CLIP has one; the result
 is written atomically. A CLIP of another width or depth is refused. Rules:
-:mod:`frozenseg.engine.ovseg_clip_splice`. Exit status: 0 ok, 2 usage error.
+:mod:`frozenseg.models.ovseg.adaptation.splice`. Exit status: 0 ok, 2 usage error.
 
 Example::
 
@@ -24,7 +24,7 @@ from frozenseg.utils.errors import exit_on_user_error
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Replace the CLIP of an OVSeg checkpoint (spec §3.C).")
+    p = argparse.ArgumentParser(description="Replace the CLIP of an OVSeg checkpoint (docs/models/ovseg.md §3.C).")
     p.add_argument("--ovseg", required=True, help="OVSeg checkpoint ({'model': ...} or a bare state dict)")
     p.add_argument("--clip", required=True, help="CLIP weights (clip_final.pth, epoch_<k>.pt, OpenCLIP checkpoint)")
     p.add_argument("--output", required=True, help="the new checkpoint")

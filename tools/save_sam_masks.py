@@ -4,11 +4,11 @@
 For every image, the largest ``--max-masks`` automatic masks of SAM (with their mask logits,
 predicted IoU and stability score) are written to ``<output>/<dataset>/<image id>.npz``. At
 inference, ``TEST.USE_SAM_MASKS True`` with ``TEST.SAM_MASKS_DIR <output>`` makes the test mapper
-attach them to the model input (spec §7.5). The defaults are the released settings; every
+attach them to the model input (docs/models/frozenseg.md §7.5). The defaults are the released settings; every
 generator parameter is a flag.
 
 How proposals and their logits are made: :mod:`frozenseg.modeling.sam.automatic`; the run loop
-(resume, shards, failed images): :mod:`frozenseg.engine.sam_masks`; the file format:
+(resume, shards, failed images): :mod:`frozenseg.apps.sam_masks`; the file format:
 :mod:`frozenseg.data.sam_mask_cache`. Exit status: 0 ok, 1 some images failed, 2 usage error.
 
 Example::
@@ -48,7 +48,7 @@ GENERATOR_FLAGS = tuple(k for k in RELEASED_GENERATOR_PARAMS if k != "output_mod
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description="Cache SAM automatic-mask proposals of a registered dataset (spec §7.5).",
+        description="Cache SAM automatic-mask proposals of a registered dataset (docs/models/frozenseg.md §7.5).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--dataset", required=True, help="registered dataset name, e.g. openvocab_ade20k_panoptic_val")

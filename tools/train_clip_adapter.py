@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Adapt OVSeg's CLIP to masked images on mined mask-noun pairs (spec §3.B2-3.B3): contrastive
+"""Adapt OVSeg's CLIP to masked images on mined mask-noun pairs (docs/models/ovseg.md §3.B2-3.B3): contrastive
 training with the text tower locked, either fine-tuning the whole image tower
 (``--mode finetune``) or learning only the mask prompts ``visual.mask_embedding``
 (``--mode mask_prompt``). Defaults are the release's (lr 5e-6 / 0.05, AdamW (0.9, 0.98) eps 1e-6,
 wd 0.2 / 0, 100 warm-up steps then cosine, 5 epochs, 32 pairs per process). The engine and every
-rule: :mod:`frozenseg.engine.clip_adaptation`. Output: ``<output>/clip_final.pth``, a CLIP state
+rule: :mod:`frozenseg.models.ovseg.adaptation.clip_training`. Output: ``<output>/clip_final.pth``, a CLIP state
 dict in OpenAI key names that ``MODEL.CLIP_ADAPTER.CLIP_WEIGHTS`` loads (or splice it into an
 OVSeg checkpoint with ``tools/ovseg_replace_clip.py``). Exit status: 0 ok, 2 usage error.
 

@@ -1,4 +1,4 @@
-"""The offline job that fills a SAM proposal cache (spec §7.5): run a proposal source over the
+"""The offline job that fills a SAM proposal cache (docs/models/frozenseg.md §7.5): run a proposal source over the
 images of a dataset and write one cache file per image (format:
 :mod:`frozenseg.data.sam_mask_cache`).
 

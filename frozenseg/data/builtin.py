@@ -223,7 +223,7 @@ def _specs() -> list[DatasetSpec]:
             f"synthetic_shapes_{split}_sem_seg", "synthetic_shapes.txt",
             "run tools/make_synthetic_dataset.py shapes",
             f"{shp}/images", f"{shp}/panoptic_semseg", image_ext="png", **shapes))
-    # OVSeg's benchmark names (OVSeg spec §6): the files of the openvocab_* twin, OVSeg's own class
+    # OVSeg's benchmark names (docs/models/ovseg.md §6): the files of the openvocab_* twin, OVSeg's own class
     # strings (vocab "ovseg:<key>", frozenseg.data.ovseg_classes), the twin's ignore label
     twins = {s.name: s for s in S}
     for name, key, twin in OVSEG_BENCHMARKS:

@@ -1,4 +1,4 @@
-"""OVSeg's own class strings for its benchmarks (OVSeg spec §6): where they come from.
+"""OVSeg's own class strings for its benchmarks (docs/models/ovseg.md §6): where they come from.
 
 OVSeg classifies each benchmark with class strings of its own, used verbatim as one prompt each
 (``"road, route"``; :func:`frozenseg.data.vocabulary.literal_class_prompts`), not FrozenSeg's

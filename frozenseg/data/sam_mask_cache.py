@@ -1,4 +1,4 @@
-"""On-disk cache of SAM "everything" proposals, one compressed ``.npz`` per image (spec §7.5).
+"""On-disk cache of SAM "everything" proposals, one compressed ``.npz`` per image (docs/models/frozenseg.md §7.5).
 
 Written by ``tools/save_sam_masks.py``; read at inference by the test mapper through
 :func:`attach_sam_masks`, which puts the proposals into the model input as ``"sam_masks"``. The

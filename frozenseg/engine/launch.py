@@ -9,7 +9,7 @@
 * Backend: NCCL with one GPU per process when CUDA is available, gloo on CPUs (``--num-gpus N``
   then means N CPU processes, each with ``physical cores // N`` torch threads).
 
-CPU processes (issue 14): :func:`configure_cpu_process` sets the threads below and, with
+CPU processes: :func:`configure_cpu_process` sets the threads below and, with
 MODEL.CPU_REUSE_FREED_MEMORY, keeps freed memory for reuse
 (:func:`frozenseg.utils.cpu_memory.reuse_freed_memory`). :func:`set_cpu_threads` gives each process
 :func:`compute_threads` torch threads: MODEL.CPU_THREADS (``--threads``) when positive, else

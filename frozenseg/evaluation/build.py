@@ -22,7 +22,7 @@ any other ``*panoptic*`` type
 
 Seen/unseen classes (for ``mIoU_seen``/``mIoU_unseen``/``hIoU`` and the recall split) come from
 ``metadata.seen_classes`` when set; otherwise a test class is seen when any of its synonyms is
-a synonym of a training class (spec §7.2) or, for a model that takes each class string as one
+a synonym of a training class (docs/models/frozenseg.md §7.2) or, for a model that takes each class string as one
 prompt (``literal_vocabulary``, OVSeg), when its whole string is a training class string.
 Synonyms come from
 ``frozenseg.data.dataset_vocabulary`` (``metadata.stuff_classes`` for unregistered datasets);

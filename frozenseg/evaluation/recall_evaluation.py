@@ -1,4 +1,4 @@
-"""Recall of class-agnostic mask proposals (spec §7.6).
+"""Recall of class-agnostic mask proposals (docs/models/frozenseg.md §7.6).
 
 For every ground-truth segment, the best IoU over all proposals of its image is recorded; the
 recall at threshold t is the share of ground-truth segments whose best IoU is at least t

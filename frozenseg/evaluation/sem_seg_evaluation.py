@@ -11,7 +11,7 @@ positives still lower the IoU of the ground-truth classes they cover). All value
 - ``"gt"`` (default; current Detectron2, the FrozenSeg release): classes with ground-truth
   pixels.
 - ``"gt_or_pred"`` (Detectron2 0.6, the evaluator the OVSeg release used, spec OVSEG §6 /
-  quirk 7): classes with ground-truth *or predicted* pixels; a class that is predicted but
+  docs/models/ovseg.md quirk 7): classes with ground-truth *or predicted* pixels; a class that is predicted but
   absent from the ground truth counts as IoU 0 in the mean (its per-class IoU stays NaN). This
   gives lower numbers, most visibly on A-847 and PC-459.
 

@@ -6,7 +6,7 @@ DETR: Deformable Transformers for End-to-End Object Detection", ICLR 2021) as us
 This is an independent implementation: no compiled kernel, bilinear sampling through
 ``F.grid_sample``.
 
-Release behaviour (spec §4): FrozenSeg's SAM-branch encoder is built for 3 levels but is fed a
+Release behaviour (docs/models/frozenseg.md §4): FrozenSeg's SAM-branch encoder is built for 3 levels but is fed a
 single level. The released CUDA kernel takes the level count from the value's spatial shapes and
 therefore reads only the first ``L_in / n_levels`` of the contiguous sampling-location and
 attention-weight buffers. :class:`MSDeformAttn` reproduces that layout exactly whenever it
@@ -91,7 +91,7 @@ def ms_deform_attn_core_fast(
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
-    """:func:`ms_deform_attn_core_pytorch` arranged for speed (MODEL.FAST_INFERENCE, issue 14).
+    """:func:`ms_deform_attn_core_pytorch` arranged for speed (MODEL.FAST_INFERENCE).
 
     The same function up to float rounding (the weighted sum runs over the points of each level,
     then over levels, instead of over all L·P samples at once). Each level's points are sampled
@@ -275,7 +275,7 @@ class MSDeformAttn(FastPathModule, nn.Module):
         locations = locations.expand(n, lq, m, lb, p, 2)
 
         if l_in < lb:
-            # Release behaviour (spec §4): the kernel reads the first L_in/n_levels of the
+            # Release behaviour (docs/models/frozenseg.md §4): the kernel reads the first L_in/n_levels of the
             # contiguous buffers as if they had L_in levels.
             locations = locations.contiguous().reshape(-1)[: n * lq * m * l_in * p * 2]
             locations = locations.view(n, lq, m, l_in, p, 2)

@@ -1,4 +1,4 @@
-"""Hungarian matching of predicted masks to ground-truth segments (spec §6).
+"""Hungarian matching of predicted masks to ground-truth segments (docs/models/frozenseg.md §6).
 
 Provenance: bipartite (Hungarian) matching of set predictions is from DETR (Carion et al.,
 2020); the mask costs on points shared by prediction and target are Mask2Former's (Cheng et al.,

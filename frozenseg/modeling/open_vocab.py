@@ -1,4 +1,4 @@
-"""Open-vocabulary primitives shared by the decoder and the CLIP classifier (spec §2).
+"""Open-vocabulary primitives shared by the decoder and the CLIP classifier (docs/models/frozenseg.md §2).
 
 Provenance: the text-classifier logits with one column per synonym and a max over synonyms, and
 the binarised mask pooling, follow FC-CLIP (Yu et al., 2023), which FrozenSeg builds on.

@@ -1,4 +1,4 @@
-"""Inference-time post-processing (spec §7): ensembles, semantic/panoptic/instance inference.
+"""Inference-time post-processing (docs/models/frozenseg.md §7): ensembles, semantic/panoptic/instance inference.
 
 All functions are pure (no module state, no I/O) and work on one image unless stated otherwise.
 
@@ -9,7 +9,7 @@ Provenance:
 - ``geometric_ensemble`` follows FC-CLIP's in-/out-of-vocabulary geometric ensemble
   (Yu et al., 2023), reproduced in the release's exact expression form.
 - ``sam_proposal_ensemble`` follows FrozenSeg's ensemble with cached SAM "everything" proposals
-  (Chen et al., 2024), spec §7.5.
+  (Chen et al., 2024), docs/models/frozenseg.md §7.5.
 """
 
 from __future__ import annotations
@@ -347,7 +347,7 @@ def sam_proposal_ensemble(
     alpha_s: float,
     unseen_threshold: float = 0.5,
 ) -> torch.Tensor:
-    """Semantic map ensembling decoder queries with cached SAM proposals (spec §7.5).
+    """Semantic map ensembling decoder queries with cached SAM proposals (docs/models/frozenseg.md §7.5).
 
     ``semseg = Σ_q p_q⊙[seen]·m_q + (1 − α_s) Σ_q p_q⊙[unseen]·m_q
     + α_s Σ_{m : max_{c unseen} p'_m[c] > 0.5} p'_m⊙[unseen]·m'_m``
@@ -389,7 +389,7 @@ def sam_proposal_ensemble(
 def mask_proposals_for_recall(
     mask_pred: torch.Tensor, extra_proposals: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """All mask proposals for recall evaluation (spec §7.6), binarised with ``> 0``.
+    """All mask proposals for recall evaluation (docs/models/frozenseg.md §7.6), binarised with ``> 0``.
 
     Args:
         mask_pred: (Q, H, W) query mask logits.

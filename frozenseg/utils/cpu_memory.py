@@ -1,4 +1,4 @@
-"""Keep freed memory for reuse in CPU processes (MODEL.CPU_REUSE_FREED_MEMORY, issue 14).
+"""Keep freed memory for reuse in CPU processes (MODEL.CPU_REUSE_FREED_MEMORY).
 
 glibc's ``malloc`` serves every allocation above its mmap threshold (128 KiB, rising with use to
 at most 32 MiB) with fresh pages from the kernel and hands them back when the block is freed.

@@ -1,4 +1,4 @@
-"""configs/ovseg: the release's file names and settings (OVSeg spec §5), one evaluation config per
+"""configs/ovseg: the release's file names and settings (docs/models/ovseg.md §5), one evaluation config per
 benchmark with the ensemble weight and mask threshold the release documents, and the release's
 key names accepted."""
 

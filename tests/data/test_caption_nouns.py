@@ -1,4 +1,4 @@
-"""Offline noun extraction for pair mining (frozenseg.data.caption_nouns): exact nouns of
+"""Offline noun extraction for pair mining (frozenseg.models.ovseg.adaptation.caption_nouns): exact nouns of
 hand-made captions, plurals, multi-word nouns, the NLTK back-end's wiring (a stand-in nltk
 module) and the back-end choice."""
 

@@ -183,7 +183,7 @@ def _solid(rgb, h=2, w=3):
 
 
 def test_color_aug_ssd_steps_on_hand_made_pixels():
-    """The release's SSD colour steps (OVSeg spec §3.A), each on a solid image: brightness adds
+    """The release's SSD colour steps (docs/models/ovseg.md §3.A), each on a solid image: brightness adds
     and truncates, contrast multiplies and clips, hue shifts OpenCV's 2-degree hue units
     cyclically, saturation scales HSV saturation; the draw order decides contrast's position."""
     from frozenseg.data.dataset_mappers.maskformer import ColorAugSSD
@@ -206,7 +206,7 @@ def test_color_aug_ssd_steps_on_hand_made_pixels():
 
 def test_ovseg_training_mapper_pads_and_reproduces_from_the_global_rng(synth_root):
     """mask_former_semantic with the OVSeg shapes config: resize, 128 crop, SSD colour, flip,
-    padding to 128 with image 128 and label 255 (OVSeg spec §3.A); without its own seed the
+    padding to 128 with image 128 and label 255 (docs/models/ovseg.md §3.A); without its own seed the
     mapper draws from the global RNGs, so the training stream's per-sample reseeding (used for
     exact resume) reproduces every sample."""
     from frozenseg.utils.rng import seed_all_rng

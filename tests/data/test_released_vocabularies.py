@@ -112,7 +112,7 @@ def test_exact_entries():
     assert dataset_vocabulary("openvocab_mapillary_vistas_panoptic_val")[40] == "mailbox,postbox,mailbox,letter box"
 
 
-# name -> (classes, seen) under the release's rule; also in GETTING_STARTED.md's benchmark table
+# name -> (classes, seen) under the release's rule; also in docs/getting_started.md's benchmark table
 SEEN = {
     "openvocab_ade20k_panoptic_val": (150, 64),
     "openvocab_ade20k_full_sem_seg_val": (847, 101),

@@ -1,6 +1,6 @@
 """The test-time input size of TestDatasetMapper: Detectron2's shortest-edge rule for ordinary
-images, and the rule for extreme aspect ratios (issue 11, item 1: a 20000x30 image rounded its
-height to 0 and crashed; a 20000x50 one was squeezed to 1x256)."""
+images, and the rule for extreme aspect ratios (under the plain rule a 20000x30 image would round
+its height to 0, and a 20000x50 one would be squeezed to 1x256)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""CLIP adaptation on mined pairs (spec §3.B2-3.C; frozenseg.engine.clip_adaptation,
-frozenseg.engine.ovseg_clip_splice, tools/train_clip_adapter.py, tools/ovseg_replace_clip.py)
+"""CLIP adaptation on mined pairs (docs/models/ovseg.md §3.B2-3.C; frozenseg.models.ovseg.adaptation.clip_training,
+frozenseg.models.ovseg.adaptation.splice, tools/train_clip_adapter.py, tools/ovseg_replace_clip.py)
 with the tiny random CLIP tiny_vit_clip (56 px) on four synthetic pairs: what each mode may
 change, the loss on a hand-made 2x2 case, the release's defaults, the schedule, the parameter
 groups, an exact resume, loading the result into a tiny OVSeg, the splice, a two-process run and

@@ -1,6 +1,6 @@
 """OVSeg through the FrozenSeg engine: ``train_net.py --eval-only`` on the tiny OVSeg configs
 (copypaste lines, the config's mIoU denominator), training steps with resume, the optimiser's
-parameter groups and the release's schedule and clipping (OVSeg spec §3.A)."""
+parameter groups and the release's schedule and clipping (docs/models/ovseg.md §3.A)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mask-noun pair mining (spec §3.B1; frozenseg.engine.pair_mining, frozenseg.data.mask_noun_pairs,
+"""Mask-noun pair mining (docs/models/ovseg.md §3.B1; frozenseg.models.ovseg.adaptation.pair_mining, frozenseg.models.ovseg.adaptation.mask_noun_pairs,
 tools/mine_mask_noun_pairs.py): the matching rule on hand-made similarity matrices, the records
 of a synthetic COCO Captions set mined with a tiny random OVSeg (crops, masks, nouns, similarities
 checked against the model), the file format's round trip and the release's fill colour, resume,

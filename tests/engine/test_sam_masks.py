@@ -1,4 +1,4 @@
-"""The job that fills a SAM proposal cache (frozenseg.engine.sam_masks): write, resume,
+"""The job that fills a SAM proposal cache (frozenseg.apps.sam_masks): write, resume,
 shards (explicit or from a torchrun environment), unreadable images, mixed parameters."""
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ class _Shapes(DatasetEvaluator):
 
 @pytest.mark.slow
 def test_inference_on_dataset_goes_through_an_image_too_elongated_for_the_predictor(tmp_path, caplog):
-    """Issue 11, item 1: a 20000x30 image in a dataset crashed the test-time resize (height 0).
+    """A 20000x30 image in a dataset crashed the test-time resize (height 0).
     Evaluation segments it at the largest input within the pixel budget (with a warning), so the
     benchmark keeps one prediction per image, and goes on with the next image."""
     from PIL import Image

@@ -1,4 +1,4 @@
-"""Batched evaluation (TEST.IMS_PER_BATCH > 1, issue 14 item 5): a batch of images gives every
+"""Batched evaluation (TEST.IMS_PER_BATCH > 1): a batch of images gives every
 image the outputs of a batch of one, whatever the mix of sizes (FrozenSeg and OVSeg)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests of the frozen CLIP backbone (spec §2) on tiny random open_clip models.
+"""Tests of the frozen CLIP backbone (docs/models/frozenseg.md §2) on tiny random open_clip models.
 
 The tiny models' open_clip model configs ship with the package (clip_models/*.json; random
 weights, CPU, fast). Meta-device builds of the released models check state-dict keys against the

@@ -15,7 +15,7 @@ from ..conftest import REPO_ROOT
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-#: Documented bounds (tools/README.md, "GPU (issue 14, item 5)") of the tiny model's bf16 outputs
+#: Documented bounds (docs/benchmarks.md) of the tiny model's bf16 outputs
 #: against float32 on 128x160 inputs: measured (the tiny config as is) max |diff| of ``sem_seg``
 #: 0.0146 (values up to ~4, 0.4 %) and arg-max agreement 1.000 over four images; the bounds leave
 #: about 3x headroom for other CPUs' bf16 kernels.

@@ -1,4 +1,4 @@
-"""Exact-value tests for frozenseg.modeling.postprocessing (spec §7) on hand-made inputs."""
+"""Exact-value tests for frozenseg.modeling.postprocessing (docs/models/frozenseg.md §7) on hand-made inputs."""
 
 from __future__ import annotations
 

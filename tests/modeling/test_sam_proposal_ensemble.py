@@ -1,4 +1,4 @@
-"""The model's side of the SAM proposal ensemble (spec §7.5): cache -> ``attach_sam_masks`` ->
+"""The model's side of the SAM proposal ensemble (docs/models/frozenseg.md §7.5): cache -> ``attach_sam_masks`` ->
 model, the ensembled semantic map against a hand computation, recall with / without the
 proposals, and an image for which SAM kept no proposal."""
 
@@ -36,7 +36,7 @@ def tiny_model():
 
 
 def test_model_ensemble_equals_hand_computation(tiny_model, tmp_path, monkeypatch):
-    """cache -> attach_sam_masks -> model; the semantic map equals the formula of spec §7.5
+    """cache -> attach_sam_masks -> model; the semantic map equals the formula of docs/models/frozenseg.md §7.5
     computed by hand from the query-only result and the proposals' class probabilities."""
     model = tiny_model
     assert model.vocabulary.seen.tolist() == [True, True, False, False]

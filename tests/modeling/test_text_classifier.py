@@ -1,4 +1,4 @@
-"""Tests of the text classifier (spec §2): templates, synonyms, truncated encoding, caches."""
+"""Tests of the text classifier (docs/models/frozenseg.md §2): templates, synonyms, truncated encoding, caches."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A class name too long for CLIP's 77-token context is cut by the tokenizer: the builder warns
-once per name, with its token count (issue 11, item 5: it used to be cut silently)."""
+once per name, with its token count (never cut silently)."""
 
 from __future__ import annotations
 

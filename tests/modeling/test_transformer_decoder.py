@@ -1,4 +1,4 @@
-"""Tests of the FrozenSeg transformer decoder (spec §5)."""
+"""Tests of the FrozenSeg transformer decoder (docs/models/frozenseg.md §5)."""
 
 from __future__ import annotations
 

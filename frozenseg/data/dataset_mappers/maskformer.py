@@ -2,7 +2,7 @@
 size from MIN_SIZE_TRAIN (capped at MAX_SIZE_TRAIN), category-area-constrained random crop,
 optional SSD colour augmentation (:class:`ColorAugSSD`), random flip, padding to
 SIZE_DIVISIBILITY (image 128, label maps ignore). ``mask_former_semantic`` is the mapper of
-MaskFormer / OVSeg semantic training (OVSeg spec §3.A), in the same order.
+MaskFormer / OVSeg semantic training (docs/models/ovseg.md §3.A), in the same order.
 
 Randomness: a mapper built with a ``seed`` draws from its own generator; without one (the
 training loader), every sample draws from a generator seeded from NumPy's global RNG, and the
@@ -71,7 +71,7 @@ def category_area_crop_box(sem: torch.Tensor | None, crop_hw: tuple[int, int],
 
 class ColorAugSSD:
     """SSD's photometric distortion, as MaskFormer / OVSeg training applies it
-    (``INPUT.COLOR_AUG_SSD``; Detectron2's PointRend ``ColorAugSSDTransform``, OVSeg spec §3.A).
+    (``INPUT.COLOR_AUG_SSD``; Detectron2's PointRend ``ColorAugSSDTransform``, docs/models/ovseg.md §3.A).
 
     On the uint8 image, each step taken with probability 1/2: brightness (add a uniform value in
     [-``brightness_delta``, ``brightness_delta``]), then in a random one of the two orders either

@@ -1,4 +1,4 @@
-"""The frozen CLIP backbone (spec §2): an open_clip model used as visual trunk and text encoder.
+"""The frozen CLIP backbone (docs/models/frozenseg.md §2): an open_clip model used as visual trunk and text encoder.
 
 ``CLIPBackbone`` wraps an open_clip ``CLIP`` model under the attribute ``clip_model`` (so its
 state-dict keys are ``clip_model.*``, matching the released ``backbone.clip_model.*`` keys) and

@@ -1,4 +1,4 @@
-"""Text classifier of a vocabulary (spec §2): prompt templates through the frozen CLIP text tower.
+"""Text classifier of a vocabulary (docs/models/frozenseg.md §2): prompt templates through the frozen CLIP text tower.
 
 For every class name (comma-separated synonyms) and every synonym, the 14 ViLD prompts are
 encoded, each embedding L2-normalised, averaged and L2-normalised again: one row per synonym.

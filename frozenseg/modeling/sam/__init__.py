@@ -1,4 +1,4 @@
-"""Frozen SAM (spec §3): the architectures as data (:mod:`.specs`), their builders
+"""Frozen SAM (docs/models/frozenseg.md §3): the architectures as data (:mod:`.specs`), their builders
 (:mod:`.build`), checkpoint files (:mod:`.checkpoint`), the segmentation model's frozen image
 encoder (:mod:`.image_encoder`) with its exact fast ViT forward (:mod:`.fast_vit`), its config
 keys (:mod:`.config`) and FLOP count (:mod:`.flops`), and SAM as a source of automatic mask

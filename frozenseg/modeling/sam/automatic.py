@@ -1,4 +1,4 @@
-"""SAM as a source of "everything" proposals for the SAM proposal ensemble (spec §7.5).
+"""SAM as a source of "everything" proposals for the SAM proposal ensemble (docs/models/frozenseg.md §7.5).
 
 For an image, segment-anything's ``SamAutomaticMaskGenerator`` (used unmodified) produces its
 automatic masks; the largest ``max_masks`` are kept with their mask logits, predicted IoU and
@@ -48,7 +48,7 @@ __all__ = [
     "placeholder_logits",
 ]
 
-#: Released generator settings (spec §7.5); everything else is segment-anything's default.
+#: Released generator settings (docs/models/frozenseg.md §7.5); everything else is segment-anything's default.
 RELEASED_GENERATOR_PARAMS: dict[str, Any] = {
     "points_per_side": 32,
     "points_per_batch": 64,

@@ -1,4 +1,4 @@
-"""An exact fast inference forward of segment-anything's ``ImageEncoderViT`` (issue 14).
+"""An exact fast inference forward of segment-anything's ``ImageEncoderViT``.
 
 :func:`fast_vit_forward` computes the function of ``ImageEncoderViT.forward`` from the same
 module's parameters and submodules; segment-anything's classes are used as they are (nothing

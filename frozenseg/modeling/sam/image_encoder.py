@@ -1,4 +1,4 @@
-"""The frozen SAM image encoder of FrozenSeg (spec §3).
+"""The frozen SAM image encoder of FrozenSeg (docs/models/frozenseg.md §3).
 
 Only SAM's image encoder is used by the segmentation model. It is segment-anything's own
 ``ImageEncoderViT`` (or MobileSAM's TinyViT for ``vit_t``) stored as the attribute
@@ -188,7 +188,7 @@ class SAMImageEncoder(FastPathModule, FrozenEncoderModule, nn.Module):
             images: a (B, 3, H, W) tensor or a list of (3, H_i, W_i) tensors, float RGB 0..255.
                 For the release behaviour at inference pass the *unpadded* images (a list) or a
                 batch of equally sized images: padding happens after normalisation, with zeros.
-            training: training path (spec §3): the LSJ crops are already S x S and are stacked
+            training: training path (docs/models/frozenseg.md §3): the LSJ crops are already S x S and are stacked
                 as they are. If they are not all S x S, the inference path is used instead and a
                 warning is logged once.
         Inference path (release behaviour): normalise, pad the batch at the bottom/right with

@@ -1,4 +1,4 @@
-"""The SAM architectures, as data: one :class:`SAMSpec` per ``MODEL.SAM_NAME`` (spec §3).
+"""The SAM architectures, as data: one :class:`SAMSpec` per ``MODEL.SAM_NAME`` (docs/models/frozenseg.md §3).
 
 Everything that differs between the SAMs lives in :data:`SAM_SPECS`: the image encoder's
 hyper-parameters, the width of its neck (the channels of the image embedding), the prompt

@@ -264,7 +264,7 @@ class FrozenSeg(SegmentationModel):
         trunk, whose features depend on the padded batch size, runs once per group of images with
         the same padded size (:func:`~frozenseg.structures.same_padded_size_groups`); the decoder
         runs per image, because the released SAM-branch deformable attention (built for 3
-        levels, fed 1, spec §4) reads sampling locations across the images of its batch.
+        levels, fed 1, docs/models/frozenseg.md §4) reads sampling locations across the images of its batch.
         """
         if len(batched_inputs) == 0:
             raise ValueError("FrozenSeg.forward received an empty batch.")
@@ -421,7 +421,7 @@ class FrozenSeg(SegmentationModel):
         dense: torch.Tensor,
         classifier: _Classifier,
     ) -> torch.Tensor:
-        """Semantic map with the SAM proposal ensemble (spec §7.5): (K, out_h, out_w).
+        """Semantic map with the SAM proposal ensemble (docs/models/frozenseg.md §7.5): (K, out_h, out_w).
 
         ``query_masks`` are the (Q, out_h, out_w) query mask probabilities (sigmoid) at the
         output size; ``sam_masks``

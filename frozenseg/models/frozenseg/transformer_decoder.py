@@ -1,4 +1,4 @@
-"""FrozenSeg's masked-attention transformer decoder (spec §5).
+"""FrozenSeg's masked-attention transformer decoder (docs/models/frozenseg.md §5).
 
 Provenance: the decoder is the multi-scale masked-attention decoder of Mask2Former (Cheng et al.,
 "Masked-attention Mask Transformer for Universal Image Segmentation", CVPR 2022): learnable query

@@ -109,7 +109,7 @@ def add_ovseg_config(cfg: CN) -> None:
     ca.MASK_PROMPT_FWD = False  # replace background patch tokens by mask prompts
     # With MASK_PROMPT_FWD True, accept CLIP weights without visual.mask_embedding (a CLIP_WEIGHTS
     # file or MODEL.WEIGHTS checkpoint): the prompts then stay zeros, which is NOT the plain CLIP
-    # forward (quirk 18). False refuses such weights; for plain CLIP set MASK_PROMPT_FWD False.
+    # forward (docs/models/ovseg.md quirk 18). False refuses such weights; for plain CLIP set MASK_PROMPT_FWD False.
     ca.ALLOW_ZERO_MASK_PROMPTS = False
 
     # Keys the release defines that change nothing in its evaluation (§5.2); they exist so that

@@ -112,7 +112,7 @@ class MaskFormerHungarianMatcher(BaseHungarianMatcher):
 
 
 class MaskFormerSetCriterion(BaseSetCriterion):
-    """MaskFormer-v1 set criterion (OVSeg spec §3.A): ``loss_ce`` (cross-entropy over K+1,
+    """MaskFormer-v1 set criterion (docs/models/ovseg.md §3.A): ``loss_ce`` (cross-entropy over K+1,
     no-object weight ``eos_coef`` in the persistent buffer ``empty_weight`` (K+1,), a key of the
     released checkpoints), ``loss_mask`` (sigmoid focal) and ``loss_dice`` at **target
     resolution**: matched predictions (B, Q, h, w) are upsampled bilinearly

@@ -1,4 +1,4 @@
-"""DETR's transformer decoder as MaskFormer-v1 uses it (OVSeg spec §2.4).
+"""DETR's transformer decoder as MaskFormer-v1 uses it (docs/models/ovseg.md §2.4).
 
 Provenance: the decoder of DETR (Carion et al., "End-to-End Object Detection with Transformers",
 ECCV 2020) in MaskFormer-v1's configuration: queries start at zero, the learned query embedding

@@ -1,9 +1,9 @@
-"""The OVSeg meta-architecture (OVSeg spec §2, §2.14, §3.A).
+"""The OVSeg meta-architecture (docs/models/ovseg.md §2, §2.14, §3.A).
 
 A MaskFormer-v1 proposal generator (``backbone``, ``sem_seg_head``) whose queries are classified
 against CLIP text embeddings, and a mask-adapted CLIP (``clip_adapter``) that classifies each
 proposal's masked crop; the two are ensembled geometrically (§2.11) into a semantic map (§2.12).
-``criterion.empty_weight`` is part of the released checkpoints (quirk 20). The CLIP
+``criterion.empty_weight`` is part of the released checkpoints (docs/models/ovseg.md quirk 20). The CLIP
 (``clip_adapter.clip_model``) is frozen; the backbone, the head and
 ``clip_adapter.non_object_embedding`` are trained (§3.A).
 
@@ -51,7 +51,7 @@ BACKGROUND_CLASS = "others"
 
 
 class OVSegProposals(NamedTuple):
-    """The valid proposals of one image exactly as OVSeg's CLIP sees them (spec §2.8): N of the
+    """The valid proposals of one image exactly as OVSeg's CLIP sees them (docs/models/ovseg.md §2.8): N of the
     Q queries, those whose mask has a pixel above ``MASK_THR``; S = the CLIP input size."""
 
     crops: torch.Tensor  # (N, 3, S, S) uint8 unnormalised crops, background = MASK_FILL colour
@@ -63,7 +63,7 @@ class OVSegProposals(NamedTuple):
 
 
 def _mask_probs(mask_pred: torch.Tensor, padded_size: tuple[int, int], image_size: tuple[int, int]) -> torch.Tensor:
-    """(Q, Hp/4, Wp/4) mask logits -> (Q, H, W) probabilities at the input size (spec §2.7:
+    """(Q, Hp/4, Wp/4) mask logits -> (Q, H, W) probabilities at the input size (docs/models/ovseg.md §2.7:
     bilinear upsampling to the padded size, crop, sigmoid)."""
     masks = F.interpolate(mask_pred[None], size=padded_size, mode="bilinear", align_corners=False)[0]
     return masks[:, : image_size[0], : image_size[1]].sigmoid()
@@ -76,7 +76,7 @@ class OVSeg(SegmentationModel):
     Eval-mode input: a list of dicts with ``"image"`` ((3, H, W) RGB 0..255, uint8 or float,
     already resized: the CLIP crops are cut from it) and optional ``"height"``/``"width"``
     (output size; default the input size). Output per image: ``{"sem_seg": (K, height, width)}``
-    unnormalised class scores (spec §2.12), plus ``"sem_seg_unlabelled"`` ((height, width) bool)
+    unnormalised class scores (docs/models/ovseg.md §2.12), plus ``"sem_seg_unlabelled"`` ((height, width) bool)
     when the rule in use can leave pixels without any class (the demo mode, a one-class
     vocabulary): True where every class scores 0, which readers (the predictor) show as
     unlabelled instead of taking the argmax. Train-mode input additionally needs ``"instances"``
@@ -84,7 +84,7 @@ class OVSeg(SegmentationModel):
 
     A one-class vocabulary ``[c]`` is classified against ``[c, "others"]`` (``BACKGROUND_CLASS``;
     with one class CLIP's softmax over the classes would be 1 for every proposal, which is why
-    the release's demo appends "others" to the caller's list, quirk 15); the output keeps c's
+    the release's demo appends "others" to the caller's list, docs/models/ovseg.md quirk 15); the output keeps c's
     channel only, (1, height, width), with the score 0 at pixels where "others" scores higher,
     so that an all-zero pixel means "unlabelled" as in the demo mode (:class:`OVSegDEMO`).
     """
@@ -211,7 +211,7 @@ class OVSeg(SegmentationModel):
     def set_vocabulary(self, class_names: Sequence[str], thing_classes: Sequence[int] | None = None) -> None:
         """Set the vocabulary used in eval mode: a literal
         :class:`~frozenseg.data.vocabulary.Vocabulary` (each class string is one prompt, commas
-        kept, outer spaces stripped; spec §2.5). ``class_names`` is copied, never modified.
+        kept, outer spaces stripped; docs/models/ovseg.md §2.5). ``class_names`` is copied, never modified.
 
         Args:
             class_names: K >= 1 class strings (K = 1: see the class docstring).
@@ -230,7 +230,7 @@ class OVSeg(SegmentationModel):
 
     def _text_classifier(self, class_names: list[str]) -> torch.Tensor:
         """(K + 1, D): the L2-normalised text embedding of each class (prompt-template mean,
-        spec §2.5), then the normalised no-object embedding."""
+        docs/models/ovseg.md §2.5), then the normalised no-object embedding."""
         rows, _ = self.text_classifier_builder.build(class_names, literal=True)
         return self.clip_adapter.with_non_object(rows.to(self.device))
 
@@ -252,7 +252,7 @@ class OVSeg(SegmentationModel):
     def check_checkpoint_state(self, state: dict[str, torch.Tensor], source: str) -> None:
         """Called by ``frozenseg.load_checkpoint`` before loading: refuses, with one sentence, a
         checkpoint whose CLIP has another width or a mask embedding of another depth than
-        ``MASK_PROMPT_DEPTH``, or none while ``MASK_PROMPT_FWD`` needs it (spec quirk 18).
+        ``MASK_PROMPT_DEPTH``, or none while ``MASK_PROMPT_FWD`` needs it (docs/models/ovseg.md quirk 18).
         A checkpoint without any CLIP weights is not checked (the CLIP is a frozen part)."""
         prefix = next(iter(self.frozen_parts))
         if any(k.startswith(prefix) for k in state):
@@ -311,8 +311,8 @@ class OVSeg(SegmentationModel):
     @torch.no_grad()
     def proposals(self, batched_inputs: list[dict]) -> list[OVSegProposals]:
         """The valid proposals of each image, cut exactly as :meth:`forward` cuts them for CLIP
-        (spec §2.7-2.8: masks at the input size, ``> MASK_THR``, tight box, fill, squash to the
-        CLIP input size), e.g. for mining mask-noun pairs (spec §3.B1). The objectness scores
+        (docs/models/ovseg.md §2.7-2.8: masks at the input size, ``> MASK_THR``, tight box, fill, squash to the
+        CLIP input size), e.g. for mining mask-noun pairs (docs/models/ovseg.md §3.B1). The objectness scores
         use the current vocabulary (:meth:`set_vocabulary`; the training vocabulary by default).
 
         Args:
@@ -352,7 +352,7 @@ class OVSeg(SegmentationModel):
         output_size: tuple[int, int],
         text_classifier: torch.Tensor,
     ) -> torch.Tensor:
-        """The semantic scores of one image (spec §2.7-2.12; §2.14 in demo mode).
+        """The semantic scores of one image (docs/models/ovseg.md §2.7-2.12; §2.14 in demo mode).
 
         Args:
             image: (3, H, W) the input image, RGB 0..255, unpadded and unnormalised (CLIP crops).
@@ -388,7 +388,7 @@ class OVSeg(SegmentationModel):
 
 @META_ARCH_REGISTRY.register()
 class OVSegDEMO(OVSeg):
-    """OVSeg with the release demo's rule (``META_ARCHITECTURE: "OVSegDEMO"``, spec §2.14): only
+    """OVSeg with the release demo's rule (``META_ARCHITECTURE: "OVSegDEMO"``, docs/models/ovseg.md §2.14): only
     the valid proposals (a mask pixel above ``MASK_THR``) take part; each class keeps the one
     proposal that scores it highest (scores as in OVSeg: with ``CLIP_ENSEMBLE_WEIGHT`` 0, the
     demo config, CLIP's alone), and the kept proposals' score rows are summed over their binary

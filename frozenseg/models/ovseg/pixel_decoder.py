@@ -1,4 +1,4 @@
-"""MaskFormer-v1's ``BasePixelDecoder``: a plain FPN over the backbone features (OVSeg spec §2.3).
+"""MaskFormer-v1's ``BasePixelDecoder``: a plain FPN over the backbone features (docs/models/ovseg.md §2.3).
 
 Provenance: the FPN of MaskFormer (Cheng, Schwing, Kirillov, "Per-Pixel Classification is Not All
 You Need for Semantic Segmentation", NeurIPS 2021), which OVSeg (Liang et al., CVPR 2023) uses

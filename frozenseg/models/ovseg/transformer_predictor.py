@@ -1,4 +1,4 @@
-"""OVSeg's open-vocabulary MaskFormer-v1 predictor (spec §2.4-2.6).
+"""OVSeg's open-vocabulary MaskFormer-v1 predictor (docs/models/ovseg.md §2.4-2.6).
 
 Provenance: MaskFormer-v1's ``TransformerPredictor`` (Cheng et al., NeurIPS 2021) with OVSeg's
 open-vocabulary classifier (Liang et al., CVPR 2023): the per-query class head is an MLP to the
@@ -25,7 +25,7 @@ from .detr_decoder import DETRTransformer
 __all__ = ["OpenVocabTransformerPredictor", "OVSEG_LOGIT_TEMPERATURE"]
 
 #: Fixed temperature of OVSeg's cosine-similarity logits (both branches; CLIP's ``logit_scale`` is
-#: never used, spec §2.5, quirk 3).
+#: never used, docs/models/ovseg.md §2.5, quirk 3).
 OVSEG_LOGIT_TEMPERATURE = 100.0
 
 

@@ -43,7 +43,7 @@ def _layout(module: torch.nn.Module) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def _swin_b_cfg():
-    """The released Swin-B settings (spec §2.2, configs/ovseg_swinB_vitL_bs32_120k.yaml)."""
+    """The released Swin-B settings (docs/models/ovseg.md §2.2, configs/ovseg_swinB_vitL_bs32_120k.yaml)."""
     cfg = ovseg_cfg()
     cfg.MODEL.BACKBONE.NAME = "D2SwinTransformer"
     cfg.merge_from_list(
@@ -54,7 +54,7 @@ def _swin_b_cfg():
 
 
 def _r101c_cfg():
-    """The released R101c settings (spec §2.2, configs/ovseg_R101c_vitB_bs32_120k.yaml + Detectron2
+    """The released R101c settings (docs/models/ovseg.md §2.2, configs/ovseg_R101c_vitB_bs32_120k.yaml + Detectron2
     defaults)."""
     cfg = ovseg_cfg()
     cfg.MODEL.BACKBONE.NAME = "build_resnet_deeplab_backbone"

@@ -1,6 +1,6 @@
 """OVSeg's CLIP adapter: released ``clip_adapter.*`` layouts on the meta device, the weights
 loader, the text encoder for ``TextClassifierBuilder``, the prompt templates and the scoring of
-proposals (spec §2.5, §2.8-2.10, §4.3, §9.1)."""
+proposals (docs/models/ovseg.md §2.5, §2.8-2.10, §4.3, §9.1)."""
 
 from __future__ import annotations
 
@@ -77,8 +77,8 @@ def test_loader_accepts_openai_state_dicts_openclip_checkpoints_and_torchscript(
     add_mask_embedding(target.visual, 3)
     load_clip_weights(target, _save(plain, tmp_path / "openai.pt"))
     torch.testing.assert_close(target.visual.conv1.weight, source.visual.conv1.weight)
-    assert torch.count_nonzero(target.visual.mask_embedding) == 0  # absent -> zeros (quirk 18)
-    load_clip_weights(target, _save(ddp, tmp_path / "epoch_5.pt"))  # quirk 14 FIX
+    assert torch.count_nonzero(target.visual.mask_embedding) == 0  # absent -> zeros (docs/models/ovseg.md quirk 18)
+    load_clip_weights(target, _save(ddp, tmp_path / "epoch_5.pt"))  # docs/models/ovseg.md quirk 14 FIX
     torch.testing.assert_close(target.visual.mask_embedding, source.visual.mask_embedding)
 
     fresh = make_tiny_clip(seed=3)
@@ -170,9 +170,9 @@ def test_adapter_with_one_or_no_valid_proposal():
     adapter = _tiny_adapter(mask_prompt_fwd=True).eval()
     image, probs = _proposals()
     text = adapter.with_non_object(F.normalize(torch.randn(3, 32), dim=-1))
-    logits, valid = adapter(image, probs[:2], text)  # quirk 9 (FIX): a single proposal
+    logits, valid = adapter(image, probs[:2], text)  # docs/models/ovseg.md quirk 9 (FIX): a single proposal
     assert logits.shape == (1, 4) and valid.tolist() == [True, False]
-    logits, valid = adapter(image, probs[3:], text)  # quirk 10 (FIX): none
+    logits, valid = adapter(image, probs[3:], text)  # docs/models/ovseg.md quirk 10 (FIX): none
     assert logits.shape == (0, 4) and valid.tolist() == [False]
 
 

@@ -1,4 +1,4 @@
-"""Proposal crops for CLIP (spec §2.8): boxes, box expansion, fill colour, normalisation and
+"""Proposal crops for CLIP (docs/models/ovseg.md §2.8): boxes, box expansion, fill colour, normalisation and
 resize, on a hand-made image whose pixel (c, y, x) holds 100 c + 10 y + x."""
 
 from __future__ import annotations

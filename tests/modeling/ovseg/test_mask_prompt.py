@@ -1,4 +1,4 @@
-"""The mask-prompted CLIP forward (spec §2.9): parity with open_clip's own forward, and prompt
+"""The mask-prompted CLIP forward (docs/models/ovseg.md §2.9): parity with open_clip's own forward, and prompt
 tokens that replace exactly the background patches at depths 0..d-1 (hooks on a tiny ViT)."""
 
 from __future__ import annotations

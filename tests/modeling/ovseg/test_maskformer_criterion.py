@@ -1,4 +1,4 @@
-"""MaskFormer-v1 matcher and set criterion of OVSeg's proposal generator (OVSeg spec §3.A):
+"""MaskFormer-v1 matcher and set criterion of OVSeg's proposal generator (docs/models/ovseg.md §3.A):
 exact focal/dice values on hand-made masks, matching against a brute-force search, nearest
 target downsampling in the cost, the weighted class loss, deep supervision, the released
 ``criterion.empty_weight`` buffer, gradients and the no-target case.

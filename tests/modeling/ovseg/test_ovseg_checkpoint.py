@@ -2,7 +2,7 @@
 dropped; the CLIP is a frozen part a checkpoint may omit (model property ``frozen_parts``); the
 one-sentence refusals (mask-prompt depth, missing mask prompts, CLIP width) for checkpoints and
 CLIP weight files; ``load_frozen_weights=False`` reads no file; CLIP tags resolve through the
-shared ``clip_weights`` (spec §4, §9.1, quirks 18 and 20)."""
+shared ``clip_weights`` (docs/models/ovseg.md §4, §9.1, quirks 18 and 20)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ MASK_KEY = CLIP_PREFIX + "visual.mask_embedding"
 
 
 def released_cfg(layout: str):
-    """The released architectures' settings (spec §2.2-2.5, §5) on the project defaults."""
+    """The released architectures' settings (docs/models/ovseg.md §2.2-2.5, §5) on the project defaults."""
     cfg = frozenseg.get_cfg()
     opts = [
         "MODEL.META_ARCHITECTURE", "OVSeg",

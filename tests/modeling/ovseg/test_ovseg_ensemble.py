@@ -1,4 +1,4 @@
-"""OVSeg's ensemble and semantic output (spec §2.6, §2.10-2.12; quirks 1, 2, 10) on hand-made
+"""OVSeg's ensemble and semantic output (docs/models/ovseg.md §2.6, §2.10-2.12; quirks 1, 2, 10) on hand-made
 probabilities (logits = log-probabilities, so every softmax is known exactly)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def test_ensemble_is_the_unnormalised_geometric_mean_with_invalid_queries_booste
     expected = torch.tensor(
         [
             [math.sqrt(0.5 * 0.75), math.sqrt(0.3 * 0.25)],
-            [math.sqrt(0.1), math.sqrt(0.6)],  # invalid: p_clip = 1 (quirk 1)
+            [math.sqrt(0.1), math.sqrt(0.6)],  # invalid: p_clip = 1 (docs/models/ovseg.md quirk 1)
             [math.sqrt(0.25 * 0.25), math.sqrt(0.25 * 0.75)],
         ]
     )
@@ -48,7 +48,7 @@ def test_one_and_zero_valid_proposals():
     scores, _ = ovseg_class_scores(MF, CLIP[:1], one, ensemble_weight=0.5)
     torch.testing.assert_close(scores[1], torch.tensor([math.sqrt(0.1 * 0.75), math.sqrt(0.6 * 0.25)]))
     torch.testing.assert_close(scores[[0, 2]], P_MF[[0, 2]].sqrt())
-    none = torch.zeros(3, dtype=torch.bool)  # quirk 10 (FIX): all invalid -> p_mf ** (1 - lambda)
+    none = torch.zeros(3, dtype=torch.bool)  # docs/models/ovseg.md quirk 10 (FIX): all invalid -> p_mf ** (1 - lambda)
     scores, keep = ovseg_class_scores(MF, CLIP[:0], none, ensemble_weight=0.7)
     torch.testing.assert_close(scores, P_MF**0.3)
     assert keep.all()

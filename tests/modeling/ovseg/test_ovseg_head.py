@@ -15,7 +15,6 @@ from torch.nn import functional as F
 
 from frozenseg.config import get_cfg
 from frozenseg.layers import ShapeSpec
-from frozenseg.modeling.heads import PixelDecoderOutput
 from frozenseg.models.ovseg import BasePixelDecoder, DETRTransformer, OpenVocabTransformerPredictor
 from frozenseg.models.ovseg.head import OpenVocabMaskFormerHead
 from frozenseg.utils.registry import PIXEL_DECODER_REGISTRY, SEM_SEG_HEADS_REGISTRY
@@ -33,7 +32,7 @@ def _shapes(channels) -> dict[str, ShapeSpec]:
 
 
 def _ovseg_cfg(embedding_dim: int = 768):
-    """The released head settings (spec §5.2) on top of the project defaults."""
+    """The released head settings (docs/models/ovseg.md §5.2) on top of the project defaults."""
     cfg = ovseg_cfg()
     cfg.MODEL.SEM_SEG_HEAD.NAME = "OpenVocabMaskFormerHead"
     cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME = "BasePixelDecoder"

@@ -1,4 +1,4 @@
-"""The OVSeg meta-architecture end to end on the tiny configs (spec §2.1-2.14): the eval output
+"""The OVSeg meta-architecture end to end on the tiny configs (docs/models/ovseg.md §2.1-2.14): the eval output
 equals the computation composed by hand from the components, one-class vocabularies, zero and
 one valid proposal, the demo rule, and the training path's wiring.
 
@@ -64,7 +64,7 @@ def run(model: OVSeg, names, image=None) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 def hand_text_classifier(model: OVSeg, names) -> torch.Tensor:
     """(K + 1, D): per class, normalize(mean over the 14 ViLD prompts of normalize(open_clip's
-    encode_text)), then the normalised no-object embedding (spec §2.5)."""
+    encode_text)), then the normalised no-object embedding (docs/models/ovseg.md §2.5)."""
     clip = model.clip_adapter.clip_model
     tokenizer = open_clip.get_tokenizer("tiny_vit_clip")
     rows = []
@@ -126,7 +126,7 @@ def test_eval_output_equals_the_hand_composed_pipeline(kind):
     names = list(NAMES)
     torch.testing.assert_close(model._text_classifier(names), hand_text_classifier(model, names), rtol=0, atol=1e-6)
     peaks = query_peaks(model, names)
-    thr = float((peaks[3] + peaks[4]) / 2)  # 4 valid proposals, 6 invalid ones (quirk 1)
+    thr = float((peaks[3] + peaks[4]) / 2)  # 4 valid proposals, 6 invalid ones (docs/models/ovseg.md quirk 1)
     model.clip_adapter.mask_thr = thr
     out = run(model, names)
     assert out.shape == (3, *OUT) and torch.isfinite(out).all()
@@ -136,7 +136,7 @@ def test_eval_output_equals_the_hand_composed_pipeline(kind):
 
 @pytest.mark.slow
 def test_no_and_exactly_one_valid_proposal():
-    """Quirk 10 (FIX): no valid proposal -> p_mf^(1-lambda); quirk 9 (FIX): one works too."""
+    """Quirk 10 (FIX): no valid proposal -> p_mf^(1-lambda); docs/models/ovseg.md quirk 9 (FIX): one works too."""
     model = tiny_model("swin", "MODEL.CLIP_ADAPTER.MASK_THR", 1.0)  # sigmoid never exceeds 1
     model.clip_adapter.encode_regions = None  # CLIP must not run at all
     torch.testing.assert_close(run(model, NAMES), hand_semantic(model, NAMES, 1.0), rtol=1e-5, atol=1e-6)
@@ -174,7 +174,7 @@ def test_one_class_vocabulary_is_scored_against_others_on_a_copy(name, others_wi
     model = tiny_model("resnet")
     names = [name]
     one = run(model, names)
-    assert names == [name]  # the caller's list is not extended (quirk 15 FIX)
+    assert names == [name]  # the caller's list is not extended (docs/models/ovseg.md quirk 15 FIX)
     assert model.vocabulary.class_names == [name]
     two = run(model, [name, "others"])
     assert one.shape == (1, *OUT)
@@ -195,7 +195,7 @@ def test_vocabulary_errors_and_text_dimension_mismatch():
 
 
 # ---------------------------------------------------------------------------------------------
-# Demo mode (spec §2.14)
+# Demo mode (docs/models/ovseg.md §2.14)
 # ---------------------------------------------------------------------------------------------
 def test_demo_rule_on_hand_made_scores():
     scores = torch.tensor([[0.9, 0.1, 0.3], [0.2, 0.8, 0.1], [0.6, 0.4, 0.2], [0.5, 0.3, 0.25]])
@@ -229,7 +229,7 @@ def test_demo_model_selects_among_valid_proposals_only(lam):
     mf_logits, masks = hand_proposals(model, image, text)
     p_clip, valid = hand_clip_probs(model, image, masks, text, thr)
     assert 0 < int(valid.sum()) < len(valid)
-    # lambda = 0 is CLIP alone (spec §2.11), not the limit of the product
+    # lambda = 0 is CLIP alone (docs/models/ovseg.md §2.11), not the limit of the product
     scores = p_clip if lam == 0 else (mf_logits.softmax(-1)[valid, :-1] ** (1 - lam)) * p_clip**lam
     kept = torch.zeros_like(scores)
     for c in range(scores.shape[1]):

@@ -1,6 +1,6 @@
-"""Nouns of image captions, offline, for mining mask-noun pairs (OVSeg spec §3.B1).
+"""Nouns of image captions, offline, for mining mask-noun pairs (docs/models/ovseg.md §3.B1).
 
-The release extracted nouns with NLTK (maintainer, OVSeg issue #7); NLTK's tagger needs data
+The release extracted nouns with NLTK (the OVSeg maintainers' answer in their repository's thread #7); NLTK's tagger needs data
 files that are downloaded separately. Two back-ends:
 
 * ``"vocabulary"`` (default, needs nothing but this package): the caption is lower-cased and

@@ -1,4 +1,4 @@
-"""Adapting OVSeg's CLIP to masked images (spec §3.B2-3.B3): contrastive training on mined
+"""Adapting OVSeg's CLIP to masked images (docs/models/ovseg.md §3.B2-3.B3): contrastive training on mined
 mask-noun pairs with the text tower locked, the engine of ``tools/train_clip_adapter.py``.
 
 Two modes:
@@ -6,11 +6,11 @@ Two modes:
 * ``"finetune"`` (§3.B2): the whole image tower and ``logit_scale`` are trained (``logit_scale``
   clamped to [0, ln 100] after every step); the plain CLIP forward (no mask prompts). A
   ``visual.mask_embedding`` that the starting weights carry stays as it is and is written out;
-  one they lack is not written (it would be all zeros, spec quirk 18).
+  one they lack is not written (it would be all zeros, docs/models/ovseg.md quirk 18).
 * ``"mask_prompt"`` (§3.B3): only ``visual.mask_embedding`` (depth d, grid², width) changes; it
   starts from the starting weights' embedding, or from normal(std 0.02) when they have none (the
   release's "mae" initialisation). The forward is OVSeg's mask-prompted one (§2.9), with the
-  masks of the pairs. **Deviation** (spec quirk 12): the release's ``logit_scale`` is also
+  masks of the pairs. **Deviation** (docs/models/ovseg.md quirk 12): the release's ``logit_scale`` is also
   trained in this mode (lr 0.05, clamped to ln 100) because it is not locked; OVSeg never uses
   it (its temperature is a fixed 100), so here it stays frozen and the mode changes nothing but
   the mask embedding.
@@ -29,7 +29,7 @@ lr 5e-6 (finetune) / 0.05 (mask prompts), AdamW betas (0.9, 0.98), eps 1e-6, wei
 warm-up steps, 5 epochs, 32 pairs per process, ``RandomResizedCrop(S, scale (0.9, 1.0),
 bicubic)`` (the mask cropped and resized identically, nearest), CLIP normalisation. The masks
 come from the pairs' explicit mask files (the release's colour rule only for index files
-without a ``mask`` column; :func:`frozenseg.data.mask_noun_pairs.load_pair`).
+without a ``mask`` column; :func:`frozenseg.models.ovseg.adaptation.mask_noun_pairs.load_pair`).
 
 Runs: one process, or DDP under ``launch``/torchrun (each process a disjoint share of every
 epoch's permutation); AMP (fp16 with a gradient scaler on CUDA, bf16); logs, ``metrics.json``
@@ -97,7 +97,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MODES = ("finetune", "mask_prompt")
-#: The release's per-mode learning rate and weight decay (spec §3.B2, §3.B3).
+#: The release's per-mode learning rate and weight decay (docs/models/ovseg.md §3.B2, §3.B3).
 RELEASE_DEFAULTS = {"finetune": {"lr": 5e-6, "weight_decay": 0.2}, "mask_prompt": {"lr": 0.05, "weight_decay": 0.0}}
 _MASK_EMBEDDING = "visual.mask_embedding"
 _NO_DECAY = ("bn", "ln", "bias", "logit_scale")
@@ -149,7 +149,7 @@ class PairDataset(Dataset):
     epoch e is a function of ``(seed, e, i)`` (:meth:`set_epoch`)."""
 
     def __init__(self, rows: Sequence[dict[str, str]], size: int, scale: tuple[float, float] = (0.9, 1.0), seed: int = 0):
-        """``rows``: :func:`frozenseg.data.mask_noun_pairs.read_pair_index` rows; ``size``: S."""
+        """``rows``: :func:`frozenseg.models.ovseg.adaptation.mask_noun_pairs.read_pair_index` rows; ``size``: S."""
         self.rows = list(rows)
         self.seed = int(seed)
         self.epoch = 0

@@ -1,5 +1,5 @@
 """Mask-noun pairs on disk: the output of ``tools/mine_mask_noun_pairs.py`` and the input of
-``tools/train_clip_adapter.py`` (OVSeg spec §3.B1-3.B3). No pickle anywhere.
+``tools/train_clip_adapter.py`` (docs/models/ovseg.md §3.B1-3.B3). No pickle anywhere.
 
 Layout of an output directory (format version :data:`FORMAT_VERSION`)::
 
@@ -14,7 +14,7 @@ Layout of an output directory (format version :data:`FORMAT_VERSION`)::
                                 scripts read them, then ``mask``, ``image_id``, ``query``,
                                 ``score``, ``similarity``); paths relative to this directory
 
-Background colour (spec quirk 11): at inference OVSeg fills the background with 255 x CLIP mean
+Background colour (docs/models/ovseg.md quirk 11): at inference OVSeg fills the background with 255 x CLIP mean
 (122.77, 116.75, 104.09), but the release's mask-prompt-tuning loader recovers the foreground as
 "pixel != (124, 116, 103)" exactly. The crops are therefore written with that fill in PNG, so the
 release's loader reads correct masks; a foreground pixel that happens to have exactly that colour
@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-#: The background colour of the release's CLIP training crops (spec §3.B1, quirk 11), RGB.
+#: The background colour of the release's CLIP training crops (docs/models/ovseg.md §3.B1, quirk 11), RGB.
 RELEASE_TRAIN_FILL: tuple[int, int, int] = (124, 116, 103)
 INDEX_FILE = "pairs.tsv"
 INDEX_COLUMNS = ("filepath", "title", "mask", "image_id", "query", "score", "similarity")

@@ -1,7 +1,7 @@
-"""Mining mask-noun pairs from COCO Captions with a trained OVSeg (spec §3.B1): the run loop of
+"""Mining mask-noun pairs from COCO Captions with a trained OVSeg (docs/models/ovseg.md §3.B1): the run loop of
 ``tools/mine_mask_noun_pairs.py``.
 
-The release never published this stage (maintainer, OVSeg issue #7); its hints are followed:
+The release never published this stage (the OVSeg maintainers' answer in their repository's thread #7); its hints are followed:
 the proposals are OVSeg's own CLIP inputs (the valid masks of the trained proposal generator,
 cropped, filled and squashed exactly as at inference: :meth:`OVSeg.proposals`), the nouns come
 from the captions, one caption per image by default (the release's "1cap" data), and nouns are
@@ -22,11 +22,11 @@ matched to proposals with CLIP. **This project's matching rule** (the release is
 
 Nouns of several captions of an image are matched per caption; a (noun, proposal) pair found
 twice is written once. Run-level behaviour is that of the SAM-mask job
-(:mod:`frozenseg.engine.sam_masks`, whose shard and parameter helpers are reused): resumable
+(:mod:`frozenseg.apps.sam_masks`, whose shard and parameter helpers are reused): resumable
 (an image whose record file exists is skipped), shardable (``shard_id::num_shards``, from
 ``WORLD_SIZE``/``RANK`` under torchrun), parameters recorded in ``cache_info.json`` and compared on
 resume, unreadable images listed in ``failed_images.shard-I-of-N.json``. File format:
-:mod:`frozenseg.data.mask_noun_pairs`.
+:mod:`frozenseg.models.ovseg.adaptation.mask_noun_pairs`.
 """
 
 from __future__ import annotations
@@ -171,10 +171,10 @@ def mine_pairs(
 
     Args:
         dataset: ``{"image_id", "file_name", "captions"}`` per image, in a fixed order
-            (:func:`frozenseg.data.mask_noun_pairs.load_coco_captions`).
-        model: an eval-mode :class:`~frozenseg.modeling.meta_arch.OVSeg` with its weights.
-        output_dir: where the pairs go (format: :mod:`frozenseg.data.mask_noun_pairs`).
-        extract_nouns: caption -> nouns (:func:`frozenseg.data.caption_nouns.build_noun_extractor`).
+            (:func:`frozenseg.models.ovseg.adaptation.mask_noun_pairs.load_coco_captions`).
+        model: an eval-mode :class:`~frozenseg.models.ovseg.OVSeg` with its weights.
+        output_dir: where the pairs go (format: :mod:`frozenseg.models.ovseg.adaptation.mask_noun_pairs`).
+        extract_nouns: caption -> nouns (:func:`frozenseg.models.ovseg.adaptation.caption_nouns.build_noun_extractor`).
         resize: uint8 (3, H, W) -> the model input (the test mapper's resize).
         rule: the matching rule.
         num_shards, shard_id: this process handles images ``shard_id::num_shards``.
@@ -184,7 +184,7 @@ def mine_pairs(
         image_reader: path -> uint8 RGB (H, W, 3).
         info: run parameters recorded in ``cache_info.json`` (besides the rule and the format).
     Returns:
-        a :class:`~frozenseg.engine.sam_masks.SaveSummary` (``files_in_cache``: the pairs in
+        a :class:`~frozenseg.data.sharded_jobs.SaveSummary` (``files_in_cache``: the pairs in
         ``pairs.tsv`` when it was written, else 0).
     """
     full_info = {"format_version": FORMAT_VERSION, "matching_rule": asdict(rule), **(info or {})}

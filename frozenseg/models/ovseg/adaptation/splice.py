@@ -1,4 +1,4 @@
-"""Putting an adapted CLIP into an OVSeg checkpoint (spec §3.C, the release's
+"""Putting an adapted CLIP into an OVSeg checkpoint (docs/models/ovseg.md §3.C, the release's
 ``tools/ovseg_replace_clip.py``).
 
 The CLIP weights (a bare state dict such as ``clip_final.pth``, or an OpenCLIP-style

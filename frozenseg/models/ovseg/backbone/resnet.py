@@ -1,4 +1,4 @@
-"""Detectron2's DeepLab ResNet (registered as ``"build_resnet_deeplab_backbone"``, spec §2.2).
+"""Detectron2's DeepLab ResNet (registered as ``"build_resnet_deeplab_backbone"``, docs/models/ovseg.md §2.2).
 
 OVSeg's "R101c" proposal backbone: ResNet-101 with the DeepLab stem (three 3x3 convs, 128
 channels out), FrozenBN, the stride in the 3x3 conv (``STRIDE_IN_1X1 False``) and multi-grid
@@ -149,7 +149,7 @@ class DeepLabResNet(nn.Module):
 
     Stage k (res{k}) has ``res2_out_channels * 2**(k-2)`` channels. A stage that is dilated
     (dilation > 1) keeps its input stride instead of halving; res5's blocks use dilations
-    ``res5_dilation * res5_multi_grid[i]`` (spec §2.2: 1, 2, 4 at stride 32 for R101c). Stages up
+    ``res5_dilation * res5_multi_grid[i]`` (docs/models/ovseg.md §2.2: 1, 2, 4 at stride 32 for R101c). Stages up
     to ``freeze_at`` (1: stem, 2: stem + res2, ...) have ``requires_grad`` off and FrozenBN norms
     whatever ``norm`` says, as Detectron2's ``ResNet.freeze`` leaves them.
 

@@ -1,4 +1,4 @@
-"""OVSeg's Swin Transformer backbone (registered as ``"D2SwinTransformer"``, spec §2.2, §4.3).
+"""OVSeg's Swin Transformer backbone (registered as ``"D2SwinTransformer"``, docs/models/ovseg.md §2.2, §4.3).
 
 This is MaskFormer's detection/segmentation variant of Swin, which OVSeg uses with the Swin-B
 settings (embed dim 128, depths (2, 2, 18, 2), heads (4, 8, 16, 32), window 12, patch 4). Module
@@ -28,7 +28,7 @@ different function on the inputs OVSeg sees, not only under different names.
 So the modules below are this project's own, with the release's computation; the window
 attention, one block and the patch merging are tested against timm's modules (copied weights) on
 window-multiple inputs where both compute the same thing, and the shifted block on a
-non-multiple input against timm's block run on the zero-padded map (spec §10 style evidence in
+non-multiple input against timm's block run on the zero-padded map (docs/models/ovseg.md §10 style evidence in
 ``tests/modeling/ovseg/test_backbones.py``). ``timm.layers.Mlp`` / ``DropPath`` are used as is.
 """
 
@@ -297,7 +297,7 @@ class D2SwinTransformer(nn.Module):
 
     For an input (B, C_in, H, W), stage s (res{s+2}) has ``embed_dim * 2**s`` channels and size
     ceil(H / (patch * 2**s)) x ceil(W / (patch * 2**s)) (odd sizes round up at every merge):
-    strides 4/8/16/32 and, for Swin-B, channels 128/256/512/1024 (spec §2.2). No stage is frozen
+    strides 4/8/16/32 and, for Swin-B, channels 128/256/512/1024 (docs/models/ovseg.md §2.2). No stage is frozen
     (the release ignores ``MODEL.BACKBONE.FREEZE_AT`` for Swin).
 
     Attributes:

@@ -1,5 +1,5 @@
 """OVSeg's mask-adapted CLIP: proposal crops, mask-prompted ViT, CLIP scoring and the ensemble
-(OVSeg spec §2.5, §2.8-2.12). Not here: FrozenSeg's CLIP backbone (``modeling.backbone.clip``)
+(docs/models/ovseg.md §2.5, §2.8-2.12). Not here: FrozenSeg's CLIP backbone (``modeling.backbone.clip``)
 and the prompt-template text classifier both models share (``modeling.backbone.text_classifier``).
 """
 

@@ -1,4 +1,4 @@
-"""OVSeg's CLIP adapter module (``clip_adapter.*`` of the released checkpoints; spec §2.5,
+"""OVSeg's CLIP adapter module (``clip_adapter.*`` of the released checkpoints; docs/models/ovseg.md §2.5,
 §2.8-2.10, §4.3).
 
 State: ``clip_model.*`` (frozen open_clip CLIP with ``visual.mask_embedding``),
@@ -54,7 +54,7 @@ class OVSegClipAdapter(nn.Module):
             mask_matting: blend crops with the soft masks (``MASK_MATTING``).
             mask_prompt_fwd: replace background patch tokens by mask prompts (``MASK_PROMPT_FWD``).
             allow_zero_mask_prompts: with ``mask_prompt_fwd``, accept CLIP weights without
-                ``visual.mask_embedding`` (zero prompts, spec quirk 18; ``ALLOW_ZERO_MASK_PROMPTS``).
+                ``visual.mask_embedding`` (zero prompts, docs/models/ovseg.md quirk 18; ``ALLOW_ZERO_MASK_PROMPTS``).
         """
         super().__init__()
         check_plain_vit(clip_model.visual)
@@ -107,7 +107,7 @@ class OVSegClipAdapter(nn.Module):
     def check_state(self, state, source: str, prefix: str) -> None:
         """Refuse CLIP weights under ``prefix`` in ``state`` that do not fit this adapter's CLIP
         (width, mask-prompt depth, mask prompts required by ``mask_prompt_fwd``), with one
-        sentence; see :func:`~frozenseg.modeling.clip_adapter.clip_model.check_clip_state`."""
+        sentence; see :func:`~frozenseg.models.ovseg.clip_adapter.clip_model.check_clip_state`."""
         check_clip_state(
             state,
             self.clip_model,
@@ -134,8 +134,8 @@ class OVSegClipAdapter(nn.Module):
         return F.normalize(encode_image_with_mask_prompts(self.clip_model.visual, regions, masks), dim=-1)
 
     def crop_regions(self, image: torch.Tensor, mask_probs: torch.Tensor) -> ClipRegions:
-        """The CLIP inputs of the valid proposals with this adapter's settings (spec §2.8; see
-        :func:`~frozenseg.modeling.clip_adapter.regions.prepare_clip_regions`).
+        """The CLIP inputs of the valid proposals with this adapter's settings (docs/models/ovseg.md §2.8; see
+        :func:`~frozenseg.models.ovseg.clip_adapter.regions.prepare_clip_regions`).
 
         Args:
             image: (3, H, W) resized, unpadded input image, RGB 0..255.

@@ -1,6 +1,6 @@
 """OVSeg's CLIP model through open_clip: building, the CLIP weights (tags through the project's
 ``clip_weights`` resolver, local files through a small loader), the checks of CLIP weights against
-the model, the text encoder and the prompt templates (spec §2.5, §2.9, §9.1; quirks 14 and 18).
+the model, the text encoder and the prompt templates (docs/models/ovseg.md §2.5, §2.9, §9.1; quirks 14 and 18).
 
 The release's OpenAI ``ViT-L/14`` / ``ViT-B/16`` are open_clip's ``-quickgelu`` configs (same
 state-dict keys and shapes, QuickGELU activations), plus ``visual.mask_embedding``; their OpenAI
@@ -150,7 +150,7 @@ def check_clip_state(
             for an OVSeg checkpoint).
         mask_prompts_required: weights without ``visual.mask_embedding`` are an error
             (``MASK_PROMPT_FWD`` True without ``ALLOW_ZERO_MASK_PROMPTS``): the prompts would keep
-            their zeros, which is not the plain CLIP forward (spec quirk 18).
+            their zeros, which is not the plain CLIP forward (docs/models/ovseg.md quirk 18).
     Raises:
         CheckpointError: a ViT of another width; a mask embedding of another depth than
             ``MASK_PROMPT_DEPTH``; no mask embedding when it is required.
@@ -174,7 +174,7 @@ def check_clip_state(
     if embedding is None and mask_prompts_required:
         raise CheckpointError(
             f"{source} has no {prefix}{_MASK_EMBEDDING} but MODEL.CLIP_ADAPTER.MASK_PROMPT_FWD is True, "
-            f"and zero mask prompts are not the plain CLIP forward (spec quirk 18); set MASK_PROMPT_FWD "
+            f"and zero mask prompts are not the plain CLIP forward (docs/models/ovseg.md quirk 18); set MASK_PROMPT_FWD "
             f"False to use this CLIP without mask prompts, or MODEL.CLIP_ADAPTER.ALLOW_ZERO_MASK_PROMPTS True."
         )
 
@@ -184,8 +184,8 @@ def load_clip_weights(clip_model: nn.Module, path: str, *, mask_prompts_required
 
     Accepts OpenAI's TorchScript files, plain state dicts (``torch.save`` or safetensors), and
     OpenCLIP training checkpoints (``{"state_dict": ...}``, with or without the DDP ``module.``
-    prefix; quirk 14 FIX). Only ``visual.mask_embedding`` may be absent from the file (it then
-    keeps its zeros, quirk 18), and only when ``mask_prompts_required`` is False; the checks of
+    prefix; docs/models/ovseg.md quirk 14 FIX). Only ``visual.mask_embedding`` may be absent from the file (it then
+    keeps its zeros, docs/models/ovseg.md quirk 18), and only when ``mask_prompts_required`` is False; the checks of
     :func:`check_clip_state` come first, then any other missing, unexpected or reshaped key is
     an error.
     """

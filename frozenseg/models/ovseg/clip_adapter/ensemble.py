@@ -1,5 +1,5 @@
 """OVSeg's ensemble of MaskFormer and CLIP class probabilities and its semantic output
-(spec §2.6, §2.10-2.12, and the demo's rule §2.14; quirks 1, 2, 10, 15).
+(docs/models/ovseg.md §2.6, §2.10-2.12, and the demo's rule §2.14; quirks 1, 2, 10, 15).
 
 Units: logits in, probabilities out; masks are sigmoid probabilities. Nothing is renormalised.
 
@@ -34,7 +34,7 @@ def ovseg_class_scores(
         - without CLIP: ``softmax(mf_logits)[:, :K]`` (no-object dropped *after* the softmax);
         - lambda > 0: ``p_mf ** (1 - lambda) * P ** lambda``, P = ``softmax(clip_logits[:, :K])``
           (no-object dropped *before* the softmax) on valid queries and 1 on invalid ones
-          (quirk 1); with no valid query this is ``p_mf ** (1 - lambda)`` (quirk 10 FIX);
+          (docs/models/ovseg.md quirk 1); with no valid query this is ``p_mf ** (1 - lambda)`` (quirk 10 FIX);
         - lambda == 0: the CLIP probabilities of the valid queries only (keep = valid).
     """
     num_classes = mf_logits.shape[-1] - 1
@@ -65,7 +65,7 @@ def ovseg_semantic_inference(
     ensemble_weight: float,
 ) -> torch.Tensor:
     """Semantic scores of one image: ``einsum("qc,qhw->chw", scores, masks)`` over the kept
-    queries (soft masks, not binarised; spec §2.12).
+    queries (soft masks, not binarised; docs/models/ovseg.md §2.12).
 
     Args:
         mf_logits, clip_logits, valid, ensemble_weight: see :func:`ovseg_class_scores`.
@@ -80,13 +80,13 @@ def ovseg_semantic_inference(
 def ovseg_demo_semantic_inference(
     scores: torch.Tensor, binary_masks: torch.Tensor, num_selecting: int | None = None
 ) -> torch.Tensor:
-    """The demo's semantic scores (``OVSegDEMO.demo_inference``, spec §2.14): one query per class.
+    """The demo's semantic scores (``OVSegDEMO.demo_inference``, docs/models/ovseg.md §2.14): one query per class.
 
     For each of the first ``num_selecting`` classes the query with the highest score for that
     class is kept (the first one on ties; a query chosen by several classes is kept once) with
     its whole score row; the other queries are dropped, and the kept rows are summed over their
     *binary* masks. Unlike the release, ``scores`` and ``binary_masks`` index the same queries
-    (the valid ones; quirk 15 FIX: the release indexes the valid queries' scores with indices of
+    (the valid ones; docs/models/ovseg.md quirk 15 FIX: the release indexes the valid queries' scores with indices of
     all queries when lambda > 0).
 
     Args:

@@ -1,5 +1,5 @@
-"""OVSeg's mask-prompted CLIP image encoder over open_clip's ``VisionTransformer`` (spec §2.9,
-§9.1, quirks 6 and 9).
+"""OVSeg's mask-prompted CLIP image encoder over open_clip's ``VisionTransformer`` (docs/models/ovseg.md §2.9,
+§9.1, docs/models/ovseg.md quirks 6 and 9).
 
 The learned prompts ``visual.mask_embedding`` (depth d, G = grid², width W) replace the patch
 tokens of background patches (a patch is foreground if *any* of its pixels is) at the input,
@@ -99,8 +99,8 @@ def encode_image_with_mask_prompts(
             )
         prompts = visual.mask_embedding.to(x.dtype)
         patch = visual.conv1.kernel_size
-        # (N, G, 1): 1 where any pixel of the patch is foreground (ceil of the average; quirk 6).
-        # masks[:, :1] keeps the batch dimension for N = 1 (the release's squeeze fails, quirk 9).
+        # (N, G, 1): 1 where any pixel of the patch is foreground (ceil of the average; docs/models/ovseg.md quirk 6).
+        # masks[:, :1] keeps the batch dimension for N = 1 (the release's squeeze fails, docs/models/ovseg.md quirk 9).
         keep = torch.ceil(F.avg_pool2d((masks[:, :1] > 0).to(x.dtype), patch, patch)).flatten(1)[..., None]
         if keep.shape[1] != x.shape[1]:
             raise ValueError(

@@ -1,4 +1,4 @@
-"""OVSeg's proposal-to-CLIP-input preprocessing (spec §2.8, quirk 5).
+"""OVSeg's proposal-to-CLIP-input preprocessing (docs/models/ovseg.md §2.8, quirk 5).
 
 Each proposal whose binarised mask is not empty is cropped from the resized, unpadded input
 image at its tight bounding box (optionally scaled about its centre), background pixels are
@@ -131,7 +131,7 @@ def prepare_clip_regions(
         size: CLIP input side S.
         pixel_mean, pixel_std: CLIP normalisation in 0..255 units.
     Returns:
-        :class:`ClipRegions`; with no valid proposal the tensors have N = 0 (spec quirk 10, FIX).
+        :class:`ClipRegions`; with no valid proposal the tensors have N = 0 (docs/models/ovseg.md quirk 10, FIX).
     """
     if image.shape[-2:] != mask_probs.shape[-2:]:
         raise ValueError(
