@@ -27,6 +27,7 @@ from typing import Any, Callable
 from fvcore.common.config import CfgNode as _FvCfgNode
 
 from ..utils.errors import ConfigFileNotFoundError, ConfigValueError, UserInputError
+from ..utils.nested import flatten_dict
 
 __all__ = ["CfgNode", "configurable", "set_model_config_resolver", "set_shared_defaults", "UnknownConfigKeyError"]
 
@@ -81,17 +82,6 @@ def _all_keys(node: "_FvCfgNode", prefix: str = "") -> list[str]:
     return keys
 
 
-def _leaves(node: "_FvCfgNode", prefix: str = "") -> dict[str, Any]:
-    """``{"A.B.C": value}`` of every leaf key of ``node``."""
-    out: dict[str, Any] = {}
-    for k, v in node.items():
-        if isinstance(v, _FvCfgNode):
-            out.update(_leaves(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _set_leaf(node: "_FvCfgNode", key: str, value: Any) -> None:
     *parents, last = key.split(".")
     for p in parents:
@@ -129,10 +119,10 @@ class CfgNode(_FvCfgNode):
         if previous is not None:
             with_previous = shared.clone()
             previous(with_previous)
-            old_model_keys = set(_leaves(with_previous)) - set(_leaves(shared))
+            old_model_keys = set(flatten_dict(with_previous)) - set(flatten_dict(shared))
         fresh = shared.clone()
         add(fresh)
-        kept = {k: v for k, v in _leaves(self).items() if k not in old_model_keys}
+        kept = {k: v for k, v in flatten_dict(self).items() if k not in old_model_keys}
         for key, value in kept.items():
             try:
                 _set_leaf(fresh, key, value)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..utils.file_io import atomic_write
+from ..utils.nested import flatten_dict
 from .sam_mask_cache import read_cache_info, write_cache_info
 
 __all__ = [
@@ -61,20 +62,10 @@ def default_device() -> str:
     return "cpu"
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _compare_info(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Differences between two cache_info dicts, ignoring where the checkpoint file lives."""
     ignore = {"sam_checkpoint", "dataset_root"}
-    old, new = _flatten(old), _flatten(new)
+    old, new = flatten_dict(old), flatten_dict(new)
     keys = sorted((set(old) | set(new)) - ignore)
     return [f"{k}: cache has {old.get(k)!r}, this run {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 

@@ -3,6 +3,7 @@ one-sentence errors for a missing file or a value of the wrong type."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,62 @@ def test_every_default_key_is_documented():
         line for line in undocumented if src.index(line) - 1 not in prev_comment
     ]
     assert undocumented == []
+
+
+@pytest.mark.parametrize("path", ["frozenseg/models/frozenseg/config.py", "frozenseg/models/ovseg/config.py",
+                                  "frozenseg/modeling/sam/config.py"])
+def test_every_model_key_is_documented(path):
+    """Each key a model's ``add_*_config`` adds carries a comment on its line or above it."""
+    src = (REPO_ROOT / path).read_text().splitlines()
+    keys = [i for i, line in enumerate(src)
+            if re.match(r"^\s+[a-z]\w*(\.[A-Z][A-Z0-9_]*)+ = ", line) and "= CN()" not in line]
+    assert keys, "no key assignments found"
+    undocumented = [src[i].strip() for i in keys if "#" not in src[i] and not src[i - 1].lstrip().startswith("#")]
+    assert undocumented == []
+
+
+def test_a_config_holds_the_shared_keys_and_its_models_own():
+    """Selecting another model swaps the model keys and keeps the shared values; the keys of the
+    model not selected do not exist (a key means one thing)."""
+    cfg = get_cfg()
+    assert cfg.MODEL.MASK_FORMER.DEC_LAYERS == 10 and "FROZEN_SEG" in cfg.MODEL and "SAM_NAME" in cfg.MODEL
+    cfg.merge_from_list(["SOLVER.BASE_LR", 0.5, "MODEL.FROZEN_SEG.EMBED_DIM", 1024])
+    cfg.merge_from_list(["MODEL.META_ARCHITECTURE", "OVSeg"])
+    assert cfg.SOLVER.BASE_LR == 0.5  # shared: kept
+    assert cfg.MODEL.MASK_FORMER.DEC_LAYERS == 6 and "FROZEN_SEG" not in cfg.MODEL and "SAM_NAME" not in cfg.MODEL
+    assert cfg.MODEL.CLIP_ADAPTER.CLIP_MODEL_NAME == "ViT-B/16"
+    with pytest.raises(UnknownConfigKeyError, match="MODEL.FROZEN_SEG.EMBED_DIM"):
+        cfg.merge_from_list(["MODEL.FROZEN_SEG.EMBED_DIM", 768])
+    cfg.merge_from_list(["MODEL.META_ARCHITECTURE", "OVSegDEMO"])  # same keys: nothing changes
+    assert cfg.MODEL.MASK_FORMER.DEC_LAYERS == 6
+    cfg.merge_from_list(["MODEL.META_ARCHITECTURE", "FrozenSeg"])
+    assert cfg.MODEL.FROZEN_SEG.EMBED_DIM == 768 and "CLIP_ADAPTER" not in cfg.MODEL  # defaults again
+    assert cfg.SOLVER.BASE_LR == 0.5
+
+
+def test_a_file_selects_its_model_before_its_keys_merge(tmp_path):
+    path = tmp_path / "ovseg.yaml"
+    path.write_text('MODEL:\n  META_ARCHITECTURE: "OVSeg"\n  CLIP_ADAPTER:\n    MASK_THR: 0.5\n')
+    cfg = get_cfg()
+    cfg.merge_from_file(str(path))
+    assert cfg.MODEL.CLIP_ADAPTER.MASK_THR == 0.5 and "FROZEN_SEG" not in cfg.MODEL
+    frozen = get_cfg()
+    frozen.freeze()
+    with pytest.raises(ConfigValueError, match="frozen"):
+        frozen.merge_from_list(["MODEL.META_ARCHITECTURE", "OVSeg"])
+
+
+def test_unknown_and_dotted_model_names():
+    """A plain unknown name keeps the keys (a released base file names Mask2Former's "MaskFormer")
+    and building refuses it in one sentence; a dotted path must import and name a model class."""
+    import frozenseg
+
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.META_ARCHITECTURE", "MaskFormer"])
+    assert "FROZEN_SEG" in cfg.MODEL
+    with pytest.raises(ConfigValueError, match=r"Unknown MODEL.META_ARCHITECTURE 'MaskFormer'; valid choices: FrozenSeg"):
+        frozenseg.build_model(cfg, device="meta")
+    with pytest.raises(ConfigValueError, match="cannot be imported"):
+        get_cfg().merge_from_list(["MODEL.META_ARCHITECTURE", "no_such_package.Model"])
+    with pytest.raises(ConfigValueError, match="is not a model"):
+        get_cfg().merge_from_list(["MODEL.META_ARCHITECTURE", "frozenseg.config.CfgNode"])

@@ -75,9 +75,9 @@ def add_ovseg_config(cfg: CN) -> None:
     mf.TEST = CN()
     # MaskFormer-v1 switches: OVSeg gives the semantic output only, so the panoptic and instance
     # switches must stay False (set them and evaluation refuses in one sentence).
-    mf.TEST.SEMANTIC_ON = True
-    mf.TEST.INSTANCE_ON = False
-    mf.TEST.PANOPTIC_ON = False
+    mf.TEST.SEMANTIC_ON = True  # output "sem_seg"
+    mf.TEST.INSTANCE_ON = False  # must stay False
+    mf.TEST.PANOPTIC_ON = False  # must stay False
     mf.TEST.OBJECT_MASK_THRESHOLD = 0.0  # MaskFormer-v1 key, unused
     mf.TEST.OVERLAP_THRESHOLD = 0.0  # MaskFormer-v1 key, unused
     mf.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE = False  # MaskFormer-v1 key, unused
