@@ -59,7 +59,7 @@ from frozenseg.engine.predictor import TASKS, Prediction, SegmentationPredictor,
 from frozenseg.engine.setup import load_config
 from frozenseg.modeling.build import meta_arch_class
 from frozenseg.utils.errors import UserInputError
-from frozenseg.utils.prediction_io import write_prediction
+from frozenseg.utils.prediction_io import prediction_paths, write_prediction
 from frozenseg.utils.visualizer import SegmentationVisualizer
 
 logger = logging.getLogger("frozenseg.demo")
@@ -212,6 +212,26 @@ def _fmt_eta(seconds: float) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
+def video_output_path(source: str | int, output: str | None) -> str | None:
+    """The video file the overlay frames of ``source`` go to (None: shown in a window)."""
+    if output is None or source == 0:
+        return None
+    if os.path.splitext(output)[1].lower() in VIDEO_EXTENSIONS:
+        return output
+    return os.path.join(output, f"{os.path.splitext(os.path.basename(str(source)))[0]}_overlay.mp4")
+
+
+def overwritten_inputs(inputs: list[str], outputs: list[str]) -> list[str]:
+    """The ``outputs`` that are one of the ``inputs`` (the same file, whatever the spelling)."""
+    given = {os.path.realpath(f) for f in inputs}
+    return [p for p in outputs if os.path.realpath(p) in given]
+
+
+def planned_outputs(files: list[str], output: str) -> list[str]:
+    """Every file :func:`run_images` writes for ``files`` under ``output``."""
+    return [p for stem in output_stems(files) for p in prediction_paths(output, stem).values()]
+
+
 def run_video(predictor: SegmentationPredictor, source: str | int, output: str | None) -> int:
     """Segment a video (or the webcam, ``source=0``) frame by frame; returns the frames done."""
     import cv2
@@ -222,13 +242,8 @@ def run_video(predictor: SegmentationPredictor, source: str | int, output: str |
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if source != 0 else 0
     writer = None
-    out_path = None
-    if output is not None and source != 0:
-        if os.path.splitext(output)[1].lower() in VIDEO_EXTENSIONS:
-            out_path = output
-        else:
-            stem = os.path.splitext(os.path.basename(str(source)))[0]
-            out_path = os.path.join(output, f"{stem}_overlay.mp4")
+    out_path = video_output_path(source, output)
+    if out_path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     t0 = time.perf_counter()
     n = 0
@@ -312,6 +327,13 @@ def main(argv: list[str] | None = None, predictor: SegmentationPredictor | None 
             return 2
     else:
         unmatched = []
+    if args.output is not None and not args.webcam:
+        planned = planned_outputs(files, args.output) if args.input else [video_output_path(args.video_input, args.output)]
+        clash = overwritten_inputs(files if args.input else [args.video_input], planned)
+        if clash:
+            logger.error("--output %r would overwrite the input %s; write the results to another folder or file.",
+                         args.output, clash[0])
+            return 2
     needs_window = args.webcam or args.output is None
     if needs_window and not gui_available():
         logger.error(

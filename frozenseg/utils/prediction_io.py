@@ -30,6 +30,18 @@ __all__ = ["OVERLAY_EXTENSIONS", "write_prediction"]
 OVERLAY_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
+def prediction_paths(output: str, stem: str) -> dict[str, str]:
+    """``{"overlay", "ids", "segments"}``: the files :func:`write_prediction` writes for ``output``
+    (a directory, with the file-name ``stem``, or an overlay file name)."""
+    if os.path.splitext(output)[1].lower() in OVERLAY_EXTENSIONS:
+        overlay_path = output
+        base = os.path.splitext(output)[0]
+    else:
+        base = os.path.join(output, stem)
+        overlay_path = base + "_overlay.png"
+    return {"overlay": overlay_path, "ids": base + "_ids.png", "segments": base + "_segments.json"}
+
+
 def write_prediction(prediction: Prediction, output: str, *, overlay: np.ndarray,
                      stem: str | None = None) -> dict[str, str]:
     """Write the overlay, the id PNG and the segments JSON of ``prediction``.
@@ -44,14 +56,9 @@ def write_prediction(prediction: Prediction, output: str, *, overlay: np.ndarray
     Returns:
         ``{"overlay", "ids", "segments"}``: the paths written.
     """
-    if os.path.splitext(output)[1].lower() in OVERLAY_EXTENSIONS:
-        overlay_path = output
-        base = os.path.splitext(output)[0]
-    else:
-        stem = stem or (os.path.splitext(os.path.basename(prediction.source))[0] if prediction.source else "image")
-        base = os.path.join(output, stem)
-        overlay_path = base + "_overlay.png"
-    ids_path, json_path = base + "_ids.png", base + "_segments.json"
+    stem = stem or (os.path.splitext(os.path.basename(prediction.source))[0] if prediction.source else "image")
+    paths = prediction_paths(output, stem)
+    overlay_path, ids_path, json_path = paths["overlay"], paths["ids"], paths["segments"]
 
     with atomic_write(overlay_path, mode="wb") as f:
         if overlay_path.lower().endswith((".jpg", ".jpeg")):
@@ -73,4 +80,4 @@ def write_prediction(prediction: Prediction, output: str, *, overlay: np.ndarray
     meta["overlay_file"] = os.path.basename(overlay_path)
     with atomic_write(json_path, mode="w") as f:
         json.dump(meta, f, indent=2)
-    return {"overlay": overlay_path, "ids": ids_path, "segments": json_path}
+    return paths

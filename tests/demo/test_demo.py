@@ -108,6 +108,33 @@ def test_demo_video_and_usage_errors(predictor, tmp_path, monkeypatch):
                           "--output", str(tmp_path)], predictor=predictor) == 2
 
 
+def test_demo_never_overwrites_an_input(predictor, tmp_path, caplog):
+    """An ``--output`` that would write over an input (the same file, a results folder holding an
+    input named like a result, a video written onto itself) is refused in one sentence before any
+    work: exit status 2, every input byte-identical, nothing written."""
+    image = tmp_path / "photo.png"
+    Image.fromarray(scene()).save(image)
+    named_like_a_result = tmp_path / "photo_overlay.png"
+    Image.fromarray(scene()).save(named_like_a_result)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not decoded: refused before")
+    before = {p: p.read_bytes() for p in (image, named_like_a_result, video)}
+    cases = [
+        (["--input", str(image), "--output", str(image)], image),
+        (["--input", str(tmp_path / "photo.png"), str(named_like_a_result), "--output", str(tmp_path)],
+         named_like_a_result),
+        (["--input", str(tmp_path), "--output", str(tmp_path / "." / "")], named_like_a_result),
+        (["--video-input", str(video), "--output", str(video)], video),
+    ]
+    for args, clashing in cases:
+        caplog.clear()
+        rc = demo_cli.main(["--config-file", TINY, *args, "--vocabulary", "cat"], predictor=predictor)
+        assert rc == 2
+        assert f"would overwrite the input {clashing}; write the results to another folder or file." in caplog.text
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "photo.png", "photo_overlay.png"]
+
+
 @pytest.mark.slow
 def test_demo_goes_on_after_an_image_too_elongated_to_segment(tmp_path):
     """demo/demo.py as a command: a 20000x30 image (refused: one line, no files), a 20000x50 one
