@@ -422,8 +422,8 @@ def check_sam_mask_cache(
 
 def _packbits(masks: np.ndarray) -> np.ndarray:
     """(M, H, W) bool -> (M, ceil(H*W/8)) uint8."""
-    m = masks.shape[0]
-    return np.packbits(masks.reshape(m, -1).astype(bool), axis=1)
+    m, h, w = masks.shape
+    return np.packbits(masks.reshape(m, h * w).astype(bool), axis=1)
 
 
 @dataclass
@@ -455,7 +455,7 @@ def make_record(image_id: str, proposals: SamProposals) -> SamMaskRecord:
     """
     binary_masks = np.asarray(proposals.binary, dtype=bool)
     m, h, w = binary_masks.shape
-    area = binary_masks.reshape(m, -1).sum(1).astype(np.int64)
+    area = binary_masks.reshape(m, h * w).sum(1).astype(np.int64)
     bbox = proposals.bbox
     if bbox is None:
         bbox = np.zeros((m, 4), dtype=np.float32)

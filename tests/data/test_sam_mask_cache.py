@@ -61,6 +61,16 @@ def test_make_record_boxes_follow_segment_anything():
     assert rec.image_size == (6, 8) and rec.logits_source == "sam"
 
 
+def test_an_image_where_sam_finds_no_mask_round_trips(tmp_path):
+    """SAM may keep no mask (strict thresholds, a blank image): the record holds M = 0 proposals
+    of the image's size and reads back as such."""
+    rec = make_record("blank", _proposals(np.zeros((0, 5, 7), np.float32), np.zeros((0, 9, 13), bool), [], [],
+                                          np.zeros((0, 2)), np.zeros((0, 4))))
+    back = read_sam_masks(write_sam_masks(str(tmp_path / "blank.npz"), rec))
+    assert len(back) == 0 and back.image_size == (9, 13) and back.mask_logits.shape == (0, 5, 7)
+    assert back.binary_masks().shape == (0, 9, 13) and back.area.shape == (0,) and back.bbox.shape == (0, 4)
+
+
 def test_cache_file_names_are_safe_and_distinct():
     assert cache_file_name("ADE_val_00000001") == "ADE_val_00000001.npz"
     a, b = cache_file_name("a/b"), cache_file_name("a_b")
