@@ -47,6 +47,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -117,9 +118,21 @@ def setup_logging() -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
+def _glob(pattern: str) -> list[str]:
+    """Files matching ``pattern``; a ``**`` walks the folders below without following symbolic
+    links to folders (pathlib's rule), so a link loop is never entered."""
+    if "**" not in pattern:
+        return glob.glob(pattern)
+    parts = Path(pattern).parts
+    first_magic = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    base = Path(*parts[:first_magic]) if first_magic else Path(".")
+    return [str(p) for p in base.glob(str(Path(*parts[first_magic:])))]
+
+
 def expand_inputs(patterns: list[str]) -> tuple[list[str], list[str]]:
     """Files named by ``patterns`` (files, directories (their images, sorted) or globs), in
-    order without repeats, and the patterns that matched nothing."""
+    order, each file once however many paths (links) lead to it, and the patterns that matched
+    nothing."""
     files: list[str] = []
     unmatched: list[str] = []
     for pat in patterns:
@@ -132,13 +145,16 @@ def expand_inputs(patterns: list[str]) -> tuple[list[str], list[str]]:
         elif os.path.exists(pat):
             found = [pat]
         elif glob.has_magic(pat):
-            found = sorted(f for f in glob.glob(pat, recursive=True) if os.path.isfile(f))
+            found = sorted(f for f in _glob(pat) if os.path.isfile(f))
         else:
             found = []
         if not found:
             unmatched.append(pat)
         files.extend(found)
-    return list(dict.fromkeys(files)), unmatched
+    unique: dict[str, str] = {}
+    for f in files:
+        unique.setdefault(os.path.realpath(f), f)
+    return list(unique.values()), unmatched
 
 
 def output_stems(files: list[str]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 
 import cv2
@@ -187,3 +188,21 @@ def test_demo_refuses_a_vocabulary_file_entry_it_would_ignore(predictor, tmp_pat
     assert rc == 2 and not out.exists()
     assert ("DATASETS.VOCABULARY_FILES entry 'synthetic_shapes_val_panoptc:v.txt' names "
             "'synthetic_shapes_val_panoptc', which is not a registered dataset; valid names: ") in caplog.text
+
+
+def test_recursive_globs_visit_each_image_once_through_link_loops(tmp_path):
+    """``dir/**/*.png`` over folders that link back to their parents (one loop, then two) lists
+    each image once and returns (symbolic links to folders are not followed by ``**``); an image
+    reached through two paths (a file link) counts once."""
+    root = tmp_path / "photos"
+    (root / "a" / "b").mkdir(parents=True)
+    for path in (root / "top.png", root / "a" / "mid.png", root / "a" / "b" / "deep.png"):
+        Image.fromarray(scene()).save(path)
+    (root / "a" / "b" / "up").symlink_to(root, target_is_directory=True)
+    files, unmatched = demo_cli.expand_inputs([str(root / "**" / "*.png")])
+    assert sorted(os.path.basename(f) for f in files) == ["deep.png", "mid.png", "top.png"] and unmatched == []
+    (root / "a" / "loop").symlink_to(root / "a", target_is_directory=True)
+    (root / "same.png").symlink_to(root / "top.png")
+    files, _ = demo_cli.expand_inputs([str(root / "**" / "*.png"), str(root / "top.png")])
+    assert sorted(os.path.realpath(f) for f in files) == sorted(
+        os.path.realpath(root / p) for p in ("top.png", "a/mid.png", "a/b/deep.png"))
