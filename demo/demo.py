@@ -56,7 +56,14 @@ from frozenseg.data.builtin import check_vocabulary_files
 from frozenseg.engine.launch import configure_cpu_process
 from frozenseg.data.vocabulary import Vocabulary, VocabularyError
 from frozenseg.data.vocabulary_sources import load_vocabulary
-from frozenseg.engine.predictor import TASKS, Prediction, SegmentationPredictor, UnsupportedTaskError, model_tasks
+from frozenseg.engine.predictor import (
+    TASKS,
+    Prediction,
+    SegmentationPredictor,
+    UnsupportedTaskError,
+    checked_threshold,
+    model_tasks,
+)
 from frozenseg.engine.setup import load_config
 from frozenseg.modeling.build import meta_arch_class
 from frozenseg.utils.errors import UserInputError
@@ -68,6 +75,14 @@ logger = logging.getLogger("frozenseg.demo")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jfif")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 WINDOW = "FrozenSeg"
+
+
+def _threshold(text: str) -> float:
+    """``--confidence-threshold``: a number from 0 to 1 (argparse names the flag in its error)."""
+    try:
+        return checked_threshold(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -95,7 +110,7 @@ def get_parser() -> argparse.ArgumentParser:
              "model's demo_overrides",
     )
     p.add_argument(
-        "--confidence-threshold", type=float, default=None,
+        "--confidence-threshold", type=_threshold, default=None,
         help="drop instances/segments scoring below this (default: 0.5 instance, 0 panoptic/semantic)",
     )
     p.add_argument("--threads", type=int, default=0,

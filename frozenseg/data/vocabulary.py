@@ -97,8 +97,10 @@ def checked_synonyms(entry: str, where: str) -> list[str]:
         entry: one class string, ``"name,synonym,..."``.
         where: names the class in the error (``"--vocabulary: class #2"``, ``"v.txt, line 3"``).
     Raises:
-        VocabularyError: the class is blank, or one of its synonyms is.
+        VocabularyError: the class is not a string, is blank, or one of its synonyms is.
     """
+    if not isinstance(entry, str):
+        raise VocabularyError(f"{where} is {entry!r}, not text; give every class as a string such as 'cat,kitten'.")
     if not entry.strip():
         raise VocabularyError(
             f"{where} is empty; give it a name (an empty class name comes from two separators in a "
@@ -419,7 +421,9 @@ def normalize_literal_class_names(entries: Sequence[str], source: str = "vocabul
         raise VocabularyError(f"{source}: the vocabulary is empty; give at least one class.")
     out: list[str] = []
     for i, entry in enumerate(entries, start=1):
-        name = str(entry).strip()
+        if not isinstance(entry, str):
+            raise VocabularyError(f"{source}: class #{i} is {entry!r}, not text; give every class as a string.")
+        name = entry.strip()
         if not name:
             raise VocabularyError(
                 f"{source}: class #{i} is empty; give it a name (an empty class comes from two separators "

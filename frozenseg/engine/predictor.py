@@ -43,14 +43,21 @@ import torch
 from ..data.builtin import check_vocabulary_files
 from .setup import build_inference_model, load_config
 from ..data.dataset_mappers.test_mapper import TestDatasetMapper
-from ..data.vocabulary import Vocabulary, normalize_class_names, normalize_literal_class_names, split_synonyms
+from ..data.vocabulary import (
+    Vocabulary,
+    normalize_class_names,
+    normalize_literal_class_names,
+    parse_cli_vocabulary,
+    split_synonyms,
+)
 from ..data.vocabulary_sources import default_vocabulary, infer_thing_classes
 from ..modeling.contract import SegmentationModel
 from ..structures.prediction import Prediction
 from ..utils.errors import UserInputError
 from ..utils.image_io import read_image
 
-__all__ = ["Prediction", "SegmentationPredictor", "FrozenSegPredictor", "UnsupportedTaskError", "model_tasks"]
+__all__ = ["Prediction", "SegmentationPredictor", "FrozenSegPredictor", "ThresholdError", "UnsupportedTaskError",
+           "checked_threshold", "model_tasks"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +69,23 @@ DEFAULT_CONFIDENCE = {"instance": 0.5, "panoptic": 0.0, "semantic": 0.0}
 _TASK_OUTPUT = {"panoptic": "panoptic_seg", "semantic": "sem_seg", "instance": "instances"}
 
 
+def checked_threshold(value: float) -> float:
+    """``value`` as a float in [0, 1]; ``ValueError`` (one sentence) for anything else (NaN too)."""
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        threshold = float("nan")
+    if not 0.0 <= threshold <= 1.0:  # also False for NaN
+        raise ThresholdError(f"The confidence threshold must be a number from 0 to 1; got {value!r}.")
+    return threshold
+
+
 class UnsupportedTaskError(UserInputError, ValueError):
     """The model cannot produce the requested task's output (e.g. panoptic with OVSeg)."""
+
+
+class ThresholdError(UserInputError, ValueError):
+    """A confidence threshold outside [0, 1]."""
 
 
 def model_tasks(model: SegmentationModel) -> tuple[str, ...]:
@@ -87,7 +109,8 @@ class SegmentationPredictor:
         cfg: a config (``frozenseg.get_cfg()`` + merges); it is cloned and frozen.
         vocabulary: a :class:`~frozenseg.data.vocabulary.Vocabulary` (used verbatim: a dataset's
             class strings stay exactly as registered), a list of class names (normalised, thing
-            classes inferred), or None for :func:`~frozenseg.data.vocabulary.default_vocabulary`.
+            classes inferred), a string in the command-line syntax (``"cat,kitten;dog"``), or None
+            for :func:`~frozenseg.data.vocabulary.default_vocabulary`.
         thing_classes: indices of thing classes (overrides the vocabulary's).
         task: ``"panoptic"``, ``"semantic"`` or ``"instance"`` (one of :func:`model_tasks`;
             None: the first of them, panoptic for FrozenSeg, semantic for OVSeg).
@@ -127,8 +150,10 @@ class SegmentationPredictor:
         self.mapper = TestDatasetMapper.from_config(self.cfg, is_train=False)
         self.task = ""
         self.confidence_threshold: float = 0.0
-        self._explicit_threshold = confidence_threshold
+        self._explicit_threshold = None if confidence_threshold is None else checked_threshold(confidence_threshold)
         self.set_task(model_tasks(self.model)[0] if task is None else task)
+        if isinstance(vocabulary, str):
+            vocabulary = parse_cli_vocabulary(vocabulary, literal=self.literal, source="vocabulary")
         if vocabulary is None:
             vocabulary = default_vocabulary()
         elif not isinstance(vocabulary, Vocabulary) and not self.literal:
@@ -173,7 +198,7 @@ class SegmentationPredictor:
         self.task = task
         self.model.set_tasks({"semantic", task})  # the semantic scores also score panoptic segments
         if confidence_threshold is not None:
-            self._explicit_threshold = confidence_threshold
+            self._explicit_threshold = checked_threshold(confidence_threshold)
         thr = self._explicit_threshold
         self.confidence_threshold = float(DEFAULT_CONFIDENCE[task] if thr is None else thr)
 
@@ -191,6 +216,8 @@ class SegmentationPredictor:
         ``thing_classes`` overrides the vocabulary's.
         """
         literal = self.literal
+        if isinstance(vocabulary, str):
+            vocabulary = parse_cli_vocabulary(vocabulary, literal=literal, source="vocabulary")
         if not isinstance(vocabulary, Vocabulary):
             names = (normalize_literal_class_names(list(vocabulary)) if literal
                      else normalize_class_names(list(vocabulary), warn=False))
@@ -235,6 +262,8 @@ class SegmentationPredictor:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be an RGB uint8 (H, W, 3) array, got {image.dtype} {image.shape}.")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"The image is empty ({image.shape[0]}x{image.shape[1]} pixels); give an image of at least 1x1.")
         t0 = time.perf_counter()
         with torch.no_grad():
             out = self.model([self._model_input(image, source)])[0]

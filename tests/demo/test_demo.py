@@ -107,6 +107,10 @@ def test_demo_video_and_usage_errors(predictor, tmp_path, monkeypatch):
                           str(tmp_path)], predictor=predictor) == 2
     assert demo_cli.main(["--config-file", TINY, "--input", str(video), "--vocabulary", "a;;b",
                           "--output", str(tmp_path)], predictor=predictor) == 2
+    for bad in ("5", "nan"):
+        with pytest.raises(SystemExit) as info:  # argparse: usage line and one sentence, exit status 2
+            demo_cli.main(["--config-file", TINY, "--input", str(video), "--confidence-threshold", bad])
+        assert info.value.code == 2
 
 
 def test_demo_never_overwrites_an_input(predictor, tmp_path, caplog):

@@ -141,3 +141,29 @@ def test_extreme_aspect_ratios_are_refused_in_one_sentence_or_segmented(predicto
         assert tuple(wide._model_input(_strip(h, w))["image"].shape[1:]) in [(36, 14311), (14311, 36)]
         pred = wide(_strip(h, w))
         assert pred.ids.shape == (h, w) and sum(s["area"] for s in pred.segments) == h * w
+
+
+def test_python_api_refuses_bad_input_in_one_sentence():
+    """A vocabulary given as one string is parsed like the command line's, not split into letters;
+    non-text classes, an empty image and thresholds outside [0, 1] (NaN included) are refused in
+    one sentence, and the predictor keeps working."""
+    from frozenseg.data.vocabulary import VocabularyError
+    from frozenseg.engine.predictor import ThresholdError
+
+    predictor = tiny_predictor()
+    predictor.set_vocabulary("cat")
+    assert predictor.class_names == ["cat"]
+    predictor.set_vocabulary("cat,kitten; dog")
+    assert predictor.class_names == ["cat,kitten", "dog"]
+    with pytest.raises(VocabularyError, match=r"^vocabulary: class #1 is None, not text; give every class"):
+        predictor.set_vocabulary([None])
+    with pytest.raises(ValueError, match=r"^The image is empty \(0x0 pixels\); give an image of at least 1x1\.$"):
+        predictor(np.zeros((0, 0, 3), np.uint8))
+    for bad in (7.0, float("nan"), -0.1, "high"):
+        with pytest.raises(ThresholdError, match=r"^The confidence threshold must be a number from 0 to 1; got "):
+            predictor.set_task("panoptic", bad)
+    predictor.set_vocabulary(["cat"])
+    predictor.set_task("panoptic", 0.5)
+    assert predictor.confidence_threshold == 0.5 and predictor(scene()).ids.shape == scene().shape[:2]
+    with pytest.raises(ThresholdError):
+        tiny_predictor().__class__(predictor.cfg, model=predictor.model, confidence_threshold=float("nan"))
