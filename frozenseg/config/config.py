@@ -24,6 +24,7 @@ import os
 import re
 from typing import Any, Callable
 
+import yaml
 from fvcore.common.config import CfgNode as _FvCfgNode
 
 from ..utils.errors import ConfigFileNotFoundError, ConfigValueError, UserInputError
@@ -38,6 +39,8 @@ _MODEL_CONFIG_RESOLVER: Callable[[str], Callable[["CfgNode"], None] | None] | No
 _ADDITIONS_ATTR = "_model_config_additions"
 #: The keys every model shares, with their defaults (set by :mod:`.defaults`).
 _SHARED_DEFAULTS: "CfgNode | None" = None
+#: The config files being loaded, outermost first (to find a ``_BASE_`` cycle).
+_LOADING: list[str] = []
 
 
 def set_shared_defaults(cfg: "CfgNode") -> None:
@@ -133,6 +136,20 @@ class CfgNode(_FvCfgNode):
             dict.__setitem__(self, k, v)
         self.__dict__[_ADDITIONS_ATTR] = add
 
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False):
+        """fvcore's loading of a YAML file and its ``_BASE_`` files, refusing a ``_BASE_`` chain
+        that comes back to a file it already includes (one sentence naming the chain)."""
+        key = os.path.realpath(filename)
+        if key in _LOADING:
+            chain = " -> ".join([*(os.path.basename(f) for f in _LOADING), os.path.basename(key)])
+            raise ConfigValueError(f"Config files include each other through _BASE_ ({chain}); remove one _BASE_.")
+        _LOADING.append(key)
+        try:
+            return super().load_yaml_with_base(filename, allow_unsafe=allow_unsafe)
+        finally:
+            _LOADING.pop()
+
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = True) -> None:
         """Merge a YAML file (with ``_BASE_`` inheritance) into this config, after selecting the
         model its ``MODEL.META_ARCHITECTURE`` names (:meth:`select_model`)."""
@@ -148,6 +165,13 @@ class CfgNode(_FvCfgNode):
             if isinstance(model, dict) and model.get("META_ARCHITECTURE"):
                 self.select_model(str(model["META_ARCHITECTURE"]))
             self.merge_from_other_cfg(type(self)(loaded))
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            line = f" at line {where.line + 1}" if where is not None else ""
+            raise ConfigValueError(
+                f"Config file {cfg_filename!r} (or a file it includes) is not valid YAML{line}: "
+                f"{getattr(e, 'problem', None) or str(e).splitlines()[0]}; fix the file."
+            ) from None
         except FileNotFoundError as e:  # a _BASE_ file
             raise ConfigFileNotFoundError(
                 f"Config file {e.filename or cfg_filename!r}, named by _BASE_ in {cfg_filename!r} "

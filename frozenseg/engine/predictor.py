@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ..data.builtin import check_vocabulary_files
-from .setup import build_inference_model, load_config
+from .setup import build_inference_model, check_config, load_config
 from ..data.dataset_mappers.test_mapper import TestDatasetMapper
 from ..data.vocabulary import (
     Vocabulary,
@@ -138,6 +138,7 @@ class SegmentationPredictor:
         model: torch.nn.Module | None = None,
     ):
         self.cfg = cfg.clone()
+        check_config(self.cfg)
         check_vocabulary_files(self.cfg)  # an entry nothing uses is a mistake: say so now
         if self.cfg.TEST.USE_SAM_MASKS:
             logger.warning("TEST.USE_SAM_MASKS is ignored by the predictor (no cached SAM proposals for new images).")

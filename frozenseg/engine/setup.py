@@ -20,12 +20,13 @@ import torch
 
 from ..checkpoint import checkpoint_has_frozen_weights, load_checkpoint, read_state_dict
 from ..config import CfgNode, get_cfg
+from ..config.checks import check_config_values
 from ..modeling.build import build_model, meta_arch_class
 from ..modeling.contract import SegmentationModel
 from ..modeling.precision import frozen_encoders_dtype
 from ..modeling.quantization import check_int8_cpu, quantize_frozen_encoders
 
-__all__ = ["load_config", "build_inference_model", "setup_inference"]
+__all__ = ["load_config", "check_config", "build_inference_model", "setup_inference"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +63,11 @@ def load_config(
 
 
 def check_config(cfg: CfgNode) -> None:
-    """Refuse, in one sentence, settings that cannot work together (an unknown model, a precision
-    the device cannot run); the dataset options are checked when datasets are used
-    (:func:`frozenseg.data.builtin.check_dataset_config`)."""
+    """Refuse, in one sentence, values out of range (:func:`~frozenseg.config.checks.
+    check_config_values`, one table for every key) and settings that cannot work together (an
+    unknown model, a precision the device cannot run); the dataset options are checked when
+    datasets are used (:func:`frozenseg.data.builtin.check_dataset_config`)."""
+    check_config_values(cfg)
     meta_arch_class(cfg)
     if str(cfg.MODEL.DEVICE) != "meta":
         frozen_encoders_dtype(cfg)

@@ -203,3 +203,45 @@ def test_unknown_and_dotted_model_names():
         get_cfg().merge_from_list(["MODEL.META_ARCHITECTURE", "no_such_package.Model"])
     with pytest.raises(ConfigValueError, match="is not a model"):
         get_cfg().merge_from_list(["MODEL.META_ARCHITECTURE", "frozenseg.config.CfgNode"])
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("INPUT.IMAGE_SIZE", 0, "INPUT.IMAGE_SIZE must be a positive integer; got 0."),
+    ("INPUT.MIN_SIZE_TEST", 0, "INPUT.MIN_SIZE_TEST must be a positive integer; got 0."),
+    ("INPUT.MAX_SIZE_TEST", -5, "INPUT.MAX_SIZE_TEST must be a positive integer; got -5."),
+    ("SOLVER.CHECKPOINT_PERIOD", 0, "SOLVER.CHECKPOINT_PERIOD must be a positive integer; got 0."),
+    ("SOLVER.BASE_LR", -0.1, "SOLVER.BASE_LR must be a positive finite number; got -0.1."),
+    ("MODEL.DEVICE", "tpu", "MODEL.DEVICE must be \"cpu\", \"cuda\" or \"cuda:N\"; got 'tpu'."),
+    ("MODEL.DEVICE", "meta", "MODEL.DEVICE must be \"cpu\", \"cuda\" or \"cuda:N\"; got 'meta'."),
+    ("MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD", 1.5,
+     "MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD must be a number from 0 to 1; got 1.5."),
+])
+def test_values_out_of_range_are_refused_in_one_sentence(key, value, expected):
+    """One table (frozenseg/config/checks.py) holds every key's range; setting up a run checks it."""
+    from frozenseg.engine.setup import load_config
+
+    with pytest.raises(ConfigValueError) as info:
+        load_config("", [key, str(value)])
+    assert str(info.value) == expected and is_user_error(info.value)
+    assert load_config("", ["MODEL.DEVICE", "cuda:1", "SOLVER.CHECKPOINT_PERIOD", "1"]).MODEL.DEVICE == "cuda:1"
+
+
+def test_malformed_yaml_and_base_cycles_are_one_sentence(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("MODEL:\n  WEIGHTS: [unclosed\n")
+    with pytest.raises(ConfigValueError, match=r"^Config file '.*bad.yaml' \(or a file it includes\) is not valid YAML at line \d+: .*; fix the file\.$"):
+        get_cfg().merge_from_file(str(bad))
+    (tmp_path / "a.yaml").write_text("_BASE_: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("_BASE_: a.yaml\n")
+    with pytest.raises(ConfigValueError, match=r"^Config files include each other through _BASE_ \(a.yaml -> b.yaml -> a.yaml\); remove one _BASE_\.$"):
+        get_cfg().merge_from_file(str(tmp_path / "a.yaml"))
+
+
+@pytest.mark.parametrize("flag, value", [("--num-gpus", "-1"), ("--num-gpus", "0"), ("--num-machines", "0"),
+                                         ("--machine-rank", "-1"), ("--threads", "-2")])
+def test_train_net_flags_out_of_range_are_usage_errors(flag, value, capsys):
+    from frozenseg.engine import default_argument_parser
+
+    with pytest.raises(SystemExit) as info:
+        default_argument_parser().parse_args([flag, value])
+    assert info.value.code == 2 and f"argument {flag}: must be at least" in capsys.readouterr().err
