@@ -122,7 +122,8 @@ def read_image(path: PathLike) -> np.ndarray:
         C-contiguous, writable uint8 array (H, W, 3), RGB, EXIF orientation applied.
     Raises:
         FileNotFoundError: the path does not exist or is not a file.
-        ImageReadError: the file is empty, not an image, truncated or has no pixels.
+        ImageReadError: the file is empty, not an image, truncated, has no pixels, or has more
+            pixels than PIL's decompression-bomb limit.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -153,6 +154,11 @@ def read_image(path: PathLike) -> np.ndarray:
             else:
                 logger.info("%s: %s image converted to RGB.", path, mode)
                 arr = np.asarray(im.convert("RGB"))
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(
+            f"Cannot read image {path!r}: it has more pixels than the reader accepts ({e}); downscale it "
+            "(for example to 4000x3000) and try again."
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         if isinstance(e, ImageReadError):
             raise

@@ -96,3 +96,22 @@ def test_to_uint8_rgb_arrays():
     assert to_uint8_rgb(np.zeros((4, 5, 1), np.uint8)).shape == (4, 5, 3)
     with pytest.raises(ImageReadError):
         to_uint8_rgb(np.zeros((4, 5, 2), np.uint8))
+
+
+def test_an_image_over_the_pixel_limit_is_one_sentence_and_a_batch_goes_on(tmp_path, monkeypatch, caplog):
+    """PIL's decompression-bomb guard (here lowered to 100 pixels, so 20x20 is over twice it)
+    becomes an ImageReadError naming the file and the fix; the demo skips that image only."""
+    from .test_demo import demo_cli
+    from ..engine.test_predictor import TINY, tiny_predictor
+
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "huge.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "small.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ImageReadError, match=r"^Cannot read image '.*huge.png': it has more pixels than the reader "
+                                             r"accepts \(.*\); downscale it \(for example to 4000x3000\) and try again\.$"):
+        read_image(tmp_path / "huge.png")
+    rc = demo_cli.main(["--config-file", TINY, "--input", str(tmp_path / "huge.png"), str(tmp_path / "small.png"),
+                        "--output", str(tmp_path / "out"), "--vocabulary", "cat"], predictor=tiny_predictor())
+    assert rc == 1 and "huge.png: skipped: Cannot read image" in caplog.text
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "small_ids.png", "small_overlay.png", "small_segments.json"]
