@@ -44,6 +44,7 @@ __all__ = [
     "setup_cfg",
     "resolve_device",
     "default_setup",
+    "save_config",
     "create_ddp_model",
     "DefaultTrainer",
     "merge_results",
@@ -166,17 +167,26 @@ def default_setup(cfg, args=None) -> None:
             with open(cfg_file, encoding="utf-8") as f:
                 log.info("Contents of args.config_file=%s:\n%s", cfg_file, f.read())
     if comm.is_main_process() and output_dir:
-        path = os.path.join(output_dir, "config.yaml")
-        with atomic_write(path, "w") as f:
-            f.write(cfg.dump())
         log.info("Running with full config:\n%s", cfg.dump())
-        log.info("Full config saved to %s", path)
+        # a resumed run's folder keeps its config.yaml until the checkpoint has loaded (a refused
+        # resume leaves the folder as it was; DefaultTrainer.resume_or_load writes it then)
+        if not (args is not None and args.resume and os.path.isfile(os.path.join(output_dir, "config.yaml"))):
+            save_config(cfg)
     seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
     seed_all_rng(seed)
     log.info("Using a random seed of %d for model initialisation%s", seed, "" if cfg.SEED >= 0 else " (SEED=-1)")
     configure_cpu_process(cfg, cfg.DATALOADER.NUM_WORKERS, comm.get_local_size())
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
+
+
+def save_config(cfg) -> str:
+    """Write ``OUTPUT_DIR/config.yaml`` (atomically) and return its path."""
+    path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+    with atomic_write(path, "w") as f:
+        f.write(cfg.dump())
+    logging.getLogger("frozenseg").info("Full config saved to %s", path)
+    return path
 
 
 def create_ddp_model(model: nn.Module, *, find_unused_parameters: bool = False, **kwargs) -> nn.Module:
@@ -281,6 +291,8 @@ class DefaultTrainer(SimpleTrainer):
             if path:
                 self.checkpointer.load(require_checkpoint_file(path), checkpointables=[])
             self.start_iter = 0
+        if resume and comm.is_main_process() and self.cfg.OUTPUT_DIR:
+            save_config(self.cfg)  # the weights loaded: the folder's config is this run's now
         self._data_loader_iter_obj = None
         self.data_loader = None
 

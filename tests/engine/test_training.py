@@ -205,3 +205,24 @@ def test_run_failing_before_any_metric_leaves_no_metrics_files(shapes_root, tmp_
         trainer.train()
     left = set(os.listdir(tmp_path))
     assert left == {"config.yaml", "log.txt"}, left
+
+
+def test_a_refused_resume_leaves_the_folder_as_it_was(shapes_root, tmp_path):
+    """``--resume`` in a folder whose checkpoint the config's model refuses (here a checkpoint of
+    another model): exit status 2 with one sentence, and the folder's config.yaml and files are
+    untouched (the config is saved only once the checkpoint has loaded)."""
+    import train_net
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("MODEL:\n  META_ARCHITECTURE: OVSeg\n")
+    torch.save({"model": {"clip_adapter.non_object_embedding": torch.zeros(1, 8)}}, out / "model_0000009.pth")
+    (out / "last_checkpoint").write_text("model_0000009.pth")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    argv = ["--config-file", str(SHAPES_CONFIG), "--resume",
+            *[str(x) for x in TINY_OVERRIDES + FROZENSEG_TINY_OVERRIDES], "MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(out)]
+    with pytest.raises(SystemExit) as info:
+        train_net.cli(argv)
+    assert info.value.code == 2
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "log.txt"}
+    assert after == before
