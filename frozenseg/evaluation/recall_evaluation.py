@@ -23,8 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from panopticapi.utils import rgb2id
-from PIL import Image
-
+from ..utils.image_io import read_annotation
 from .evaluator import DatasetEvaluator
 from .utils import (
     catalog_records,
@@ -155,8 +154,7 @@ class RecallEvaluator(DatasetEvaluator):
             self._gt_type == "auto" and "pan_seg_file_name" in source and "segments_info" in source
         )
         if use_panoptic:
-            with Image.open(source["pan_seg_file_name"]) as img:
-                ids = rgb2id(np.asarray(img.convert("RGB")))
+            ids = rgb2id(read_annotation(source["pan_seg_file_name"], rgb=True))
             seg_map = np.zeros(ids.shape, dtype=np.int64)
             categories = []
             for seg in source["segments_info"]:

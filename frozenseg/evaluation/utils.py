@@ -24,6 +24,7 @@ import torch
 from ..data.vocabulary import seen_class_mask
 from ..utils import comm
 from ..utils.file_io import atomic_write
+from ..utils.image_io import read_annotation
 
 __all__ = [
     "resolve_metadata",
@@ -216,11 +217,9 @@ def capture_stdout(log: logging.Logger, level: int = logging.INFO) -> Iterator[i
 
 
 def read_label_image(path: str) -> np.ndarray:
-    """Read a single-channel label PNG/TIFF as an int64 array (H, W)."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        arr = np.array(img)
+    """Read a single-channel label PNG/TIFF as an int64 array (H, W); an unreadable file is an
+    :class:`~frozenseg.utils.errors.AnnotationError` naming it."""
+    arr = read_annotation(path)
     if arr.ndim == 3:
         raise ValueError(f"Label image {path} has {arr.shape[2]} channels, expected 1.")
     return arr.astype(np.int64)

@@ -27,11 +27,13 @@ __all__ = [
     "ConfigValueError",
     "CheckpointNotFoundError",
     "CheckpointError",
+    "AnnotationError",
     "USER_ERROR_EXIT_CODE",
     "DEBUG_ENV",
     "debug_enabled",
     "is_user_error",
     "exit_on_user_error",
+    "user_error_sentence",
 ]
 
 #: Exit status of a command line stopped by a user error (argparse's status for a bad command).
@@ -65,6 +67,10 @@ class CheckpointError(UserInputError, ValueError):
     """A checkpoint file cannot be read, is truncated, or does not fit the model."""
 
 
+class AnnotationError(UserInputError, ValueError):
+    """A ground-truth annotation file cannot be read, or does not fit its image."""
+
+
 def debug_enabled() -> bool:
     """True when ``FROZENSEG_DEBUG`` is set to a true value (``--debug`` sets it)."""
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
@@ -73,6 +79,17 @@ def debug_enabled() -> bool:
 def is_user_error(exc: BaseException) -> bool:
     """True for a :class:`UserInputError` (every one-sentence error of the package derives from it)."""
     return isinstance(exc, UserInputError)
+
+
+def user_error_sentence(exc: BaseException) -> str:
+    """The sentence of a user error; one raised in a data-loader worker arrives re-raised with the
+    worker's traceback in its message (PyTorch's ``ExceptionWrapper``): its last line is the
+    sentence."""
+    text = str(exc)
+    if "\nOriginal Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 @contextlib.contextmanager
@@ -88,10 +105,11 @@ def exit_on_user_error(prog: str | None = None) -> Iterator[None]:
     except Exception as e:
         if not is_user_error(e) or debug_enabled():
             raise
+        sentence = user_error_sentence(e)
         log = logging.getLogger("frozenseg")
         if log.handlers:
-            log.error("Stopped: %s", e)
+            log.error("Stopped: %s", sentence)
         prog = prog or os.path.basename(sys.argv[0]) or "frozenseg"
-        sys.stderr.write(f"{prog}: error: {e}\n")
+        sys.stderr.write(f"{prog}: error: {sentence}\n")
         sys.stderr.flush()
         raise SystemExit(USER_ERROR_EXIT_CODE) from None

@@ -19,9 +19,9 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import UserInputError
+from .errors import AnnotationError, UserInputError
 
-__all__ = ["ImageReadError", "read_image", "to_uint8_rgb"]
+__all__ = ["ImageReadError", "read_annotation", "read_image", "to_uint8_rgb"]
 
 logger = logging.getLogger(__name__)
 
@@ -190,3 +190,28 @@ _MODE_NAMES = {
     "HSV": "HSV",
     "RGBX": "RGBX",
 }
+
+
+def read_annotation(path: PathLike, expected_size: tuple[int, int] | None = None, rgb: bool = False) -> np.ndarray:
+    """The pixels of a ground-truth annotation file (a label map or a panoptic PNG): (H, W) or
+    (H, W, C) as stored, or (H, W, 3) with ``rgb``.
+
+    Raises :class:`~frozenseg.utils.errors.AnnotationError` naming the file, for a file that is
+    missing, truncated or not an image, and for one whose size differs from ``expected_size``
+    (its image's (H, W)).
+    """
+    path = os.fspath(path)
+    try:
+        with Image.open(path) as im:
+            arr = np.array(im.convert("RGB") if rgb else im)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise AnnotationError(
+            f"Annotation {path!r} cannot be read ({type(e).__name__}: {e}); re-create it (the dataset's "
+            "prepare script) or leave its image out of the dataset."
+        ) from None
+    if expected_size is not None and tuple(arr.shape[:2]) != tuple(expected_size):
+        raise AnnotationError(
+            f"Annotation {path!r} is {arr.shape[0]}x{arr.shape[1]} pixels but its image is "
+            f"{expected_size[0]}x{expected_size[1]}; re-create the annotation at the image's size."
+        )
+    return arr

@@ -15,7 +15,6 @@ from typing import Callable
 import numpy as np
 import torch
 from panopticapi.utils import rgb2id
-from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
@@ -49,19 +48,20 @@ def read_image(path: str, fmt: str = "RGB") -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
 
 
-def read_label_map(path: str) -> torch.Tensor:
-    """Read a single-channel label map (PNG uint8/uint16, TIFF) as (H, W) int64."""
-    with Image.open(path) as im:
-        arr = np.array(im)
+def read_label_map(path: str, expected_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Read a single-channel label map (PNG uint8/uint16, TIFF) as (H, W) int64 (the first channel
+    of a multi-channel file); ``expected_size``: its image's (H, W), checked
+    (:func:`~frozenseg.utils.image_io.read_annotation`: one sentence naming the file)."""
+    arr = image_io.read_annotation(path, expected_size)
     if arr.ndim == 3:
         arr = arr[:, :, 0]
     return torch.from_numpy(arr.astype(np.int64))
 
 
-def read_panoptic_ids(path: str) -> torch.Tensor:
-    """Read a COCO panoptic PNG as (H, W) int64 segment ids (R + 256 G + 256^2 B)."""
-    with Image.open(path) as im:
-        ids = rgb2id(np.array(im.convert("RGB")))
+def read_panoptic_ids(path: str, expected_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Read a COCO panoptic PNG as (H, W) int64 segment ids (R + 256 G + 256^2 B); errors as in
+    :func:`read_label_map`."""
+    ids = rgb2id(image_io.read_annotation(path, expected_size, rgb=True))
     return torch.from_numpy(ids.astype(np.int64))
 
 
@@ -103,11 +103,11 @@ def polygons_to_masks(annotations: list[dict], h: int, w: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(masks).astype(np.uint8))
 
 
-def pop_panoptic(d: dict) -> tuple[torch.Tensor, list[dict]]:
+def pop_panoptic(d: dict, image_size: tuple[int, int] | None = None) -> tuple[torch.Tensor, list[dict]]:
     """Take a panoptic dataset dict's annotation out of ``d``: the segment ids (H, W) of its
-    ``pan_seg_file_name`` and its ``segments_info`` (``sem_seg_file_name`` is dropped too; the
-    mappers derive ``sem_seg`` from the segments)."""
-    pan = read_panoptic_ids(d.pop("pan_seg_file_name"))
+    ``pan_seg_file_name`` (checked against ``image_size``) and its ``segments_info``
+    (``sem_seg_file_name`` is dropped too; the mappers derive ``sem_seg`` from the segments)."""
+    pan = read_panoptic_ids(d.pop("pan_seg_file_name"), image_size)
     segments = d.pop("segments_info")
     d.pop("sem_seg_file_name", None)
     return pan, segments

@@ -65,7 +65,7 @@ class COCOPanopticLSJDatasetMapper(_LSJBase):
     def __call__(self, dataset_dict: dict) -> dict:
         d = copy.copy(dataset_dict)
         image = read_image(d["file_name"], self.image_format)
-        pan, segments = pop_panoptic(d)
+        pan, segments = pop_panoptic(d, tuple(image.shape[-2:]))
         out = self.transform(as_sample(image, pan=pan))  # padding -> id 0 = void
         image, pan = plain(out["image"]), plain(out["pan"])
         d["image"] = image

@@ -190,7 +190,7 @@ class MaskFormerSemanticDatasetMapper(_MaskFormerBase):
     def __call__(self, dataset_dict: dict) -> dict:
         d = copy.copy(dataset_dict)
         image = read_image(d["file_name"], self.image_format)
-        sem = read_label_map(d.pop("sem_seg_file_name"))
+        sem = read_label_map(d.pop("sem_seg_file_name"), tuple(image.shape[-2:]))
         out = self.augment(as_sample(image, sem=sem), "sem")
         d["image"], d["sem_seg"] = plain(out["image"]), plain(out["sem"]).long()
         d["instances"] = instances_from_sem_seg(d["sem_seg"], self.ignore_label)
@@ -203,7 +203,7 @@ class MaskFormerPanopticDatasetMapper(_MaskFormerBase):
     def __call__(self, dataset_dict: dict) -> dict:
         d = copy.copy(dataset_dict)
         image = read_image(d["file_name"], self.image_format)
-        pan, segments = pop_panoptic(d)
+        pan, segments = pop_panoptic(d, tuple(image.shape[-2:]))
         sem = semantic_from_panoptic(pan, segments, self.ignore_label)
         out = self.augment(as_sample(image, pan=pan, sem=sem), "sem")
         pan = plain(out["pan"])
