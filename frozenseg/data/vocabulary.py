@@ -305,8 +305,23 @@ def read_vocabulary_entries(path: str) -> list[tuple[int, list[str]]]:
     path = str(resolve_path(str(path)))
     if not os.path.isfile(path):
         raise VocabularyError(f"Vocabulary file {path!r} does not exist.")
-    with open(path, encoding="utf-8") as f:
-        return parse_vocabulary_file_text(f.read(), source=path)
+    return parse_vocabulary_file_text(_read_text(path), source=path)
+
+
+def _read_text(path: str) -> str:
+    """A text file as UTF-8, with or without a byte-order mark, or UTF-16 with one; any other
+    encoding is a :class:`VocabularyError` naming the file and the fix."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise VocabularyError(
+            f"Vocabulary file {path!r} is not UTF-8 (byte {e.start} is {data[e.start:e.start + 1]!r}); save it as "
+            "UTF-8 (for example from an editor's 'Save with encoding' or with iconv -t UTF-8)."
+        ) from None
 
 
 def read_vocabulary_file(path: str) -> list[str]:

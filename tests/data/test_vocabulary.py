@@ -99,3 +99,19 @@ def test_literal_command_line_vocabulary():
         parse_cli_vocabulary("cat;;dog", literal=True)
     with pytest.raises(VocabularyError, match=r"^--vocabulary: class #2 \('Cat'\) repeats class #1; keep one of them\.$"):
         parse_cli_vocabulary("cat;Cat", literal=True)
+
+
+def test_vocabulary_files_in_utf8_with_a_bom_and_utf16_read_and_others_are_named(tmp_path):
+    """Editors save UTF-8 with a byte-order mark or UTF-16: both read as the same classes; a
+    file in another encoding (Latin-1) is one sentence naming it and the fix."""
+    from frozenseg.data.vocabulary import read_vocabulary_file
+
+    text = "0:café,coffee shop\n1:dog\n"
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    (tmp_path / "utf16.txt").write_bytes(text.encode("utf-16"))
+    assert read_vocabulary_file(str(tmp_path / "bom.txt")) == ["café,coffee shop", "dog"]
+    assert read_vocabulary_file(str(tmp_path / "utf16.txt")) == ["café,coffee shop", "dog"]
+    (tmp_path / "latin1.txt").write_bytes(text.encode("latin-1"))
+    with pytest.raises(VocabularyError, match=r"^Vocabulary file '.*latin1.txt' is not UTF-8 \(byte 5 is b'\\xe9'\); "
+                                              r"save it as UTF-8"):
+        read_vocabulary_file(str(tmp_path / "latin1.txt"))
