@@ -44,6 +44,7 @@ __all__ = [
     "setup_cfg",
     "resolve_device",
     "default_setup",
+    "make_output_dir",
     "save_config",
     "create_ddp_model",
     "DefaultTrainer",
@@ -154,7 +155,7 @@ def default_setup(cfg, args=None) -> None:
     output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
     if comm.is_main_process() and output_dir:
-        os.makedirs(output_dir, exist_ok=True)
+        make_output_dir(output_dir)
     comm.synchronize()
     setup_logger(output_dir, distributed_rank=rank)
     log = logging.getLogger("frozenseg")
@@ -178,6 +179,19 @@ def default_setup(cfg, args=None) -> None:
     configure_cpu_process(cfg, cfg.DATALOADER.NUM_WORKERS, comm.get_local_size())
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
+
+
+def make_output_dir(path: str) -> None:
+    """Create the folder ``path`` (and its parents); ``ConfigValueError`` (one sentence) when it
+    is a file, lies under a file, or cannot be written."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ConfigValueError(
+            f"OUTPUT_DIR {path!r} cannot be created ({e.strerror or e}); choose a writable folder."
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigValueError(f"OUTPUT_DIR {path!r} is not writable; choose a writable folder.")
 
 
 def save_config(cfg) -> str:

@@ -111,3 +111,15 @@ def test_synthetic_dataset_generated_on_first_use(tmp_path, monkeypatch):
         assert written and (tmp_path / "synthetic_shapes" / "val" / "panoptic.json").is_file()
         assert len(fdata.DatasetCatalog.get("synthetic_shapes_train_panoptic")) == 3
         assert ensure_synthetic_datasets(cfg) == []  # present now: nothing to do
+
+
+def test_an_output_dir_that_is_a_file_or_under_one_is_one_sentence(tmp_path):
+    from frozenseg.engine.defaults import make_output_dir
+    from frozenseg.utils.errors import ConfigValueError
+
+    (tmp_path / "file").write_text("x")
+    for path in (tmp_path / "file", tmp_path / "file" / "sub"):
+        with pytest.raises(ConfigValueError, match=rf"^OUTPUT_DIR '{path}' cannot be created \(.+\); choose a writable folder\.$"):
+            make_output_dir(str(path))
+    make_output_dir(str(tmp_path / "new" / "run"))
+    assert (tmp_path / "new" / "run").is_dir()
