@@ -77,10 +77,25 @@ class FrozenSegCheckpointer(Checkpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", save_file)
-        with atomic_write(save_file) as f:
-            torch.save(data, f)
-        with atomic_write(os.path.join(self.save_dir, "last_checkpoint"), "w") as f:
-            f.write(basename)
+        try:
+            with atomic_write(save_file) as f:
+                torch.save(data, f)
+            with atomic_write(os.path.join(self.save_dir, "last_checkpoint"), "w") as f:
+                f.write(basename)
+        except OSError as e:  # e.g. a full disk: the atomic writes left the previous files whole
+            previous = self._newest_intact()
+            raise CheckpointError(
+                f"Could not write checkpoint {save_file!r} ({e.strerror or e}); free space in or fix "
+                f"{self.save_dir!r}, then continue with --resume"
+                + (f" (from {os.path.basename(previous)}, intact)." if previous else ".")
+            ) from None
+
+    def _newest_intact(self) -> str:
+        """The newest intact checkpoint of ``save_dir`` ("" when none)."""
+        try:
+            return self.get_checkpoint_file()
+        except CheckpointError:
+            return ""
 
     def _resume_candidates(self) -> tuple[str | None, list[str]]:
         """``(file named by last_checkpoint or None, every checkpoint file, newest first)``."""

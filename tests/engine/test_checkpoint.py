@@ -88,3 +88,24 @@ def test_unreadable_weights_are_named(tmp_path):
     with pytest.raises(CheckpointError, match="weights.pth"):
         _checkpointer(tmp_path / "out").load(str(path), checkpointables=[])
     assert checkpoint_has_frozen_weights(str(tmp_path / "missing.pth"), "FrozenSeg") is False
+
+
+def test_a_full_disk_while_saving_is_one_sentence_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    from frozenseg.utils.errors import CheckpointError
+
+    ckpt = _save_series(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(CheckpointError) as info:
+        ckpt.save("model_0000059", iteration=59)
+    assert str(info.value) == (
+        f"Could not write checkpoint {str(tmp_path / 'model_0000059.pth')!r} (No space left on device); free space "
+        f"in or fix {str(tmp_path)!r}, then continue with --resume (from model_0000039.pth, intact)."
+    )
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temporary file left either
