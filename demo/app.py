@@ -26,6 +26,7 @@ from frozenseg.engine.env import setup_logger
 from frozenseg.engine.launch import configure_cpu_process
 from frozenseg.engine.predictor import TASKS, SegmentationPredictor
 from frozenseg.apps.web_demo import MAX_SIDE, WebDemo, serve
+from frozenseg.utils.cli import file_size
 from frozenseg.utils.errors import UserInputError
 
 logger = logging.getLogger("frozenseg.demo")
@@ -54,7 +55,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help=f"uploads with a longer side are resized to it (default {MAX_SIDE})")
     p.add_argument("--queue-size", type=int, default=16,
                    help="requests that may wait for the model; more are refused (default 16)")
-    p.add_argument("--max-file-size", default="50mb", help="largest upload, e.g. 20mb (default 50mb)")
+    p.add_argument("--max-file-size", default="50mb", type=file_size, help="largest upload, e.g. 20mb (default 50mb)")
     p.add_argument(
         "--opts", nargs=argparse.REMAINDER, default=[],
         help="config overrides as KEY VALUE pairs, last on the command line, e.g. MODEL.WEIGHTS model.pth MODEL.DEVICE cuda",

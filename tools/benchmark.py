@@ -30,6 +30,8 @@ from frozenseg.engine.launch import configure_cpu_process
 from frozenseg.engine.setup import load_config
 from frozenseg.modeling.build import build_model
 from frozenseg.modeling.quantization import quantize_frozen_encoders
+from frozenseg.utils.cli import int_at_least
+from frozenseg.utils.errors import exit_on_user_error
 from frozenseg.utils.file_io import atomic_write
 
 logger = logging.getLogger("frozenseg.benchmark")
@@ -43,11 +45,11 @@ def parse_args(argv=None):
     p.add_argument("--config-file", required=True, help="model config (YAML)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device to run on")
     p.add_argument("--amp", default="", choices=list(AMP_DTYPES), help="autocast dtype")
-    p.add_argument("--height", type=int, default=384, help="input height in pixels")
-    p.add_argument("--width", type=int, default=512, help="input width in pixels")
-    p.add_argument("--num-classes", type=int, default=6, help="vocabulary size (classes)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed iterations (per variant)")
-    p.add_argument("--iters", type=int, default=3, help="timed iterations (per variant)")
+    p.add_argument("--height", type=int_at_least(1), default=384, help="input height in pixels")
+    p.add_argument("--width", type=int_at_least(1), default=512, help="input width in pixels")
+    p.add_argument("--num-classes", type=int_at_least(1), default=6, help="vocabulary size (classes)")
+    p.add_argument("--warmup", type=int_at_least(0), default=1, help="untimed iterations (per variant)")
+    p.add_argument("--iters", type=int_at_least(1), default=3, help="timed iterations (per variant)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (sets MODEL.CPU_THREADS; 0: auto, physical cores)")
     p.add_argument("--compare-upstream", action="store_true",
@@ -141,4 +143,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    with exit_on_user_error("benchmark.py"):
+        main()

@@ -16,6 +16,7 @@ import os
 import sys
 
 from frozenseg.data.synthetic import MAKERS, make_layouts
+from frozenseg.utils.cli import int_at_least
 
 
 def main(argv=None) -> int:
@@ -23,9 +24,11 @@ def main(argv=None) -> int:
     ap.add_argument("layouts", nargs="+", choices=sorted(MAKERS) + ["all"])
     ap.add_argument("--root", default=os.getenv("DETECTRON2_DATASETS", "datasets"))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--num-train", type=int, default=8)
-    ap.add_argument("--num-val", type=int, default=4)
+    ap.add_argument("--num-train", type=int_at_least(0), default=8)
+    ap.add_argument("--num-val", type=int_at_least(0), default=4)
     args = ap.parse_args(argv)
+    if os.path.exists(args.root) and not os.path.isdir(args.root):
+        ap.error(f"--root {args.root!r} is a file; give a folder (it is created when missing)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     make_layouts(args.root, None if "all" in args.layouts else args.layouts, seed=args.seed,
                  num_train=args.num_train, num_val=args.num_val)

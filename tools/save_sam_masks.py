@@ -37,6 +37,7 @@ from frozenseg.modeling.sam.automatic import (
     SamProposalSource,
 )
 from frozenseg.modeling.sam.checkpoint import default_checkpoint_path
+from frozenseg.utils.cli import int_at_least, run_device
 
 logger = logging.getLogger("save_sam_masks")
 
@@ -58,11 +59,13 @@ def get_parser() -> argparse.ArgumentParser:
                    help="SAM variant (tiny: a small random SAM, no released weights)")
     p.add_argument("--sam-checkpoint", default=None,
                    help="SAM checkpoint (default pretrained_checkpoint/<official file>)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda[:LOCAL_RANK] if available, else cpu)")
+    p.add_argument("--device", default=None, type=run_device,
+                   help="torch device (default: cuda[:LOCAL_RANK] if available, else cpu)")
     g = p.add_argument_group("automatic mask generator (segment-anything)")
     for name in GENERATOR_FLAGS:  # --points-per-side etc., typed and defaulted by the released value
         default = RELEASED_GENERATOR_PARAMS[name]
-        g.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+        kind = int_at_least(1) if name == "points_per_side" else type(default)
+        g.add_argument("--" + name.replace("_", "-"), type=kind, default=default)
     c = p.add_argument_group("cache")
     c.add_argument("--max-masks", type=int, default=50, help="keep the N largest masks per image")
     c.add_argument("--mask-size", type=int, default=256,

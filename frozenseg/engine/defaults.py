@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import require_checkpoint_file
 from ..utils import comm
+from ..utils.cli import int_at_least
 from ..utils.errors import DEBUG_ENV, ConfigValueError
 from ..utils.file_io import atomic_write
 from ..checkpoint import FrozenSegCheckpointer, GradScalerCheckpointable, checkpoint_has_frozen_weights
@@ -54,21 +55,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _int_at_least(minimum: int):
-    """An argparse type: an integer of at least ``minimum`` (argparse names the flag in its error)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
 def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
     """The flags of Detectron2's ``train_net.py``, then ``KEY VALUE`` config overrides."""
     parser = argparse.ArgumentParser(
@@ -96,12 +82,12 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         help=f"show the traceback of errors caused by the input, which otherwise end in one sentence "
              f"and exit status 2 (same as {DEBUG_ENV}=1)",
     )
-    parser.add_argument("--num-gpus", type=_int_at_least(1), default=1,
+    parser.add_argument("--num-gpus", type=int_at_least(1), default=1,
                         help="processes per machine (GPUs; CPU processes with gloo when there is no GPU)")
-    parser.add_argument("--threads", type=_int_at_least(0), default=0,
+    parser.add_argument("--threads", type=int_at_least(0), default=0,
                         help="torch CPU threads per process (sets MODEL.CPU_THREADS; 0: auto, physical cores)")
-    parser.add_argument("--num-machines", type=_int_at_least(1), default=1, help="total number of machines")
-    parser.add_argument("--machine-rank", type=_int_at_least(0), default=0,
+    parser.add_argument("--num-machines", type=int_at_least(1), default=1, help="total number of machines")
+    parser.add_argument("--machine-rank", type=int_at_least(0), default=0,
                         help="the rank of this machine (unique per machine)")
     # a fixed default port per user, as in Detectron2 (several users may share a machine)
     port = 2**15 + 2**14 + hash(os.getuid() if sys.platform != "win32" else 1) % 2**14

@@ -1,0 +1,38 @@
+"""Argument types the command lines share: argparse reports a value they refuse as a usage error
+(the flag named, one sentence, exit status 2) before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+__all__ = ["int_at_least", "file_size", "run_device"]
+
+
+def int_at_least(minimum: int):
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def file_size(text: str) -> str:
+    """An argparse type: a size such as ``50mb``, ``1gb`` or ``500kb`` (returned as given, in lower case)."""
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(b|kb|mb|gb)", text.strip().lower()):
+        raise argparse.ArgumentTypeError(f"expected a size such as 50mb, 1gb or 500kb, got {text!r}")
+    return text.strip().lower().replace(" ", "")
+
+
+def run_device(text: str) -> str:
+    """An argparse type: ``cpu``, ``cuda`` or ``cuda:N``."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    return text
