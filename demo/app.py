@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from frozenseg.engine.env import setup_logger
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         logger.error("Cannot start the web demo: %s", e)
         return 2
+    # SIGTERM (a service manager, ``kill``) ends the server like Ctrl-C: the results folder of
+    # this process is removed on the way out
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         serve(demo, examples=EXAMPLES, task=args.task, host=args.host, port=args.port,
               queue_size=args.queue_size, max_file_size=args.max_file_size)

@@ -111,6 +111,19 @@ def _no_progress(fraction: float, desc: str) -> None:
     """The default :data:`Progress`: nothing to show."""
 
 
+def _without_server_path(message: str, path: str) -> str:
+    """``message`` with the server's path of an upload replaced by the file's own name, however
+    the message spells it (as is, or quoted by ``repr``, which escapes characters such as U+200B);
+    a message that would still show the server's folder becomes a generic sentence."""
+    name = os.path.basename(path)
+    for server, own in ((repr(path), repr(name)), (path, name)):
+        message = message.replace(server, own)
+    folder = os.path.dirname(path)
+    if folder and (folder in message or repr(folder)[1:-1] in message):
+        return f"Cannot read the uploaded file {name!r}: it is not an image this demo can read."
+    return message
+
+
 class WebDemo:
     """The web demo's service: segment one uploaded image per request with a shared predictor.
 
@@ -161,7 +174,7 @@ class WebDemo:
         try:
             image = read_image(path)
         except UserInputError as e:
-            raise UserInputError(str(e).replace(path, os.path.basename(path))) from None
+            raise UserInputError(_without_server_path(str(e), path)) from None
         h, w = image.shape[:2]
         if max(h, w) <= self.max_side:
             return image, ""

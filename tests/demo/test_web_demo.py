@@ -60,11 +60,14 @@ def _program(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """The demo's URL, served by a subprocess with the tiny model (stopped afterwards)."""
+def app(tmp_path_factory):
+    """``(url, process, its temporary folder)``: the demo served by a subprocess with the tiny
+    model (stopped afterwards), its temporary files under a folder of its own (``TMPDIR``)."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("web_demo_app") / "app.log"
-    env = dict(os.environ, OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    tmp = tmp_path_factory.mktemp("web_demo_tmp")
+    env = dict(os.environ, OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
+               TMPDIR=str(tmp))
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, str(APP), "--port", str(port), "--opts", *APP_OPTS],
                                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO_ROOT))
@@ -81,7 +84,7 @@ def app_url(tmp_path_factory):
                 pass
             assert time.monotonic() < deadline, f"the app did not start in {STARTUP_S} s:\n{log_path.read_text()[-3000:]}"
             time.sleep(0.5)
-        yield url
+        yield url, proc, tmp
     finally:
         proc.terminate()
         try:
@@ -89,6 +92,12 @@ def app_url(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def app_url(app):
+    """The demo's URL."""
+    return app[0]
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +202,13 @@ def test_errors_are_messages_and_the_server_keeps_serving(app_url, browser, tmp_
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#fs-status.fs-notice")
                and d.find_elements(By.CSS_SELECTOR, "#fs-overlay img"))
     assert set(_texts(browser, "#fs-legend .fs-class")) == {"sky", "grass"}
+
+
+def test_sigterm_stops_the_server_and_removes_its_results(app, app_url):
+    """Runs last in this module: SIGTERM (what the module's teardown and service managers send)
+    ends the server like Ctrl-C, and its ``frozenseg_web_*`` results folder goes with it."""
+    _, proc, tmp = app
+    assert [p.name for p in tmp.iterdir() if p.name.startswith("frozenseg_web_")]  # made at start-up
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+    assert [p.name for p in tmp.iterdir() if p.name.startswith("frozenseg_web_")] == []

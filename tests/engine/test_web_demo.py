@@ -95,6 +95,12 @@ def test_bad_uploads_are_messages(demo, tmp_path):
         assert f"'{path.name}'" in r.message and str(tmp_path) not in r.message, r.message
     r = demo.segment(str(text), "", TYPED, "panoptic")  # the vocabulary is checked first
     assert r.message == EMPTY_VOCABULARY
+    for name in ("zero\u200bwidth.png", "right\u202eto-left.png"):  # repr() escapes these characters
+        odd = tmp_path / name
+        odd.write_text("not an image")
+        r = demo.segment(str(odd), "cat", TYPED, "panoptic")
+        assert r.error and str(tmp_path) not in r.message and repr(str(tmp_path))[1:-1] not in r.message, r.message
+        assert repr(name) in r.message
 
 
 def test_text_classifier_is_computed_once_per_vocabulary(demo, image_file, monkeypatch):
