@@ -246,7 +246,10 @@ class SimpleTrainer(TrainerBase):
                     else contextlib.nullcontext()
                 )
                 with amp_ctx:
-                    loss_dict = self.model(data)
+                    try:
+                        loss_dict = self.model(data)
+                    except FloatingPointError as e:  # diverged before any loss (e.g. at matching)
+                        raise FloatingPointError(f"Training diverged at iteration={self.iter}: {e}.") from None
                 if isinstance(loss_dict, torch.Tensor):
                     loss_dict = {"total_loss": loss_dict}
                 check_finite_losses(loss_dict, self.iter)

@@ -137,8 +137,8 @@ class BaseHungarianMatcher(nn.Module):
                 )
                 c = c.reshape(num_queries, -1).cpu()
                 if not torch.isfinite(c).all():
-                    raise ValueError(
-                        "Matching cost contains NaN/inf (predictions diverged?); cannot match."
+                    raise FloatingPointError(
+                        "the predictions became infinite or NaN (the matching cost is not finite)"
                     )
                 i, j = linear_sum_assignment(c.numpy())
                 indices.append(

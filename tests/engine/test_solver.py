@@ -194,6 +194,31 @@ def test_non_finite_loss_stops_with_iteration_and_term():
     assert trainer.iter == 2
 
 
+def test_predictions_diverging_before_any_loss_stop_with_the_iteration():
+    """A learning rate far too high makes the predictions NaN; the Hungarian matcher finds it
+    before any loss exists: training stops with a FloatingPointError naming the iteration."""
+    from frozenseg.modeling.matcher import HungarianMatcher
+
+    matcher = HungarianMatcher(1.0, 1.0, 1.0, num_points=16)
+    outputs = {"pred_logits": torch.full((1, 3, 3), float("nan")), "pred_masks": torch.zeros(1, 3, 8, 8)}
+    targets = [{"labels": torch.tensor([0]), "masks": torch.ones(1, 8, 8)}]
+    with pytest.raises(FloatingPointError, match="the predictions became infinite or NaN"):
+        matcher(outputs, targets)
+
+    class Diverging(StubModel):
+        def forward(self, batch):
+            if self.calls >= 2:
+                matcher(outputs, targets)
+            return super().forward(batch)
+
+    model = Diverging()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    trainer = SimpleTrainer(model, _batches(), opt)
+    with pytest.raises(FloatingPointError, match=r"^Training diverged at iteration=2: the predictions became infinite "
+                                                 r"or NaN \(the matching cost is not finite\)\.$"):
+        trainer.train(0, 10)
+
+
 def test_check_finite_losses_names_every_bad_term():
     with pytest.raises(FloatingPointError) as e:
         check_finite_losses({"loss_ce": torch.tensor(1.0), "loss_mask": torch.tensor(float("inf")),
