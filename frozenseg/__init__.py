@@ -2,15 +2,16 @@
 
 Public API: ``get_cfg()``, ``build_model(cfg)``, ``load_checkpoint(model, path_or_state_dict)``.
 
-Subpackages, each built only on those before it: ``utils`` (errors, file and image I/O,
-registries, distributed helpers), ``config`` (shared keys, YAML, per-model keys), ``structures``
-and ``layers`` (small shared containers and building blocks), ``data`` (catalogs, vocabularies,
-mappers, loaders, dataset preparation), ``modeling`` (the model contract, ``build_model`` and the
-parts models share: CLIP and SAM wrappers, text classifier, matcher, criterion base,
-post-processing), ``checkpoint`` (every weight file read or written), ``evaluation``
-(evaluators), ``models`` (one package per model: ``frozenseg``, ``ovseg``), ``engine`` (training,
-evaluation loop, predictor, setting up a run) and ``apps`` (web demo, benchmark, GPU report, SAM
-mask job). Command lines are not here: they live in ``train_net.py``, ``demo/``, ``tools/`` and
+Subpackages, each built only on those before it (``tests/test_layering.py``): ``structures``
+(containers: ``ImageList``, ``Instances``, ``Prediction``), ``utils`` (errors, file and image I/O,
+registries, distributed helpers), ``config`` (shared keys, YAML, per-model keys, value ranges),
+``layers`` (small shared building blocks), ``data`` (catalogs, vocabularies, mappers, loaders,
+dataset preparation), ``modeling`` (the model contract, ``build_model`` and the parts models
+share: CLIP and SAM wrappers, text classifier, head, matcher, criterion, post-processing),
+``checkpoint`` (model checkpoints and the training checkpointer), ``evaluation`` (evaluators),
+``engine`` (setting up a run, training, evaluation loop, predictor), ``models`` (one package per
+model: ``frozenseg``, ``ovseg``) and ``apps`` (web demo, benchmark, GPU report, SAM mask job).
+Command lines are not here: they live in ``train_net.py``, ``demo/``, ``tools/`` and
 ``datasets/`` of the repository.
 """
 
