@@ -26,7 +26,7 @@ from ..modeling.contract import SegmentationModel
 from ..modeling.precision import frozen_encoders_dtype
 from ..modeling.quantization import check_int8_cpu, quantize_frozen_encoders
 
-__all__ = ["load_config", "check_config", "build_inference_model", "setup_inference"]
+__all__ = ["load_config", "check_config", "build_inference_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +103,3 @@ def build_inference_model(cfg: CfgNode, weights: str | None = None) -> Segmentat
         quantize_frozen_encoders(model)
     logger.info("Model ready on %s in %.1f s", cfg.MODEL.DEVICE, time.perf_counter() - t0)
     return model
-
-
-def setup_inference(config_file: str, opts: Sequence[str] = (), **kwargs) -> tuple[CfgNode, SegmentationModel]:
-    """``(cfg, model)``: :func:`load_config` (``kwargs`` are its keywords), then
-    :func:`build_inference_model`."""
-    cfg = load_config(config_file, opts, **kwargs)
-    return cfg, build_inference_model(cfg)

@@ -26,7 +26,7 @@ from torch import nn
 
 from .contract import SegmentationModel
 
-__all__ = ["check_int8_cpu", "frozen_encoder_roots", "quantize_frozen_encoders"]
+__all__ = ["check_int8_cpu", "quantize_frozen_encoders"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,23 +45,16 @@ def check_int8_cpu(device: torch.device | str, training: bool) -> None:
         )
 
 
-def frozen_encoder_roots(model: SegmentationModel) -> dict[str, nn.Module]:
-    """Qualified name -> submodule whose linear layers are quantised: the model's
-    ``int8_modules()`` (FrozenSeg: ``sam.image_encoder`` and, for a ConvNeXt CLIP,
-    ``backbone.clip_model.visual.trunk``)."""
-    return model.int8_modules()
-
-
 def quantize_frozen_encoders(model: SegmentationModel) -> list[str]:
     """Replace, in place, every ``nn.Linear`` of the frozen encoders of ``model`` (see
-    :func:`frozen_encoder_roots`) by its dynamically quantised int8 counterpart.
+    :meth:`~frozenseg.modeling.contract.SegmentationModel.int8_modules`) by its dynamically quantised int8 counterpart.
 
     Returns:
         the qualified names of the replaced layers (in ``model.named_modules()`` order).
     """
     check_int8_cpu(next(model.parameters()).device, model.training)
     replaced = []
-    for root_name, root in frozen_encoder_roots(model).items():
+    for root_name, root in model.int8_modules().items():
         linears = [n for n, m in root.named_modules() if type(m) is nn.Linear]
         if linears:
             torch.ao.quantization.quantize_dynamic(root, {nn.Linear}, dtype=torch.qint8, inplace=True)

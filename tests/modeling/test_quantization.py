@@ -15,7 +15,7 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 import frozenseg
 from frozenseg.engine.defaults import DefaultTrainer
 from frozenseg.engine.setup import build_inference_model
-from frozenseg.modeling.quantization import check_int8_cpu, frozen_encoder_roots, quantize_frozen_encoders
+from frozenseg.modeling.quantization import check_int8_cpu, quantize_frozen_encoders
 from frozenseg.modeling.sam import fast_vit
 
 #: Documented floor of the fraction of ``sem_seg`` pixels whose arg-max class the int8 mode keeps
@@ -69,7 +69,7 @@ def test_only_linear_layers_of_the_frozen_encoders_change(fp32_and_int8):
     # each quantised layer holds its packed int8 weight in a ``_packed_params`` child
     assert after.keys() - before.keys() == {f"{n}._packed_params" for n in changed}
     assert before.keys() <= after.keys()
-    roots = tuple(f"{r}." for r in frozen_encoder_roots(fp32))
+    roots = tuple(f"{r}." for r in fp32.int8_modules())
     expected = sorted(n for n, t in before.items() if t is nn.Linear and n.startswith(roots))
     assert changed == expected == sorted(replaced)
     assert changed and all(n.startswith("sam.image_encoder.blocks.") for n in changed)  # tiny CLIP: conv MLPs
