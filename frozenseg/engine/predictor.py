@@ -53,6 +53,7 @@ from ..data.vocabulary import (
 from ..data.vocabulary_sources import default_vocabulary, infer_thing_classes
 from ..modeling.contract import SegmentationModel
 from ..structures.prediction import Prediction
+from ..structures.semantic import semantic_scores
 from ..utils.errors import UserInputError
 from ..utils.image_io import read_image
 
@@ -66,7 +67,8 @@ TASKS = ("panoptic", "semantic", "instance")
 #: semantic segments keep everything unless a threshold is given).
 DEFAULT_CONFIDENCE = {"instance": 0.5, "panoptic": 0.0, "semantic": 0.0}
 #: The model output each task reads.
-_TASK_OUTPUT = {"panoptic": "panoptic_seg", "semantic": "sem_seg", "instance": "instances"}
+_TASK_OUTPUT = {"panoptic": ("panoptic_seg",), "semantic": ("sem_seg_scores", "sem_seg"),
+                "instance": ("instances",)}
 
 
 def checked_threshold(value: float) -> float:
@@ -147,6 +149,7 @@ class SegmentationPredictor:
         self.model = model if model is not None else build_inference_model(self.cfg)
         self.model.eval()
         self.model.use_sam_masks = False
+        self.model.full_semantic_map = False  # read "sem_seg_scores": memory independent of the classes
         self.device = next(self.model.parameters()).device
         self.mapper = TestDatasetMapper.from_config(self.cfg, is_train=False)
         self.task = ""
@@ -291,28 +294,24 @@ class SegmentationPredictor:
     def _to_prediction(self, image: np.ndarray, out: dict[str, Any]) -> Prediction:
         """Convert the model's output dict for ``image`` into a :class:`Prediction` of the task."""
         needed = _TASK_OUTPUT[self.task]
-        if needed not in out:
+        if not any(key in out for key in needed):
             raise ValueError(
-                f"{type(self.model).__name__} gave no {needed!r} output, so it cannot do the "
+                f"{type(self.model).__name__} gave no {needed[-1]!r} output, so it cannot do the "
                 f"{self.task} task; choose another --task."
             )
         thr = self.confidence_threshold
         things = None if self.vocabulary.thing_classes is None else set(self.vocabulary.thing_classes)
-        sem = out.get("sem_seg")
-        prob = None
-        if sem is not None:
-            sem = sem.float()
-            prob = sem / sem.sum(0, keepdim=True).clamp(min=1e-12)
+        scores = semantic_scores(out)
         h, w = image.shape[:2]
         segments: list[dict[str, Any]] = []
         if self.task == "semantic":
-            labels = prob.argmax(0)
+            summary = scores.summarize()
             k = len(self.vocabulary)
             none = 255 if k < 255 else 65535
             ids = np.full((h, w), none, dtype=np.int64)
-            conf = prob.gather(0, labels[None])[0].cpu().numpy()
-            labels_np = labels.cpu().numpy().copy()
-            unlabelled = out.get("sem_seg_unlabelled")
+            conf = summary.normalized(summary.best).cpu().numpy()
+            labels_np = summary.labels.cpu().numpy()
+            unlabelled = summary.all_zero if scores.marks_unlabelled else out.get("sem_seg_unlabelled")
             if unlabelled is not None:  # pixels the model gives no class: no segment
                 labels_np[unlabelled.cpu().numpy()] = -1
             for cls in np.unique(labels_np[labels_np >= 0]):
@@ -326,13 +325,21 @@ class SegmentationPredictor:
         elif self.task == "panoptic":
             pan, infos = out["panoptic_seg"]
             pan_np = pan.cpu().numpy().astype(np.int64)
+            prob_at = None
+            if scores is not None and infos:
+                # each pixel's score for its segment's class, normalised over the vocabulary
+                class_of_id = np.full(int(pan_np.max()) + 1, -1, dtype=np.int64)
+                for info in infos:
+                    class_of_id[info["id"]] = int(info["category_id"])
+                summary = scores.summarize(torch.from_numpy(class_of_id[pan_np]))
+                prob_at = summary.normalized(summary.at).cpu().numpy()
             ids = np.zeros((h, w), dtype=np.int64)
             for info in infos:
                 mask = pan_np == info["id"]
                 cls = int(info["category_id"])
                 score = None
-                if prob is not None and mask.any():
-                    score = float(prob[cls].cpu().numpy()[mask].mean())
+                if prob_at is not None and mask.any():
+                    score = float(prob_at[mask].mean())
                 if score is not None and score < thr:
                     continue
                 ids[mask] = info["id"]

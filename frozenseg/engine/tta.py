@@ -3,8 +3,9 @@
 ``TEST.AUG.MIN_SIZES`` (longest edge capped at ``TEST.AUG.MAX_SIZE``; elongated images follow
 :meth:`TestDatasetMapper.input_size`), and horizontally flipped
 too when ``TEST.AUG.FLIP``; the per-class semantic scores, all returned at the original image
-size, are averaged. Only ``"sem_seg"`` is returned (panoptic/instance outputs are switched off
-during TTA).
+size, are averaged. Only semantic output is returned (panoptic/instance outputs are switched off
+during TTA): ``"sem_seg_scores"``, the average computed a few classes at a time, and with
+``full_semantic_map`` the (K, H, W) ``"sem_seg"`` tensor too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.dataset_mappers.test_mapper import TestDatasetMapper
+from ..modeling.contract import SegmentationModel
+from ..structures.semantic import SemanticScores, semantic_scores
 
 __all__ = ["SemanticSegmentorWithTTA"]
 
@@ -32,9 +35,9 @@ def _resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out
 
 
-class SemanticSegmentorWithTTA(nn.Module):
+class SemanticSegmentorWithTTA(SegmentationModel):
     """Wrap a model (a :class:`~frozenseg.modeling.contract.SegmentationModel`, unwrapped from
-    DDP) for flip + multi-scale semantic inference."""
+    DDP) for flip + multi-scale semantic inference; the wrapper is a semantic-only model."""
 
     def __init__(self, cfg, model: nn.Module, min_sizes=None, max_size: int | None = None,
                  flip: bool | None = None):
@@ -59,24 +62,34 @@ class SemanticSegmentorWithTTA(nn.Module):
 
     @contextlib.contextmanager
     def _semantic_only(self):
-        saved = self.model.tasks
+        saved, saved_full = self.model.tasks, self.model.full_semantic_map
         try:
             self.model.set_tasks(("semantic",))
+            self.model.full_semantic_map = False
             yield
         finally:
             self.model.set_tasks(saved)
+            self.model.full_semantic_map = saved_full
 
     def forward(self, batched_inputs: list[dict]) -> list[dict]:
         with self._semantic_only():
-            return [{"sem_seg": self._inference_one(x)} for x in batched_inputs]
+            results = []
+            for x in batched_inputs:
+                scores = self._inference_one(x)
+                results.append({"sem_seg_scores": scores})
+                if self.full_semantic_map:
+                    results[-1]["sem_seg"] = scores.full()
+            return results
 
-    def _inference_one(self, x: dict) -> torch.Tensor:
+    def _inference_one(self, x: dict) -> SemanticScores:
+        """The average of the augmentations' scores: each class's map is the sum, in
+        augmentation order, of its (flipped back) maps, divided by their number."""
         image = x["image"]
         h = int(x.get("height", image.shape[-2]))
         w = int(x.get("width", image.shape[-1]))
         original = _resize_image(image, (h, w))  # undo the test mapper's resize first
         sam = x.get("sam_masks")
-        total, n = None, 0
+        parts: list[tuple[SemanticScores, bool]] = []  # (scores, flipped)
         for min_size in self.min_sizes:
             # the test mapper's size rule at this scale (elongated images are kept segmentable)
             size = TestDatasetMapper(min_size, self.max_size).input_size(h, w, strict=False)
@@ -92,10 +105,16 @@ class SemanticSegmentorWithTTA(nn.Module):
                     flipped["sam_masks"] = base["sam_masks"].flip(-1)
                 batch.append(flipped)
             outs = self.model(batch)
-            for j, out in enumerate(outs):
-                s = out["sem_seg"].float()
-                if j == 1:
+            parts.extend((semantic_scores(out), j == 1) for j, out in enumerate(outs))
+
+        def compute(c0: int, c1: int) -> torch.Tensor:
+            total = None
+            for scores, flipped in parts:
+                s = scores.compute(c0, c1).float()
+                if flipped:
                     s = s.flip(-1)
                 total = s if total is None else total + s
-                n += 1
-        return total / n
+            return total / len(parts)
+
+        first = parts[0][0]
+        return SemanticScores(first.num_classes, (h, w), compute, device=first.device)

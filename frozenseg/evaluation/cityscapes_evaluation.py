@@ -42,6 +42,7 @@ from .utils import (
     resolve_metadata,
     reverse_id_map,
     save_results_json,
+    semantic_labels,
 )
 
 __all__ = ["CityscapesSemSegEvaluator", "CityscapesInstanceEvaluator", "cityscapes_image_key"]
@@ -99,6 +100,8 @@ def _official_script_errors():
 class _CityscapesEvaluator(DatasetEvaluator):
     """Shared part: metadata, gathering of encoded files, ground-truth search, running the
     official script."""
+
+    needs_full_semantic_map = False  # reads "sem_seg_scores" or no semantic output
 
     _gt_suffix = ""
 
@@ -193,10 +196,7 @@ class CityscapesSemSegEvaluator(_CityscapesEvaluator):
         except ImportError as e:
             raise ImportError(_HINT) from e
         for inp, out in zip(inputs, outputs):
-            pred = out["sem_seg"]
-            if isinstance(pred, torch.Tensor):
-                pred = (pred.argmax(dim=0) if pred.dim() == 3 else pred).cpu().numpy()
-            pred = np.asarray(pred)
+            pred = semantic_labels(out, "CityscapesSemSegEvaluator", "SEMANTIC_ON").cpu().numpy()
             label_ids = np.full(pred.shape, 255, dtype=np.uint8)
             for train_id, label in trainId2label.items():
                 if label.ignoreInEval:

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from ..modeling.contract import SegmentationModel
 from ..utils import comm
 
 __all__ = [
@@ -39,6 +40,11 @@ class DatasetEvaluator:
     in :meth:`evaluate`. In a distributed run each process sees part of the dataset; ``evaluate``
     gathers the partial state to rank 0, which returns the results; the other ranks return ``{}``.
     """
+
+    #: True when :meth:`process` reads Detectron2's full (K, H, W) ``"sem_seg"`` tensor; the
+    #: package's evaluators read ``"sem_seg_scores"`` instead and set it False, so evaluation
+    #: memory does not grow with the number of classes.
+    needs_full_semantic_map: bool = True
 
     def reset(self) -> None:
         """Prepare for a new pass over the dataset (clears accumulated state)."""
@@ -65,6 +71,10 @@ class DatasetEvaluators(DatasetEvaluator):
 
     def __len__(self) -> int:
         return len(self._evaluators)
+
+    @property
+    def needs_full_semantic_map(self) -> bool:  # type: ignore[override]
+        return any(getattr(e, "needs_full_semantic_map", True) for e in self._evaluators)
 
     def reset(self) -> None:
         for evaluator in self._evaluators:
@@ -95,6 +105,17 @@ def inference_context(model: nn.Module):
         yield
     finally:
         model.train(training_mode)
+
+
+@contextmanager
+def semantic_map_context(model: SegmentationModel, full: bool):
+    """Within the context ``model.full_semantic_map`` is ``full``; restored on exit."""
+    before = model.full_semantic_map
+    model.full_semantic_map = full
+    try:
+        yield
+    finally:
+        model.full_semantic_map = before
 
 
 def _progress_bar(iterable, total: int):
@@ -145,6 +166,8 @@ def inference_on_dataset(
     with ExitStack() as stack:
         if isinstance(model, nn.Module):
             stack.enter_context(inference_context(model))
+        if isinstance(model, SegmentationModel):
+            stack.enter_context(semantic_map_context(model, getattr(evaluator, "needs_full_semantic_map", True)))
         stack.enter_context(torch.no_grad())
 
         start_data_time = time.perf_counter()

@@ -103,6 +103,8 @@ class InstanceSegEvaluator(DatasetEvaluator):
     evaluated (the whole ground truth on a full pass, as in Detectron2).
     """
 
+    needs_full_semantic_map = False  # reads "sem_seg_scores" or no semantic output
+
     task_name = "segm"
     #: the metrics reported (all NaN when there is no prediction to evaluate), the name the
     #: warnings give them, and the logger of those warnings

@@ -63,6 +63,8 @@ class COCOPanopticEvaluator(DatasetEvaluator):
     out); for a full pass this is the whole ground-truth JSON, as in Detectron2.
     """
 
+    needs_full_semantic_map = False  # reads "sem_seg_scores" or no semantic output
+
     def __init__(
         self,
         dataset_name: Any = None,

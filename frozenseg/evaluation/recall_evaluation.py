@@ -96,6 +96,8 @@ class RecallEvaluator(DatasetEvaluator):
     size. Result task name: ``"recall"``; values ×100 (NaN when a group has no segment).
     """
 
+    needs_full_semantic_map = False  # reads "sem_seg_scores" or no semantic output
+
     def __init__(
         self,
         dataset_name: Any = None,

@@ -35,7 +35,7 @@ from .utils import (
     catalog_records,
     gather_on_main,
     normalize_seen_classes,
-    output_tensor,
+    semantic_labels,
     read_label_image,
     resolve_metadata,
     save_results_json,
@@ -146,6 +146,8 @@ class SemSegEvaluator(DatasetEvaluator):
     label map; it must have the ground truth's size.
     """
 
+    needs_full_semantic_map = False  # reads "sem_seg_scores" or no semantic output
+
     def __init__(
         self,
         dataset_name: Any = None,
@@ -217,12 +219,7 @@ class SemSegEvaluator(DatasetEvaluator):
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         k = self._num_classes
         for inp, out in zip(inputs, outputs):
-            pred = output_tensor(out, "sem_seg", "SemSegEvaluator", "SEMANTIC_ON")
-            if pred.dim() == 3:
-                pred = pred.argmax(dim=0)
-            elif pred.dim() != 2:
-                raise ValueError(f"'sem_seg' output must be (K, H, W) or (H, W), got {tuple(pred.shape)}.")
-            pred = pred.to("cpu").numpy().astype(np.int64)
+            pred = semantic_labels(out, "SemSegEvaluator", "SEMANTIC_ON").to("cpu").numpy().astype(np.int64)
             gt = self._load_gt(inp)
             if pred.shape != gt.shape:
                 raise ValueError(

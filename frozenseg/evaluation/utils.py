@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..data.vocabulary import seen_class_mask
+from ..structures.semantic import semantic_scores
 from ..utils import comm
 from ..utils.file_io import atomic_write
 from ..utils.image_io import read_annotation
@@ -129,6 +130,20 @@ def output_tensor(output: Mapping, key: str, evaluator: str, flag: str) -> torch
     if not isinstance(value, torch.Tensor):
         value = torch.as_tensor(np.asarray(value))
     return value
+
+
+def semantic_labels(output: Mapping, evaluator: str, flag: str) -> torch.Tensor:
+    """A model output's semantic labels, (H, W) int64: the arg-max class of its
+    ``"sem_seg_scores"`` (computed a few classes at a time), else of its (K, H, W) ``"sem_seg"``,
+    or that (H, W) label map itself; a KeyError naming ``evaluator`` and ``flag`` without either."""
+    if "sem_seg_scores" in output:
+        return semantic_scores(output).summarize().labels
+    pred = output_tensor(output, "sem_seg", evaluator, flag)
+    if pred.dim() == 3:
+        return pred.argmax(dim=0)
+    if pred.dim() != 2:
+        raise ValueError(f"'sem_seg' output must be (K, H, W) or (H, W), got {tuple(pred.shape)}.")
+    return pred
 
 
 def seen_mask_from_names(

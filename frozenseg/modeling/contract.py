@@ -20,9 +20,13 @@ them). In eval mode it returns one dict per image with, for each enabled task (:
 ============  =================================================================================
 task          output
 ============  =================================================================================
-semantic      ``"sem_seg"``: (K, height, width) float, non-negative class scores (a pixel's
-              class is the arg-max); optional ``"sem_seg_unlabelled"``: (height, width) bool,
-              pixels the model leaves without a class (shown as unlabelled)
+semantic      ``"sem_seg_scores"``: a :class:`~frozenseg.structures.SemanticScores`, the
+              (K, height, width) non-negative class scores (a pixel's class is the arg-max)
+              computed a few classes at a time on request, with ``marks_unlabelled`` True when
+              pixels whose scores are all 0 have no class; when :attr:`full_semantic_map` is True
+              also ``"sem_seg"``, that map as one (K, height, width) float tensor (Detectron2's
+              output), and ``"sem_seg_unlabelled"``: (height, width) bool, the pixels the model
+              leaves without a class, where it can leave any
 panoptic      ``"panoptic_seg"``: ((height, width) int segment ids, 0 = none, and a list of
               ``{"id", "category_id", "isthing"}`` segment records)
 instance      ``"instances"``: :class:`~frozenseg.structures.Instances` with ``pred_masks``
@@ -31,7 +35,10 @@ proposals     ``"proposals"``: (P, height, width) float class-agnostic mask prob
               recall evaluation
 ============  =================================================================================
 
-K is the size of the vocabulary set by :meth:`~SegmentationModel.set_vocabulary`.
+K is the size of the vocabulary set by :meth:`~SegmentationModel.set_vocabulary`. The full
+semantic map takes 4·K·height·width bytes (58 GB for 1203 classes on a 12-megapixel photo), so the
+predictor, the demos and the package's evaluators switch it off and read ``"sem_seg_scores"``;
+a caller that needs the tensor keeps :attr:`~SegmentationModel.full_semantic_map` on.
 
 Adding a model: ``docs/adding_a_model.md``.
 """
@@ -95,6 +102,10 @@ class SegmentationModel(nn.Module, abc.ABC):
     #: True when the model reads each input's ``"sam_masks"`` (``TEST.USE_SAM_MASKS``); the
     #: predictor turns it off, since new images have no cached proposals.
     use_sam_masks: bool = False
+    #: True: eval outputs carry the full ``"sem_seg"`` (K, height, width) tensor besides
+    #: ``"sem_seg_scores"`` (Detectron2's output); False: only the scores object, whose memory
+    #: does not grow with the number of classes.
+    full_semantic_map: bool = True
     #: The tasks chosen with :meth:`set_tasks` (None: every supported task).
     _enabled_tasks: tuple[str, ...] | None = None
 

@@ -30,7 +30,11 @@ __all__ = [
     "semantic_only_inference",
     "sam_proposal_ensemble",
     "mask_proposals_for_recall",
+    "TILE_BYTES",
 ]
+
+#: Memory for the per-query maps of one tile of rows in :func:`panoptic_inference`, in bytes.
+TILE_BYTES = 64 * 2**20
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,7 +97,10 @@ def geometric_ensemble(
 # §7.4 semantic / panoptic / instance inference (Mask2Former)
 # --------------------------------------------------------------------------------------------
 def semantic_inference(
-    mask_cls: torch.Tensor, mask_pred: torch.Tensor, mask_probs: torch.Tensor | None = None
+    mask_cls: torch.Tensor,
+    mask_pred: torch.Tensor,
+    mask_probs: torch.Tensor | None = None,
+    classes: slice | None = None,
 ) -> torch.Tensor:
     """Semantic map ``Σ_q softmax(mask_cls)[q, :K] · sigmoid(mask_pred[q])``.
 
@@ -102,10 +109,15 @@ def semantic_inference(
         mask_pred: (Q, H, W) mask logits.
         mask_probs: ``mask_pred.sigmoid()`` when the caller has it already (shared between the
             semantic, panoptic and instance outputs), else None.
+        classes: compute only these classes (a chunk of
+            :class:`~frozenseg.structures.semantic.SemanticScores`); None: all K.
     Returns:
-        (K, H, W) per-class scores (not normalised over classes).
+        (K, H, W) per-class scores (not normalised over classes); (len(classes), H, W) with
+        ``classes``.
     """
     cls = F.softmax(mask_cls, dim=-1)[..., :-1]
+    if classes is not None:
+        cls = cls[:, classes]
     masks = mask_pred.sigmoid() if mask_probs is None else mask_probs
     return torch.einsum("qc,qhw->chw", cls, masks)
 
@@ -149,25 +161,38 @@ def panoptic_inference(
     keep = labels.ne(num_classes) & (scores > object_mask_threshold)
     cur_scores = scores[keep]
     cur_classes = labels[keep]
-    cur_masks = masks[keep]
-    cur_prob_masks = cur_scores.view(-1, 1, 1) * cur_masks
+    kept_queries = keep.nonzero()[:, 0]
 
     h, w = masks.shape[-2:]
     panoptic_seg = torch.zeros((h, w), dtype=torch.int32, device=masks.device)
     segments_info: list[dict] = []
-    if cur_masks.shape[0] == 0:
+    n = int(kept_queries.numel())
+    if n == 0:
         return panoptic_seg, segments_info
 
-    n = cur_masks.shape[0]
     is_thing = is_thing.to(device="cpu", dtype=torch.bool)
-    cur_mask_ids = cur_prob_masks.argmax(0)  # (H, W) owner of each pixel
-    # The per-query areas of Mask2Former's loop, all at once: pixels owned by k, pixels with
-    # sigmoid(mask_k) >= 0.5, and pixels owned by k with its own mask >= 0.5 (= ``mask``).
-    confident = cur_masks >= 0.5
-    owned_confident = confident.gather(0, cur_mask_ids[None])[0]
-    mask_areas = torch.bincount(cur_mask_ids.flatten(), minlength=n).tolist()
-    original_areas = confident.flatten(1).sum(1).tolist()
-    kept_areas = torch.bincount(cur_mask_ids[owned_confident], minlength=n).tolist()
+    # Rows of pixels at a time (each pixel's owner depends on that pixel alone): the owner
+    # ``argmax_k score_k · sigmoid(mask_k)``, and the per-query areas of Mask2Former's loop:
+    # pixels owned by k, pixels with sigmoid(mask_k) >= 0.5, and pixels owned by k with its own
+    # mask >= 0.5 (= ``mask``). Integer counts, so the sums do not depend on the tiling.
+    cur_mask_ids = torch.empty((h, w), dtype=torch.int64, device=masks.device)
+    owned_confident = torch.empty((h, w), dtype=torch.bool, device=masks.device)
+    mask_areas = torch.zeros(n, dtype=torch.int64, device=masks.device)
+    original_areas = torch.zeros(n, dtype=torch.int64, device=masks.device)
+    kept_areas = torch.zeros(n, dtype=torch.int64, device=masks.device)
+    rows = max(1, TILE_BYTES // max(1, n * w * masks.element_size()))
+    for r0 in range(0, h, rows):
+        tile = masks[kept_queries, r0 : r0 + rows]  # (n, t, w)
+        owner = (cur_scores.view(-1, 1, 1) * tile).argmax(0)
+        confident = tile >= 0.5
+        owned = confident.gather(0, owner[None])[0]
+        mask_areas += torch.bincount(owner.flatten(), minlength=n)
+        original_areas += confident.flatten(1).sum(1)
+        kept_areas += torch.bincount(owner[owned], minlength=n)
+        cur_mask_ids[r0 : r0 + rows] = owner
+        owned_confident[r0 : r0 + rows] = owned
+        del tile, confident
+    mask_areas, original_areas, kept_areas = mask_areas.tolist(), original_areas.tolist(), kept_areas.tolist()
     # The owners partition the pixels, so the masks are disjoint: painting them in query order
     # is a lookup of each pixel's owner in the segment id chosen for it (0 = not painted).
     segment_of_query = [0] * n
@@ -241,17 +266,22 @@ def instance_inference(
         scores_per_image = scores_per_image[keep]
         labels_per_image = labels_per_image[keep]
         query_indices = query_indices[keep]
-    masks = mask_pred[query_indices]
-    probs = masks.sigmoid() if mask_probs is None else mask_probs[query_indices]
+    # Several detections may share a query (its mask with other classes): the mask statistics
+    # are computed once per query.
+    queries, which = torch.unique(query_indices, return_inverse=True)
+    masks = mask_pred[queries]
+    probs = masks.sigmoid() if mask_probs is None else mask_probs[queries]
 
     binary = masks > 0
     binary_f = binary.flatten(1).to(masks.dtype)
     mask_scores = (probs.flatten(1) * binary_f).sum(1) / (binary_f.sum(1) + 1e-6)
+    del masks, probs, binary_f
 
-    boxes = torch.zeros((binary.shape[0], 4), dtype=torch.float32, device=masks.device)
+    boxes = torch.zeros((binary.shape[0], 4), dtype=torch.float32, device=mask_pred.device)
     nonempty = binary.flatten(1).any(1)
     if nonempty.any():
         boxes[nonempty] = masks_to_boxes(binary[nonempty]).to(torch.float32)
+    binary, mask_scores, boxes = binary[which], mask_scores[which], boxes[which]
 
     h, w = mask_pred.shape[-2:]
     return Instances(
@@ -315,6 +345,7 @@ def semantic_only_inference(
     mask_pred_padded: torch.Tensor,
     image_size: tuple[int, int],
     output_size: tuple[int, int],
+    classes: slice | None = None,
 ) -> torch.Tensor:
     """Release order when only semantic output is enabled: infer at padded size, then resize.
 
@@ -328,10 +359,12 @@ def semantic_only_inference(
         mask_pred_padded: (Q, Hp, Wp) mask logits at the padded input size.
         image_size: (h, w) unpadded input size.
         output_size: (oh, ow).
+        classes: only these classes (see :func:`semantic_inference`); each class's map is
+            resized on its own, so a chunk equals the same classes of the whole map.
     Returns:
-        (K, oh, ow).
+        (K, oh, ow), or (len(classes), oh, ow).
     """
-    r = semantic_inference(mask_cls, mask_pred_padded)
+    r = semantic_inference(mask_cls, mask_pred_padded, classes=classes)
     return sem_seg_postprocess(r, image_size, output_size[0], output_size[1])
 
 
@@ -346,6 +379,7 @@ def sam_proposal_ensemble(
     seen: torch.Tensor,
     alpha_s: float,
     unseen_threshold: float = 0.5,
+    classes: slice | None = None,
 ) -> torch.Tensor:
     """Semantic map ensembling decoder queries with cached SAM proposals (docs/models/frozenseg.md §7.5).
 
@@ -367,12 +401,16 @@ def sam_proposal_ensemble(
         alpha_s: proposal weight for unseen classes (``TEST.SAM_MASK_PRED_ALPHA``, release 0.2).
         unseen_threshold: a proposal contributes only if its largest unseen-class probability is
             strictly greater than this (0.5).
+        classes: only these classes (the proposals taking part are still chosen over all
+            unseen classes); None: all K.
     Returns:
-        (K, H, W).
+        (K, H, W), or (len(classes), H, W).
     """
     seen_f = seen.to(device=query_cls_probs.device, dtype=query_cls_probs.dtype)
     unseen_f = 1 - seen_f
     q_weight = query_cls_probs * seen_f + (1 - alpha_s) * query_cls_probs * unseen_f
+    if classes is not None:
+        q_weight = q_weight[:, classes]
     semseg = torch.einsum("qc,qhw->chw", q_weight, query_masks.to(query_cls_probs.dtype))
 
     if proposal_cls_probs.shape[0] > 0 and bool(seen.logical_not().any()):
@@ -380,8 +418,9 @@ def sam_proposal_ensemble(
         max_unseen = p_unseen[:, ~seen.to(device=p_unseen.device, dtype=torch.bool)].amax(-1)
         sel = max_unseen > unseen_threshold
         if sel.any():
+            weights = p_unseen[sel] if classes is None else p_unseen[sel][:, classes]
             semseg = semseg + alpha_s * torch.einsum(
-                "mc,mhw->chw", p_unseen[sel], proposal_masks[sel].to(p_unseen.dtype)
+                "mc,mhw->chw", weights, proposal_masks[sel].to(p_unseen.dtype)
             )
     return semseg
 

@@ -81,8 +81,9 @@ def test_one_class_vocabulary_leaves_the_callers_list_unchanged(ovseg):
         pred = ovseg(scene())
         assert names == ["cat"] and ovseg.class_names == ["cat"] and pred.class_names == ["cat"]
         assert ovseg.model.vocabulary.class_names == ["cat"]
-        unlabelled = pred.raw["sem_seg_unlabelled"].numpy()
-        assert pred.raw["sem_seg"].shape == (1, 48, 64)
+        scores = pred.raw["sem_seg_scores"]
+        assert "sem_seg" not in pred.raw and scores.shape == (1, 48, 64) and scores.marks_unlabelled
+        unlabelled = (scores.full() == 0).all(0).numpy()
         assert np.array_equal(pred.ids == 255, unlabelled) and set(np.unique(pred.ids)) <= {0, 255}
         assert sum(s["area"] for s in pred.segments) == int((~unlabelled).sum())
     finally:
@@ -119,7 +120,12 @@ def test_demo_mode_model_marks_its_unlabelled_pixels():
                                                   vocabulary=["sky", "grass", "cat,kitten"], task="semantic")
     assert type(demo.model).__name__ == "OVSegDEMO"
     pred = demo(scene())
-    sem, unlabelled = pred.raw["sem_seg"], pred.raw["sem_seg_unlabelled"]
-    assert unlabelled.dtype == torch.bool and torch.equal(unlabelled, (sem == 0).all(0))
+    scores = pred.raw["sem_seg_scores"]
+    assert scores.marks_unlabelled
+    unlabelled = scores.summarize().all_zero
+    assert unlabelled.dtype == torch.bool and torch.equal(unlabelled, (scores.full() == 0).all(0))
+    demo.model.full_semantic_map = True  # Detectron2's outputs: the same pixels
+    raw = demo.model([demo._model_input(scene())])[0]
+    assert torch.equal(raw["sem_seg_unlabelled"], unlabelled) and torch.equal(raw["sem_seg"], scores.full())
     assert np.array_equal(pred.ids == 255, unlabelled.numpy())
     assert sum(s["area"] for s in pred.segments) == int((~unlabelled).sum())

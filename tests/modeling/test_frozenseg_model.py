@@ -94,7 +94,7 @@ def test_semantic_only_uses_release_order():
     with torch.no_grad():
         sem_only = model(x)[0]
         with_pan = full(x)[0]
-    assert set(sem_only) == {"sem_seg"}
+    assert set(sem_only) == {"sem_seg", "sem_seg_scores"}
     assert sem_only["sem_seg"].shape == with_pan["sem_seg"].shape == (3, 35, 45)
     # the two orders differ numerically but agree on the winner nearly everywhere
     assert not torch.equal(sem_only["sem_seg"], with_pan["sem_seg"])

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...config import configurable
-from ...structures import ImageList, same_padded_size_groups
+from ...structures import ImageList, SemanticScores, same_padded_size_groups
 from ...utils.registry import BACKBONE_REGISTRY, META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from ...data.vocabulary import Vocabulary
 from ...modeling.backbone.text_classifier import TextClassifierBuilder
@@ -380,18 +380,24 @@ class FrozenSeg(SegmentationModel):
         probs = masks.sigmoid() if masks is not None and reads_probs else None
         if self.semantic_on:
             if sam_masks is not None:
-                result["sem_seg"] = self._semantic_with_sam(
-                    cls_log_probs, probs, sam_masks, geometry, dense, classifier
-                )
+                compute = self._semantic_with_sam(cls_log_probs, probs, sam_masks, geometry, dense, classifier)
             elif masks is not None:
-                result["sem_seg"] = semantic_inference(cls_log_probs, masks, probs)
+                def compute(c0: int, c1: int, probs=probs) -> torch.Tensor:
+                    return semantic_inference(cls_log_probs, masks, probs, classes=slice(c0, c1))
             else:
                 padded = F.interpolate(
                     mask_pred[None], size=geometry.padded_size, mode="bilinear", align_corners=False
                 )[0]
-                result["sem_seg"] = semantic_only_inference(
-                    cls_log_probs, padded, geometry.image_size, geometry.output_size
-                )
+
+                def compute(c0: int, c1: int) -> torch.Tensor:
+                    return semantic_only_inference(
+                        cls_log_probs, padded, geometry.image_size, geometry.output_size, classes=slice(c0, c1)
+                    )
+            scores = SemanticScores(len(vocab), geometry.output_size, compute,
+                                    dtype=cls_log_probs.dtype, device=self.device)
+            result["sem_seg_scores"] = scores
+            if self.full_semantic_map:
+                result["sem_seg"] = scores.full()
         if self.panoptic_on:
             result["panoptic_seg"] = panoptic_inference(
                 cls_log_probs, masks, vocab.is_thing.to(self.device),
@@ -420,8 +426,9 @@ class FrozenSeg(SegmentationModel):
         geometry: _Geometry,
         dense: torch.Tensor,
         classifier: _Classifier,
-    ) -> torch.Tensor:
-        """Semantic map with the SAM proposal ensemble (docs/models/frozenseg.md §7.5): (K, out_h, out_w).
+    ):
+        """Semantic map with the SAM proposal ensemble (docs/models/frozenseg.md §7.5), as a function
+        ``(c0, c1) -> (c1 - c0, out_h, out_w)`` of the class range.
 
         ``query_masks`` are the (Q, out_h, out_w) query mask probabilities (sigmoid) at the
         output size; ``sam_masks``
@@ -445,7 +452,12 @@ class FrozenSeg(SegmentationModel):
             proposal_masks = F.interpolate(
                 proposals[None], size=geometry.output_size, mode="bilinear", align_corners=False
             )[0].sigmoid()
-        return sam_proposal_ensemble(
-            query_probs, query_masks, proposal_probs, proposal_masks,
-            self.vocabulary.seen.to(self.device), self.sam_mask_pred_alpha,
-        )
+        seen = self.vocabulary.seen.to(self.device)
+
+        def compute(c0: int, c1: int) -> torch.Tensor:
+            return sam_proposal_ensemble(
+                query_probs, query_masks, proposal_probs, proposal_masks, seen, self.sam_mask_pred_alpha,
+                classes=slice(c0, c1),
+            )
+
+        return compute

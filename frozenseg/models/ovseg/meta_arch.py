@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from ...config import configurable
 from ...data.vocabulary import Vocabulary
-from ...structures import same_padded_size_groups
+from ...structures import SemanticScores, same_padded_size_groups
 from ...utils.errors import ConfigValueError
 from ...utils.registry import BACKBONE_REGISTRY, META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from ...modeling.backbone.text_classifier import TextClassifierBuilder
@@ -291,13 +291,16 @@ class OVSeg(SegmentationModel):
                 image_size = tuple(batch.image_sizes[j])
                 x = batched_inputs[i]
                 output_size = (int(x.get("height", image_size[0])), int(x.get("width", image_size[1])))
-                sem_seg = self._semantic_inference(
+                scores = self._semantic_inference(
                     images[i], outputs["pred_logits"][j], outputs["pred_masks"][j], padded_size, output_size,
                     text_classifier,
                 )
-                results[i] = {"sem_seg": sem_seg}
-                if self.demo or len(self.vocabulary) == 1:
-                    results[i]["sem_seg_unlabelled"] = (sem_seg == 0).all(dim=0)
+                results[i] = {"sem_seg_scores": scores}
+                if self.full_semantic_map:
+                    sem_seg = scores.full()
+                    results[i]["sem_seg"] = sem_seg
+                    if scores.marks_unlabelled:
+                        results[i]["sem_seg_unlabelled"] = (sem_seg == 0).all(dim=0)
         return results
 
     def _run_head(self, images: list[torch.Tensor], class_names: list[str]):
@@ -351,7 +354,7 @@ class OVSeg(SegmentationModel):
         padded_size: tuple[int, int],
         output_size: tuple[int, int],
         text_classifier: torch.Tensor,
-    ) -> torch.Tensor:
+    ) -> SemanticScores:
         """The semantic scores of one image (docs/models/ovseg.md §2.7-2.12; §2.14 in demo mode).
 
         Args:
@@ -362,7 +365,8 @@ class OVSeg(SegmentationModel):
             output_size: (height, width) of the result.
             text_classifier: (K' + 1, D) text rows, no-object last.
         Returns:
-            (K, height, width) scores.
+            the (K, height, width) scores as :class:`~frozenseg.structures.SemanticScores`
+            (computed a few classes at a time on request).
         """
         height, width = image.shape[-2:]
         masks = _mask_probs(mask_pred, padded_size, (height, width))
@@ -373,17 +377,29 @@ class OVSeg(SegmentationModel):
         background = len(self.vocabulary) == 1
         if self.demo:
             scores, keep = ovseg_class_scores(mf_logits, clip_logits, valid, self.clip_ensemble_weight)
-            sem_seg = ovseg_demo_semantic_inference(
-                scores[valid[keep]],
-                masks[valid] > self.clip_adapter.mask_thr,
-                num_selecting=len(self.vocabulary),
-            )
+            demo_scores = scores[valid[keep]]
+            binary = masks[valid] > self.clip_adapter.mask_thr
+
+            def infer(classes: slice) -> torch.Tensor:
+                return ovseg_demo_semantic_inference(
+                    demo_scores, binary, num_selecting=len(self.vocabulary), classes=classes
+                )
         else:
-            sem_seg = ovseg_semantic_inference(mf_logits, masks, clip_logits, valid, self.clip_ensemble_weight)
-        sem_seg = sem_seg_postprocess(sem_seg, (height, width), *output_size)
-        if background:
-            sem_seg = torch.where(sem_seg[0] >= sem_seg[1], sem_seg[0], 0.0)[None]
-        return sem_seg
+            def infer(classes: slice) -> torch.Tensor:
+                return ovseg_semantic_inference(
+                    mf_logits, masks, clip_logits, valid, self.clip_ensemble_weight, classes=classes
+                )
+
+        def compute(c0: int, c1: int) -> torch.Tensor:
+            if background:  # one class scored against "others": both are needed, in one chunk
+                both = sem_seg_postprocess(infer(slice(0, 2)), (height, width), *output_size)
+                return torch.where(both[0] >= both[1], both[0], 0.0)[None]
+            return sem_seg_postprocess(infer(slice(c0, c1)), (height, width), *output_size)
+
+        return SemanticScores(
+            len(self.vocabulary), output_size, compute, dtype=masks.dtype, device=masks.device,
+            marks_unlabelled=self.demo or background,
+        )
 
 
 @META_ARCH_REGISTRY.register()

@@ -63,6 +63,7 @@ def ovseg_semantic_inference(
     clip_logits: torch.Tensor | None,
     valid: torch.Tensor,
     ensemble_weight: float,
+    classes: slice | None = None,
 ) -> torch.Tensor:
     """Semantic scores of one image: ``einsum("qc,qhw->chw", scores, masks)`` over the kept
     queries (soft masks, not binarised; docs/models/ovseg.md §2.12).
@@ -70,15 +71,22 @@ def ovseg_semantic_inference(
     Args:
         mf_logits, clip_logits, valid, ensemble_weight: see :func:`ovseg_class_scores`.
         mask_probs: (Q, H, W) sigmoid mask probabilities.
+        classes: only these classes (None: all K).
     Returns:
-        (K, H, W) unnormalised class scores (all zeros when no query is kept).
+        (K, H, W) unnormalised class scores (all zeros when no query is kept); (len(classes),
+        H, W) with ``classes``.
     """
     scores, keep = ovseg_class_scores(mf_logits, clip_logits, valid, ensemble_weight)
+    if classes is not None:
+        scores = scores[:, classes]
     return torch.einsum("qc,qhw->chw", scores, mask_probs[keep])
 
 
 def ovseg_demo_semantic_inference(
-    scores: torch.Tensor, binary_masks: torch.Tensor, num_selecting: int | None = None
+    scores: torch.Tensor,
+    binary_masks: torch.Tensor,
+    num_selecting: int | None = None,
+    classes: slice | None = None,
 ) -> torch.Tensor:
     """The demo's semantic scores (``OVSegDEMO.demo_inference``, docs/models/ovseg.md §2.14): one query per class.
 
@@ -95,14 +103,18 @@ def ovseg_demo_semantic_inference(
         binary_masks: (N, H, W) bool or 0/1 masks of the same queries (``M > MASK_THR``).
         num_selecting: classes that select a query (default all K); the release's one-class
             demo vocabulary ``[name, "others"]`` selects for ``name`` only (1).
+        classes: the output's classes (the queries are still chosen by all of them); None: all K.
     Returns:
-        (K, H, W) scores; a pixel covered by no kept mask has the score 0 for every class
-        ("unlabelled"); all zeros when N = 0.
+        (K, H, W) scores, or (len(classes), H, W); a pixel covered by no kept mask has the score
+        0 for every class ("unlabelled"); all zeros when N = 0.
     """
     num_classes = scores.shape[-1]
     if scores.shape[0] == 0:
-        return scores.new_zeros(num_classes, *binary_masks.shape[-2:])
+        out_classes = len(range(num_classes)[classes]) if classes is not None else num_classes
+        return scores.new_zeros(out_classes, *binary_masks.shape[-2:])
     chosen = scores[:, : (num_classes if num_selecting is None else num_selecting)].argmax(dim=0)
     selected = torch.zeros_like(scores)
     selected[chosen] = scores[chosen]
+    if classes is not None:
+        selected = selected[:, classes]
     return torch.einsum("qc,qhw->chw", selected, binary_masks.to(scores.dtype))
