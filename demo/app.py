@@ -27,7 +27,7 @@ from frozenseg.engine.env import setup_logger
 from frozenseg.engine.launch import configure_cpu_process
 from frozenseg.engine.predictor import TASKS, SegmentationPredictor
 from frozenseg.apps.web_demo import MAX_SIDE, WebDemo, serve
-from frozenseg.utils.cli import file_size
+from frozenseg.utils.cli import file_size, memory_size
 from frozenseg.utils.errors import UserInputError
 
 logger = logging.getLogger("frozenseg.demo")
@@ -57,6 +57,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-size", type=int, default=16,
                    help="requests that may wait for the model; more are refused (default 16)")
     p.add_argument("--max-file-size", default="50mb", type=file_size, help="largest upload, e.g. 20mb (default 50mb)")
+    p.add_argument("--memory-budget", type=memory_size, default=None, metavar="SIZE",
+                   help="memory one request may need, e.g. 6gb; a request estimated above it is refused "
+                        "(default: 80%% of the memory available when the demo starts)")
     p.add_argument(
         "--opts", nargs=argparse.REMAINDER, default=[],
         help="config overrides as KEY VALUE pairs, last on the command line, e.g. MODEL.WEIGHTS model.pth MODEL.DEVICE cuda",
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         predictor = SegmentationPredictor.from_config_file(args.config_file, opts=args.opts,
                                                            vocabulary=["object"], task="semantic")
         configure_cpu_process(predictor.cfg)
-        demo = WebDemo(predictor, max_side=args.max_side)
+        demo = WebDemo(predictor, max_side=args.max_side, memory_budget=args.memory_budget)
     except (UserInputError, FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and "CUDA" not in str(e):  # only the device's errors are the user's
             raise

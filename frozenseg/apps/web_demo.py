@@ -45,18 +45,41 @@ from ..data.builtin import dataset_vocabulary
 from ..data.catalog import DatasetCatalog
 from ..data.vocabulary import Vocabulary, VocabularyError, parse_cli_vocabulary, split_synonyms
 from ..data.vocabulary_sources import load_vocabulary
-from ..utils.errors import UserInputError
+from ..utils.errors import UserInputError, is_out_of_memory
 from ..utils.image_io import read_image
 from ..utils.prediction_io import write_prediction
 from ..utils.visualizer import SegmentationVisualizer, class_color
 from ..engine.predictor import DEFAULT_CONFIDENCE, TASKS, Prediction, SegmentationPredictor
 
 __all__ = [
-    "MAX_SIDE", "DemoResult", "WebDemo", "benchmark_vocabularies", "legend_html", "segments_table_html",
+    "MAX_SIDE", "DemoResult", "WebDemo", "available_memory", "default_memory_budget", "benchmark_vocabularies", "legend_html", "segments_table_html",
     "build_app", "serve",
 ]
 
 logger = logging.getLogger(__name__)
+
+GIB = 2**30
+#: Share of the machine's available memory a request may use by default.
+MEMORY_SHARE = 0.8
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``); None elsewhere."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def default_memory_budget() -> int:
+    """:data:`MEMORY_SHARE` of :func:`available_memory` now (8 GiB where it is unknown)."""
+    available = available_memory()
+    return int(MEMORY_SHARE * available) if available else 8 * GIB
+
 
 #: Longest image side (pixels) the page segments; larger uploads are resized to it (with a notice).
 MAX_SIDE = 1600
@@ -133,14 +156,20 @@ class WebDemo:
         benchmarks: the benchmark vocabularies offered (default :func:`benchmark_vocabularies`).
         work_dir: where result files are written (default: a temporary folder removed with the
             service).
+        memory_budget: bytes a request may need (:meth:`SegmentationPredictor.estimate_memory
+            <frozenseg.engine.predictor.SegmentationPredictor.estimate_memory>`); a request
+            estimated above it is refused in one sentence before any work. Default:
+            :func:`default_memory_budget`.
     """
 
     def __init__(self, predictor: SegmentationPredictor, *, max_side: int = MAX_SIDE,
-                 benchmarks: Sequence[str] | None = None, work_dir: str | None = None):
+                 benchmarks: Sequence[str] | None = None, work_dir: str | None = None,
+                 memory_budget: int | None = None):
         if max_side < 32:
             raise ValueError(f"max_side must be at least 32 pixels, got {max_side}.")
         self.predictor = predictor
         self.max_side = int(max_side)
+        self.memory_budget = default_memory_budget() if memory_budget is None else int(memory_budget)
         self.benchmarks = list(benchmark_vocabularies(predictor.cfg) if benchmarks is None else benchmarks)
         if work_dir is None:
             work_dir = tempfile.mkdtemp(prefix="frozenseg_web_")
@@ -203,13 +232,14 @@ class WebDemo:
                 return self._segment(path, vocabulary_text, benchmark, task, confidence_threshold, progress)
         except UserInputError as e:
             return DemoResult(message=str(e), error=True)
-        except torch.OutOfMemoryError:
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            return DemoResult(message=(
-                f"The model ran out of device memory on this image; try a smaller image (restart "
-                f"the demo with a --max-side below {self.max_side})."), error=True)
         except Exception as e:  # noqa: BLE001 - the service's boundary: log it, tell the page, go on
+            if is_out_of_memory(e):  # this request alone: what it allocated is freed on return
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                logger.warning("Request ran out of memory: %s", (str(e).splitlines() or [""])[0])
+                return DemoResult(message=(
+                    f"The model ran out of memory on this image; try a smaller image (or restart "
+                    f"the demo with a --max-side below {self.max_side})."), error=True)
             logger.exception("Request failed")
             first_line = (str(e).splitlines() or [""])[0]
             return DemoResult(message=(
@@ -228,10 +258,11 @@ class WebDemo:
         vocab, vocab_notice = self.vocabulary(vocabulary_text, benchmark)
         progress(0.05, "Reading the image")
         image, resize_notice = self.read(path)
+        p.set_task(task, confidence_threshold)
+        self.check_memory(image.shape[0], image.shape[1])
         if vocab != p.vocabulary:
             progress(0.15, f"Text classifier of {len(vocab)} classes")
             p.set_vocabulary(vocab)
-        p.set_task(task, confidence_threshold)
         progress(0.3, "Segmenting")
         pred = p(image)
         pred.source = os.path.basename(path)
@@ -244,6 +275,17 @@ class WebDemo:
                        f"{p.confidence_threshold:.2f}).")
         return DemoResult(overlay, legend_html(pred), segments_table_html(pred),
                           [paths["ids"], paths["segments"]], " ".join(notices))
+
+    def check_memory(self, height: int, width: int) -> None:
+        """Refuse (:class:`~frozenseg.utils.errors.UserInputError`, one sentence) an image of
+        ``height`` x ``width`` pixels whose estimated memory exceeds :attr:`memory_budget`."""
+        need = self.predictor.estimate_memory(height, width)
+        if need > self.memory_budget:
+            raise UserInputError(
+                f"This {width}x{height} image needs about {need / GIB:.1f} GiB of memory for "
+                f"{self.predictor.task} segmentation, more than this demo's budget of "
+                f"{self.memory_budget / GIB:.1f} GiB; try a smaller image (or restart the demo with "
+                "a lower --max-side or a larger --memory-budget).")
 
     def _result_dir(self) -> str:
         """A new folder for one request's files; the oldest beyond :data:`KEEP_RESULTS` go."""

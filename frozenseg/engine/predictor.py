@@ -241,6 +241,15 @@ class SegmentationPredictor:
         logger.info("Vocabulary ready in %.1f s%s", time.perf_counter() - t0, f" (disk cache: {where})" if where else "")
 
     # -- inference ------------------------------------------------------------------------------
+    def estimate_memory(self, height: int, width: int) -> int:
+        """Estimated peak memory, in bytes beyond the weights, of segmenting an image of
+        ``height`` x ``width`` pixels with the current task: the model's
+        :meth:`~frozenseg.modeling.contract.SegmentationModel.inference_memory` at the test
+        mapper's input size, plus the image and the prediction (id map, overlay; 32 bytes per
+        pixel). It does not grow with the number of classes."""
+        input_size = self.mapper.input_size(int(height), int(width), strict=False)
+        return self.model.inference_memory(input_size, (int(height), int(width))) + 32 * int(height) * int(width)
+
     def _model_input(self, image: np.ndarray, name: str = "") -> dict[str, Any]:
         """The model input of an (H, W, 3) uint8 RGB image: the test mapper's resize of the
         (3, H, W) tensor, and the original size to return predictions at. Raises

@@ -53,8 +53,15 @@ import torch
 from torch import nn
 
 from ..layers.switches import FastPathModule, FrozenEncoderModule
+from ..structures.semantic import DEFAULT_CHUNK_BYTES
 
 __all__ = ["TASKS", "BenchmarkStage", "FastPathModule", "FrozenEncoderModule", "SegmentationModel"]
+
+#: Activations of an eval forward per input pixel (bytes), for :meth:`SegmentationModel.inference_memory`.
+ACTIVATION_BYTES_PER_INPUT_PIXEL = 4096
+#: The per-pixel maps of a semantic summary and of the predictor's result (labels, scores, ids),
+#: in bytes per output pixel.
+SUMMARY_BYTES_PER_PIXEL = 64
 
 #: Every output task a model may give, in the order the predictor offers them.
 TASKS: tuple[str, ...] = ("panoptic", "semantic", "instance", "proposals")
@@ -184,6 +191,16 @@ class SegmentationModel(nn.Module, abc.ABC):
     # ---------------------------------------------------------------------------------------------
     # Speed switches and measurement
     # ---------------------------------------------------------------------------------------------
+    def inference_memory(self, input_size: tuple[int, int], output_size: tuple[int, int]) -> int:
+        """Estimated peak memory, in bytes beyond the weights, of an eval forward of one image of
+        ``input_size`` (H, W) giving outputs of ``output_size`` (H, W), for the enabled tasks.
+        The web demo refuses a request whose estimate exceeds its budget. Default:
+        :data:`ACTIVATION_BYTES_PER_INPUT_PIXEL` per input pixel and, per output pixel, the
+        semantic summaries (:class:`~frozenseg.structures.SemanticScores`); models that hold
+        per-query maps at the output size add them."""
+        return (ACTIVATION_BYTES_PER_INPUT_PIXEL * input_size[0] * input_size[1]
+                + SUMMARY_BYTES_PER_PIXEL * output_size[0] * output_size[1] + 4 * DEFAULT_CHUNK_BYTES)
+
     def benchmark_stages(self) -> tuple[BenchmarkStage, ...]:
         """The timed parts of the eval-mode forward, in forward order (default none: the whole
         forward is one stage)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 
-__all__ = ["int_at_least", "file_size", "run_device"]
+__all__ = ["int_at_least", "file_size", "memory_size", "run_device"]
 
 
 def int_at_least(minimum: int):
@@ -29,6 +29,17 @@ def file_size(text: str) -> str:
     if not re.fullmatch(r"\d+(\.\d+)?\s*(b|kb|mb|gb)", text.strip().lower()):
         raise argparse.ArgumentTypeError(f"expected a size such as 50mb, 1gb or 500kb, got {text!r}")
     return text.strip().lower().replace(" ", "")
+
+
+_UNITS = {"b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30, "tb": 2**40}
+
+
+def memory_size(text: str) -> int:
+    """An argparse type: an amount of memory such as ``6gb`` or ``512mb``, in bytes (1 kb = 1024 b)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb)", text.strip().lower())
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected an amount of memory such as 6gb or 512mb, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
 def run_device(text: str) -> str:

@@ -32,6 +32,7 @@ __all__ = [
     "DEBUG_ENV",
     "debug_enabled",
     "is_user_error",
+    "is_out_of_memory",
     "exit_on_user_error",
     "user_error_sentence",
 ]
@@ -79,6 +80,16 @@ def debug_enabled() -> bool:
 def is_user_error(exc: BaseException) -> bool:
     """True for a :class:`UserInputError` (every one-sentence error of the package derives from it)."""
     return isinstance(exc, UserInputError)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for an allocation failure: ``torch.OutOfMemoryError`` (a device), ``MemoryError``, or
+    the ``RuntimeError`` PyTorch's CPU allocator raises ("can't allocate memory")."""
+    import torch
+
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
 def user_error_sentence(exc: BaseException) -> str:

@@ -129,6 +129,52 @@ def test_unexpected_errors_are_messages_and_it_keeps_serving(demo, image_file, m
     assert not demo.segment(image_file, "cat", TYPED, "panoptic").error
 
 
+def test_request_over_the_memory_budget_is_refused_then_a_normal_one_runs(demo, image_file, tmp_path):
+    """The estimate is checked before any work: nothing is segmented, nothing is written."""
+    big = tmp_path / "big.png"
+    Image.fromarray(scene(72, 96)).save(big)  # within max_side 100: not resized
+    small_need = demo.predictor.estimate_memory(48, 64)
+    big_need = demo.predictor.estimate_memory(72, 96)
+    assert small_need < big_need
+    before, budget = len(demo._results), demo.memory_budget
+    demo.memory_budget = (small_need + big_need) // 2
+    try:
+        refused = demo.segment(str(big), "cat; grass", TYPED, "panoptic")
+        assert refused.error and refused.overlay is None and len(demo._results) == before
+        assert refused.message.startswith("This 96x72 image needs about ")
+        assert "more than this demo's budget of" in refused.message and "--memory-budget" in refused.message
+        assert not demo.segment(image_file, "cat; grass", TYPED, "panoptic").error
+    finally:
+        demo.memory_budget = budget
+
+
+def test_estimate_does_not_grow_with_the_classes_and_grows_with_the_pixels(demo):
+    p = demo.predictor
+    p.set_task("semantic")
+    one = p.estimate_memory(1200, 1600)
+    p.set_vocabulary([f"class {i}" for i in range(300)])
+    try:
+        assert p.estimate_memory(1200, 1600) == one
+        assert p.estimate_memory(2400, 3200) > 3 * one // 2
+    finally:
+        p.set_vocabulary(["object"])
+
+
+@pytest.mark.parametrize("error", [RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: "
+                                                "can't allocate memory: you tried to allocate 9663676416 bytes."),
+                                   MemoryError()])
+def test_allocation_failure_is_that_requests_message_and_it_keeps_serving(demo, image_file, monkeypatch, error):
+    def fail(self, image):
+        raise error
+
+    monkeypatch.setattr(type(demo.predictor), "__call__", fail)
+    r = demo.segment(image_file, "cat", TYPED, "panoptic")
+    assert r.error and r.message == ("The model ran out of memory on this image; try a smaller image (or restart "
+                                     "the demo with a --max-side below 100).")
+    monkeypatch.undo()
+    assert not demo.segment(image_file, "cat", TYPED, "panoptic").error
+
+
 def test_semantic_only_model_explains_the_other_tasks(image_file, tmp_path):
     predictor = SegmentationPredictor.from_config_file(OVSEG_TINY, opts=["SEED", "0"], vocabulary=["cat"],
                                                        task="semantic")

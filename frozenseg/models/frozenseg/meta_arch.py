@@ -216,6 +216,20 @@ class FrozenSeg(SegmentationModel):
             self.text_classifier_builder.build(self.vocabulary.class_names, cached=cached)
         return self.text_classifier_builder.cache_dir
 
+    def inference_memory(self, input_size: tuple[int, int], output_size: tuple[int, int]) -> int:
+        """The contract's estimate plus the Q query masks: at the padded input size while they
+        are resized, and as logits and probabilities (float32) at the output size when
+        panoptic, instance or proposal output needs them there; instance output adds its
+        (top-k, H, W) bool masks."""
+        q = self.sem_seg_head.predictor.num_queries
+        out_px = output_size[0] * output_size[1]
+        extra = 4 * q * input_size[0] * input_size[1]
+        if self.panoptic_on or self.instance_on or self.recall_on:
+            extra += 2 * 4 * q * out_px
+        if self.instance_on:
+            extra += self.test_topk_per_image * out_px
+        return super().inference_memory(input_size, output_size) + extra
+
     def benchmark_stages(self) -> tuple[BenchmarkStage, ...]:
         return (
             BenchmarkStage("sam_encoder", "sam", sam_encoder_gflop, "formula"),

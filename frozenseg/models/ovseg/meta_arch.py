@@ -240,6 +240,12 @@ class OVSeg(SegmentationModel):
             self.text_classifier_builder.build(self._inference_class_names(), literal=True, cached=cached)
         return ""
 
+    def inference_memory(self, input_size: tuple[int, int], output_size: tuple[int, int]) -> int:
+        """The contract's estimate plus the Q query mask probabilities at the padded input size
+        (float32, with their resize) and the crops' masks."""
+        q = self.sem_seg_head.predictor.num_queries
+        return super().inference_memory(input_size, output_size) + 3 * 4 * q * input_size[0] * input_size[1]
+
     def benchmark_stages(self) -> tuple[BenchmarkStage, ...]:
         """The proposal generator's backbone and MaskFormer head, then the CLIP adapter (crop,
         fill and resize the valid proposals, the mask-prompted ViT, scoring; §2)."""
