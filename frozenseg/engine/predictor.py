@@ -358,7 +358,7 @@ class SegmentationPredictor:
             inst = out["instances"]
             scores = inst.scores.float().cpu().numpy()
             classes = inst.pred_classes.cpu().numpy()
-            masks = inst.pred_masks.cpu().numpy().astype(bool)
+            masks = inst.pred_masks.cpu().numpy().astype(bool, copy=False)
             keep = [i for i in np.argsort(-scores, kind="stable")
                     if scores[i] >= thr and (things is None or int(classes[i]) in things) and masks[i].any()]
             ids = np.zeros((h, w), dtype=np.int64)

@@ -267,15 +267,18 @@ def instance_inference(
         labels_per_image = labels_per_image[keep]
         query_indices = query_indices[keep]
     # Several detections may share a query (its mask with other classes): the mask statistics
-    # are computed once per query.
+    # are computed once per query, one query at a time (no (N, H, W) float temporaries).
     queries, which = torch.unique(query_indices, return_inverse=True)
-    masks = mask_pred[queries]
-    probs = masks.sigmoid() if mask_probs is None else mask_probs[queries]
-
-    binary = masks > 0
-    binary_f = binary.flatten(1).to(masks.dtype)
-    mask_scores = (probs.flatten(1) * binary_f).sum(1) / (binary_f.sum(1) + 1e-6)
-    del masks, probs, binary_f
+    h, w = mask_pred.shape[-2:]
+    binary = torch.empty((len(queries), h, w), dtype=torch.bool, device=mask_pred.device)
+    mask_scores = torch.empty(len(queries), dtype=mask_pred.dtype, device=mask_pred.device)
+    for i, q in enumerate(queries.tolist()):
+        logits = mask_pred[q]
+        probs = logits.sigmoid() if mask_probs is None else mask_probs[q]
+        torch.gt(logits, 0, out=binary[i])
+        binary_f = binary[i].flatten().to(logits.dtype)
+        mask_scores[i] = (probs.flatten() * binary_f).sum() / (binary_f.sum() + 1e-6)
+        del probs, binary_f
 
     boxes = torch.zeros((binary.shape[0], 4), dtype=torch.float32, device=mask_pred.device)
     nonempty = binary.flatten(1).any(1)

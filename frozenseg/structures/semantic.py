@@ -35,13 +35,14 @@ class SemanticSummary:
     ``labels``: int64 arg-max class (the first on ties, as ``torch.argmax``);
     ``best``: the arg-max class's score; ``total``: the sum of the scores over classes;
     ``at``: the score of the class ``class_map`` names at each pixel (0 where it names none),
-    None when no ``class_map`` was given; ``all_zero``: bool, True where every class scores 0.
+    None when no ``class_map`` was given; ``all_zero``: bool, True where every class scores 0
+    (computed for scores with ``marks_unlabelled`` only, else None).
     """
 
     labels: torch.Tensor
     best: torch.Tensor
     total: torch.Tensor
-    all_zero: torch.Tensor
+    all_zero: torch.Tensor | None = None
     at: torch.Tensor | None = None
 
     def normalized(self, values: torch.Tensor) -> torch.Tensor:
@@ -128,27 +129,35 @@ class SemanticScores:
         """
         h, w = self.size
         labels = torch.zeros((h, w), dtype=torch.int64, device=self.device)
-        best = torch.full((h, w), float("-inf"), dtype=self.dtype, device=self.device)
+        best = torch.empty((h, w), dtype=self.dtype, device=self.device)
         total = torch.zeros((h, w), dtype=self.dtype, device=self.device)
-        all_zero = torch.ones((h, w), dtype=torch.bool, device=self.device)
+        all_zero = torch.ones((h, w), dtype=torch.bool, device=self.device) if self.marks_unlabelled else None
         at = None if class_map is None else torch.zeros((h, w), dtype=self.dtype, device=self.device)
         if class_map is not None:
             class_map = class_map.to(self.device)
         for c0, chunk in self.chunks():
-            chunk_best, chunk_labels = chunk.max(0)
-            better = chunk_best > best  # strict: the earlier class wins a tie, as argmax
-            if c0 == 0:  # the first chunk also takes pixels whose scores are all NaN or -inf
-                better = torch.ones_like(better)
-            best = torch.where(better, chunk_best, best)
-            labels = torch.where(better, chunk_labels + c0, labels)
-            total += chunk.sum(0)
-            all_zero &= (chunk == 0).all(0)
+            if chunk.shape[0] == 1:
+                chunk_best, chunk_labels = chunk[0], None
+            else:
+                chunk_best, chunk_labels = chunk.max(0)
+            if c0 == 0:  # the first chunk sets every pixel (NaN and -inf included)
+                best.copy_(chunk_best)
+                if chunk_labels is not None:
+                    labels.copy_(chunk_labels)
+            else:
+                better = chunk_best > best  # strict: the earlier class wins a tie, as argmax
+                torch.where(better, chunk_best, best, out=best)
+                new_labels = chunk_labels + c0 if chunk_labels is not None else labels.new_tensor(c0)
+                torch.where(better, new_labels, labels, out=labels)
+            total += chunk_best if chunk.shape[0] == 1 else chunk.sum(0)
+            if all_zero is not None:
+                all_zero &= (chunk == 0).all(0)
             if at is not None:
                 local = class_map - c0
                 inside = (local >= 0) & (local < chunk.shape[0])
                 if bool(inside.any()):
                     picked = chunk.gather(0, local.clamp(0, chunk.shape[0] - 1)[None])[0]
-                    at = torch.where(inside, picked, at)
+                    torch.where(inside, picked, at, out=at)
             del chunk
         return SemanticSummary(labels=labels, best=best, total=total, all_zero=all_zero, at=at)
 

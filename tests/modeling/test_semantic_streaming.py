@@ -47,7 +47,7 @@ def test_summary_of_a_hand_made_map_one_class_per_chunk():
         [[1.0, 3.0], [4.0, 0.0]],
         [[2.0, 0.5], [1.0, 0.0]],
     ])
-    scores = SemanticScores.from_tensor(full, chunk_bytes=4 * 4)
+    scores = SemanticScores.from_tensor(full, chunk_bytes=4 * 4, marks_unlabelled=True)
     assert scores.classes_per_chunk == 1 and [c0 for c0, _ in scores.chunks()] == [0, 1, 2]
     class_map = torch.tensor([[2, 0], [-1, 1]])
     s = scores.summarize(class_map)
