@@ -6,12 +6,17 @@ conventions).
 Train:          python train_net.py --config-file CONFIG [--num-gpus N] [KEY VALUE ...]
 Resume:         python train_net.py --config-file CONFIG --resume
 Evaluate:       python train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS model.pth
+Released model: python train_net.py --model frozenseg_convnext_large --eval-only [KEY VALUE ...]
 Multi-machine:  add --num-machines M --machine-rank R --dist-url tcp://<machine 0>:<port>
 torchrun:       torchrun --nproc_per_node N train_net.py --config-file CONFIG
 
 The default run trains the tiny model on the synthetic "shapes" dataset (generated on first use)
 and evaluates it: ``python train_net.py --config-file configs/synthetic/frozenseg_tiny_shapes.yaml``.
 See docs/getting_started.md.
+
+``--model NAME`` names released weights (``tools/download_weights.py`` lists them): MODEL.WEIGHTS is
+set to the name, whose file is downloaded once into the cache (``$FROZENSEG_CACHE``, default
+``~/.cache/frozenseg``) and verified, and the name's config is used unless ``--config-file`` is given.
 
 An error caused by the input (a missing file, a mistyped key or value, a file that is not a
 checkpoint, ...) ends in one sentence on stderr and exit status 2; ``--debug`` (or

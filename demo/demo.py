@@ -9,9 +9,18 @@ Examples::
         --input photo.jpg --output out/ --vocabulary "cat,kitten;dog,puppy;grass" \\
         --opts MODEL.WEIGHTS frozenseg_convnext_large.pth MODEL.DEVICE cuda
 
+    # the same with the released weights by name: downloaded once into the cache, verified, and
+    # the name's config used (tools/download_weights.py lists the names)
+    python demo/demo.py --model frozenseg_convnext_large --input photo.jpg --output out/ \\
+        --vocabulary "cat,kitten;dog,puppy;grass" --opts MODEL.DEVICE cuda
+
     # a folder / glob, semantic task, vocabulary of a registered dataset
     python demo/demo.py --config-file ... --input "images/*.jpg" --output out/ \\
         --task semantic --dataset-vocabulary openvocab_ade20k_panoptic_val
+
+    # the classes of your own dataset (its description file: datasets/README.md)
+    python demo/demo.py --config-file ... --input photo.jpg --output out/ \\
+        --register-dataset my_pets_train.yaml --dataset-vocabulary my_pets_train
 
     # a video, written frame by frame
     python demo/demo.py --config-file ... --video-input clip.mp4 --output out/clip_seg.mp4
@@ -50,7 +59,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from frozenseg.data.builtin import check_vocabulary_files
 from frozenseg.engine.launch import configure_cpu_process
@@ -64,9 +72,9 @@ from frozenseg.engine.predictor import (
     checked_threshold,
     model_tasks,
 )
-from frozenseg.engine.setup import load_config
+from frozenseg.engine.setup import load_config, released_model_config
 from frozenseg.modeling.build import meta_arch_class
-from frozenseg.utils.errors import UserInputError
+from frozenseg.utils.errors import UserInputError, is_out_of_memory
 from frozenseg.utils.prediction_io import prediction_paths, write_prediction
 from frozenseg.utils.visualizer import SegmentationVisualizer
 
@@ -91,7 +99,13 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Vocabulary: classes separated by ';', synonyms by ',', e.g. \"cat,kitten;dog,puppy;grass\".",
     )
-    p.add_argument("--config-file", required=True, metavar="FILE", help="path to a config file")
+    p.add_argument("--config-file", default="", metavar="FILE",
+                   help="path to a config file (default with --model: the config of its released weights)")
+    p.add_argument(
+        "--model", default="", metavar="NAME",
+        help="released weights by name (e.g. frozenseg_convnext_large, ovseg_swinb_vitl14): sets MODEL.WEIGHTS to "
+             "it (downloaded once into the cache) and, without --config-file, uses its config",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", nargs="+", help="image files, directories or glob patterns (quote globs)")
     src.add_argument("--video-input", help="a video file")
@@ -101,6 +115,11 @@ def get_parser() -> argparse.ArgumentParser:
     voc.add_argument("--vocabulary", help='classes: "cat,kitten;dog,puppy;grass"')
     voc.add_argument("--vocabulary-file", help="a vocabulary file (one 'id:name,synonym,...' per line)")
     voc.add_argument("--dataset-vocabulary", metavar="NAME", help="the vocabulary of a registered dataset")
+    p.add_argument(
+        "--register-dataset", action="append", default=[], metavar="FILE",
+        help="register your own dataset from a description file (YAML or JSON; datasets/README.md, "
+             "'Your own dataset'), e.g. to use its classes with --dataset-vocabulary; repeatable",
+    )
     p.add_argument("--task", choices=TASKS, default=None,
                    help="output task (default: panoptic, or semantic for a semantic-only model such as OVSeg)")
     p.add_argument(
@@ -206,7 +225,7 @@ def overlay(prediction: Prediction, legend: bool = True) -> np.ndarray:
 
 def run_images(predictor: SegmentationPredictor, files: list[str], output: str | None) -> tuple[int, int]:
     """Predict and write every image; returns (done, failed). An image that cannot be read or
-    segmented (a user error of that image, or out of device memory) is reported in one line and
+    segmented (a user error of that image, or an allocation failure) is reported in one line and
     skipped, with nothing written for it."""
     single_file = output is not None and len(files) == 1 and os.path.splitext(output)[1].lower() in IMAGE_EXTENSIONS
     stems = output_stems(files)
@@ -214,8 +233,11 @@ def run_images(predictor: SegmentationPredictor, files: list[str], output: str |
     for i, (path, stem) in enumerate(zip(files, stems), start=1):
         try:
             pred = predictor(path)
-        except (OSError, UserInputError, torch.OutOfMemoryError) as e:  # this image only: go on
-            logger.error("[%d/%d] %s: skipped: %s", i, len(files), path, e)
+        except Exception as e:  # noqa: BLE001 - this image only: go on with the next
+            if not isinstance(e, (OSError, UserInputError)) and not is_out_of_memory(e):
+                raise
+            reason = "out of memory (try a smaller image)" if is_out_of_memory(e) else e
+            logger.error("[%d/%d] %s: skipped: %s", i, len(files), path, reason)
             failed += 1
             continue
         written = ""
@@ -322,19 +344,24 @@ def main(argv: list[str] | None = None, predictor: SegmentationPredictor | None 
     ``predictor`` reuses an already built predictor (its vocabulary and task are set from the
     arguments); the config file is then only used for a fresh build.
     """
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if not args.config_file and not args.model:
+        parser.error("give --config-file FILE or --model NAME")
     setup_logging()
     try:
+        config_file, weights_defaults = released_model_config(args.model, args.config_file)
         demo_overrides: tuple[str, ...] = ()
         if args.ovseg_demo_mode:
-            model_class = meta_arch_class(load_config(args.config_file))
+            model_class = meta_arch_class(load_config(config_file))
             demo_overrides = model_class.demo_overrides
             if not demo_overrides:
                 raise ValueError(
-                    f"--ovseg-demo-mode needs an OVSeg config, but {args.config_file} builds "
+                    f"--ovseg-demo-mode needs an OVSeg config, but {config_file} builds "
                     f"{model_class.__name__}; use a config of configs/ovseg/ or drop the flag."
                 )
-        cfg = load_config(args.config_file, list(args.opts), defaults=demo_overrides, threads=args.threads)
+        cfg = load_config(config_file, list(args.opts), defaults=[*weights_defaults, *demo_overrides],
+                          threads=args.threads, register_datasets=args.register_dataset)
         configure_cpu_process(cfg)
         vocab: Vocabulary = load_vocabulary(args.vocabulary, args.vocabulary_file, args.dataset_vocabulary, cfg,
                                             literal=meta_arch_class(cfg).literal_vocabulary)
@@ -384,8 +411,8 @@ def main(argv: list[str] | None = None, predictor: SegmentationPredictor | None 
     except UnsupportedTaskError as e:  # e.g. --task panoptic with OVSeg
         logger.error("%s", e)
         return 2
-    except (FileNotFoundError, ValueError, RuntimeError) as e:  # weights, device, config
-        if isinstance(e, RuntimeError) and "CUDA" not in str(e):
+    except (FileNotFoundError, ValueError, RuntimeError, UserInputError) as e:  # weights, device, config
+        if isinstance(e, RuntimeError) and not isinstance(e, UserInputError) and "CUDA" not in str(e):
             raise
         logger.error("Cannot build the model: %s", e)
         return 2

@@ -35,10 +35,18 @@ def build_model(cfg, **kwargs):
     """Build the model named by ``cfg.MODEL.META_ARCHITECTURE``.
 
     Keyword arguments (``device``, ``load_frozen_weights``) are those of
-    :func:`frozenseg.modeling.build.build_model`.
+    :func:`frozenseg.modeling.build.build_model`. The weights keys of the frozen parts may name
+    released weights (``MODEL.SAM_CHECKPOINT sam_vit_b``): they are fetched into the cache first
+    (:func:`frozenseg.checkpoint.zoo.resolve_frozen_weights`).
     """
     from .modeling.build import build_model as _build
 
+    device = kwargs.get("device")
+    if kwargs.get("load_frozen_weights") is not False and str(device if device is not None else "") != "meta":
+        from .checkpoint.zoo import resolve_frozen_weights
+        from .modeling.build import meta_arch_class
+
+        cfg = resolve_frozen_weights(cfg, meta_arch_class(cfg).frozen_parts)
     return _build(cfg, **kwargs)
 
 

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 import frozenseg
+
+from .conftest import REPO_ROOT
 from frozenseg.checkpoint import read_state_dict
 from frozenseg.utils.errors import CheckpointError, CheckpointNotFoundError, is_user_error
 
@@ -83,3 +85,30 @@ def test_complete_load_logs_one_info_line(caplog):
     assert report.ok and torch.equal(dst.weight, src.weight)
     records = [r for r in caplog.records if r.name == "frozenseg.checkpoint"]
     assert len(records) == 1 and records[0].levelno == logging.INFO
+
+
+@pytest.mark.parametrize("config", ["configs/tiny/frozenseg_tiny_convnext.yaml", "configs/tiny/ovseg_tiny_swin.yaml"])
+def test_checkpoint_of_another_number_of_classes_loads_for_fine_tuning(tmp_path, config):
+    """The criterion's class weights follow NUM_CLASSES (a derived buffer, not learned): a model
+    for 3 classes loads every learned tensor of a 7-class checkpoint and keeps its own weights."""
+    def build(num_classes: int):
+        cfg = frozenseg.get_cfg()
+        cfg.merge_from_file(str(REPO_ROOT / config))
+        cfg.merge_from_list(["MODEL.SEM_SEG_HEAD.NUM_CLASSES", str(num_classes), "DATASETS.TRAIN", "()", "SEED", "0"])
+        return frozenseg.build_model(cfg)
+
+    torch.manual_seed(1)
+    seven = build(7)
+    path = tmp_path / "seven.pth"
+    torch.save({"model": seven.state_dict()}, path)
+    torch.manual_seed(2)
+    three = build(3)
+    own = three.criterion.empty_weight.clone()
+    report = frozenseg.load_checkpoint(three, str(path))
+    assert report.kept_derived == ["criterion.empty_weight"] and report.ok
+    assert torch.equal(three.criterion.empty_weight, own) and own.shape == (4,)
+    state = three.state_dict()
+    for k, v in seven.state_dict().items():
+        if k != "criterion.empty_weight":
+            assert torch.equal(state[k], v), k
+    assert "criterion.empty_weight kept from the config" in report.summary()

@@ -16,6 +16,9 @@ Example::
     python tools/save_sam_masks.py --dataset openvocab_ade20k_panoptic_val \\
         --output output/sam_masks --sam-name vit_h \\
         --sam-checkpoint pretrained_checkpoint/sam_vit_h_4b8939.pth
+    # the same, with the official file fetched once into the weights cache by name:
+    python tools/save_sam_masks.py --dataset openvocab_ade20k_panoptic_val --sam-name vit_h \\
+        --sam-checkpoint sam_vit_h
     # 4 GPUs:
     torchrun --nproc_per_node 4 tools/save_sam_masks.py --dataset ... --sam-checkpoint ...
 """
@@ -36,6 +39,7 @@ from frozenseg.modeling.sam.automatic import (
     AutomaticMaskOptions,
     SamProposalSource,
 )
+from frozenseg.checkpoint.zoo import resolve_weights
 from frozenseg.modeling.sam.checkpoint import default_checkpoint_path
 from frozenseg.utils.cli import int_at_least, run_device
 
@@ -58,7 +62,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--sam-name", default="vit_h", choices=VALID_SAM_NAMES,
                    help="SAM variant (tiny: a small random SAM, no released weights)")
     p.add_argument("--sam-checkpoint", default=None,
-                   help="SAM checkpoint (default pretrained_checkpoint/<official file>)")
+                   help="SAM checkpoint: a path, or a released name (sam_vit_b, sam_vit_l, sam_vit_h; downloaded "
+                        "once into the cache) (default pretrained_checkpoint/<official file>)")
     p.add_argument("--device", default=None, type=run_device,
                    help="torch device (default: cuda[:LOCAL_RANK] if available, else cpu)")
     g = p.add_argument_group("automatic mask generator (segment-anything)")
@@ -91,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_shards, shard_id = resolve_shard(args.num_shards, args.shard_id)
         dataset_dicts = DatasetCatalog.get(args.dataset)
         device = args.device or default_device()
-        checkpoint = args.sam_checkpoint or default_checkpoint_path(args.sam_name)
+        checkpoint = (resolve_weights(args.sam_checkpoint, config_key="--sam-checkpoint", kind="sam")
+                      if args.sam_checkpoint else default_checkpoint_path(args.sam_name))
         sam = load_sam(args.sam_name, checkpoint, device=device, seed=args.seed, settings=CLI_SETTINGS)
         options = AutomaticMaskOptions(
             generator={**{name: getattr(args, name) for name in GENERATOR_FLAGS}, "output_mode": "binary_mask"},

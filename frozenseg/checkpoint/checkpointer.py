@@ -10,7 +10,8 @@ or missing newest file (a copy cut short, a disk that filled up, a ``last_checkp
 deleted file) is reported by name and the newest intact checkpoint is used instead.
 
 Model weights are loaded with :func:`frozenseg.load_checkpoint`, so ``MODEL.WEIGHTS`` may be a
-released checkpoint (frozen parts optional) or one of ours; files are read with
+released checkpoint (frozen parts optional) or one of ours, given as a path, an URL or a released
+name (:func:`frozenseg.checkpoint.zoo.resolve_weights`); files are read with
 ``torch.load(weights_only=True)``.
 """
 
@@ -25,6 +26,7 @@ import torch
 from fvcore.common.checkpoint import Checkpointer
 
 from .loading import load_checkpoint, read_checkpoint_file, require_checkpoint_file
+from .zoo import resolve_weights
 from ..utils.errors import CheckpointError
 from ..utils.file_io import atomic_write
 
@@ -144,8 +146,11 @@ class FrozenSegCheckpointer(Checkpointer):
         return bool(self.get_checkpoint_file())
 
     def load(self, path: str, checkpointables: list[str] | None = None) -> dict[str, Any]:
-        """fvcore's ``load`` with one-sentence errors for a missing or unreadable file."""
-        if path and "://" not in path:
+        """fvcore's ``load`` with one-sentence errors for a missing or unreadable file; ``path`` may
+        also be an URL or a released weights name (fetched into the cache by ``resolve_weights``)."""
+        if path and not os.path.isfile(path):
+            path = resolve_weights(path, config_key="MODEL.WEIGHTS")
+        if path:
             require_checkpoint_file(path)
         return super().load(path, checkpointables=checkpointables)
 

@@ -62,7 +62,9 @@ class LoadReport:
     ``missing``: model keys absent from the checkpoint (excluding whole frozen parts);
     ``unexpected``: checkpoint keys the model does not have (excluding unused SAM parts);
     ``dropped_unused``: SAM prompt-encoder / mask-decoder keys that were ignored;
-    ``frozen_not_in_checkpoint``: frozen parts kept from their configured sources.
+    ``frozen_not_in_checkpoint``: frozen parts kept from their configured sources;
+    ``kept_derived``: the model's ``derived_buffers`` whose checkpoint values had another shape
+    (a checkpoint trained with another number of classes: fine-tuning on a new dataset).
     """
 
     loaded: list[str] = field(default_factory=list)
@@ -70,6 +72,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     dropped_unused: list[str] = field(default_factory=list)
     frozen_not_in_checkpoint: dict[str, str] = field(default_factory=dict)
+    kept_derived: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +85,8 @@ class LoadReport:
             lines.append(
                 f"dropped {len(self.dropped_unused)} unused SAM prompt-encoder/mask-decoder tensors"
             )
+        for key in self.kept_derived:
+            lines.append(f"{key} kept from the config (the checkpoint's has another number of classes)")
         for prefix, key in self.frozen_not_in_checkpoint.items():
             lines.append(f"{prefix}* not in checkpoint: kept the weights from {key}")
         if self.missing:
@@ -195,6 +200,11 @@ def load_checkpoint(
     state = {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIXES)}
 
     expected = model.state_dict()
+    derived = model.derived_buffers if is_model else ()
+    for k in derived:  # another training vocabulary: the model's own, from its config
+        if k in state and k in expected and tuple(state[k].shape) != tuple(expected[k].shape):
+            report.kept_derived.append(k)
+            del state[k]
     mismatched = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
         for k, v in state.items()
@@ -216,7 +226,8 @@ def load_checkpoint(
         if any(k.startswith(prefix) for k in expected) and not any(k.startswith(prefix) for k in state):
             report.frozen_not_in_checkpoint[prefix] = key
     skipped = tuple(report.frozen_not_in_checkpoint)
-    report.missing = sorted(k for k in expected if k not in state and not k.startswith(skipped))
+    report.missing = sorted(k for k in expected
+                            if k not in state and not k.startswith(skipped) and k not in report.kept_derived)
     report.unexpected = sorted(k for k in state if k not in expected)
     on_meta = any(t.is_meta for t in expected.values())
     model.load_state_dict(to_load, strict=False, assign=on_meta)

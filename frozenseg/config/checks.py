@@ -38,6 +38,9 @@ NON_NEGATIVE_NUMBER = ValueRule(lambda x: _number(x) and x >= 0, "a finite numbe
 PROBABILITY = ValueRule(lambda x: _number(x) and 0 <= x <= 1, "a number from 0 to 1")
 POSITIVE_SIZES = ValueRule(lambda xs: len(xs) > 0 and all(isinstance(x, int) and x > 0 for x in xs),
                            "a non-empty list of positive integers such as (800,)")
+DESCRIPTION_FILES = ValueRule(
+    lambda xs: all(isinstance(x, str) and x.strip().lower().endswith((".yaml", ".yml", ".json")) for x in xs),
+    "a list of dataset description files (.yaml, .yml or .json) such as ('my_data.yaml',)")
 RUN_DEVICE = ValueRule(lambda x: isinstance(x, str) and re.fullmatch(r"cpu|cuda(:\d+)?", x) is not None,
                        '"cpu", "cuda" or "cuda:N"')
 
@@ -52,6 +55,7 @@ VALUE_RULES: dict[str, ValueRule] = {
     "INPUT.IMAGE_SIZE": POSITIVE_INT,
     "INPUT.MIN_SCALE": POSITIVE_NUMBER,
     "INPUT.MAX_SCALE": POSITIVE_NUMBER,
+    "DATASETS.REGISTER": DESCRIPTION_FILES,
     "DATALOADER.NUM_WORKERS": NON_NEGATIVE_INT,
     "SOLVER.MAX_ITER": NON_NEGATIVE_INT,
     "SOLVER.BASE_LR": POSITIVE_NUMBER,

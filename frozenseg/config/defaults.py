@@ -127,6 +127,12 @@ _C.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST = 1000  # Detectron2 key, unused
 # system's (frozenseg/data/vocabularies/released_metadata.json); counts must match. A relative path
 # is also looked up next to the installed package (e.g. frozenseg/data/vocabularies/lvis_v1_synonyms.txt).
 _C.DATASETS.VOCABULARY_FILES = ()
+# Your own datasets: description files (YAML or JSON: name, layout sem_seg / coco_panoptic /
+# coco_instances, image and label folders, classes with synonyms; datasets/README.md, "Your own
+# dataset"), each registered under its name when the config is loaded, so DATASETS.TRAIN / TEST
+# and a demo's dataset vocabulary can use it. Paths as MODEL.WEIGHTS: from the working directory;
+# `--register-dataset FILE` of train_net.py and demo/demo.py adds to this list.
+_C.DATASETS.REGISTER = ()
 
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4  # data-loading worker processes per GPU/process

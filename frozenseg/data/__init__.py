@@ -1,7 +1,8 @@
 """Data: dataset and metadata catalogs, the built-in registrations, vocabularies (parsing,
 validation, the released class strings), dataset loaders, mappers, data loaders, the SAM-mask
-cache format, dataset preparation (:mod:`.prepare`) and the synthetic datasets
-(:mod:`.synthetic`, imported only when asked for).
+cache format, dataset preparation (:mod:`.prepare`), the synthetic datasets (:mod:`.synthetic`,
+imported only when asked for) and the user's own datasets registered from description files
+(:mod:`.custom`).
 
 Not here: anything that needs a model (text embeddings live in ``modeling.backbone``) or the
 evaluation of predictions (``evaluation``).
@@ -19,6 +20,7 @@ from .builtin import (
     training_vocabulary,
 )
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog
+from .custom import DatasetDescriptionError, register_custom_datasets, register_dataset_description
 from .loaders import DatasetNotFoundError
 from .vocabulary import (
     VocabularyError,
@@ -35,6 +37,9 @@ __all__ = [
     "MetadataCatalog",
     "Metadata",
     "DatasetNotFoundError",
+    "DatasetDescriptionError",
+    "register_dataset_description",
+    "register_custom_datasets",
     "VocabularyError",
     "read_vocabulary_file",
     "write_vocabulary_file",

@@ -1,6 +1,8 @@
 """Functions that read one dataset layout into standard dataset dicts (Detectron2's format).
 
-Semantic: ``{"file_name", "sem_seg_file_name", "image_id"}``.
+Semantic: ``{"file_name", "sem_seg_file_name", "image_id"}``, optionally ``"sem_seg_num_classes"``
+(K: the label map may hold only 0..K-1 and the ignore label; the semantic mapper and evaluator
+check it when they read the file, :func:`frozenseg.utils.image_io.check_label_ids`).
 Panoptic (COCO panoptic format): ``{"file_name", "image_id", "height", "width",
 "pan_seg_file_name", "segments_info": [{"id", "category_id" (contiguous), "isthing", "iscrowd",
 "area"}], "sem_seg_file_name" (optional)}``.
@@ -15,7 +17,7 @@ import io
 import json
 import logging
 import os
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..utils.errors import UserInputError
 
@@ -73,7 +75,7 @@ def load_sem_seg(
     image_root: str,
     *,
     gt_ext: str = "png",
-    image_ext: str = "jpg",
+    image_ext: str | Sequence[str] = "jpg",
     dataset_name: str = "",
     prepare: str = "",
     gt_suffix: str = "",
@@ -82,13 +84,15 @@ def load_sem_seg(
     """Pair images and label maps that share a relative path (recursively).
 
     ``gt_suffix`` / ``image_suffix`` are removed from the file stems before pairing (e.g.
-    Cityscapes ``_gtFine_labelTrainIds`` and ``_leftImg8bit``). Label maps without an image
+    Cityscapes ``_gtFine_labelTrainIds`` and ``_leftImg8bit``). ``image_ext`` is one extension
+    or several (e.g. :data:`IMAGE_EXTS`; compared without case). Label maps without an image
     are an error; images without a label map are skipped with a warning.
     """
     check_exists(image_root, dataset_name, prepare)
     check_exists(gt_root, dataset_name, prepare)
     gt_ext = "." + gt_ext.lstrip(".")
-    image_ext = "." + image_ext.lstrip(".")
+    exts = (image_ext,) if isinstance(image_ext, str) else tuple(image_ext)
+    image_exts = tuple("." + e.lstrip(".").lower() for e in exts)
 
     def strip(d: dict[str, str], suffix: str) -> dict[str, str]:
         if not suffix:
@@ -96,7 +100,7 @@ def load_sem_seg(
         return {k[: -len(suffix)]: v for k, v in d.items() if k.endswith(suffix)}
 
     gts = strip(_index_files(gt_root, (gt_ext,)), gt_suffix)
-    imgs = strip(_index_files(image_root, (image_ext,)), image_suffix)
+    imgs = strip(_index_files(image_root, image_exts), image_suffix)
     missing = sorted(set(gts) - set(imgs))
     if missing:
         raise DatasetNotFoundError(

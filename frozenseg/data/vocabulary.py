@@ -413,7 +413,7 @@ def normalize_class_names(entries: Sequence[str], source: str = "vocabulary", wa
             j = first_seen[key]
             raise VocabularyError(
                 f"{source}: duplicate class {unique[0]!r}: class #{i} ({','.join(unique)!r}) repeats "
-                f"class #{j} ({out[j - 1]!r}). Merge their synonyms into one class."
+                f"class #{j} ({out[j - 1]!r}); merge their synonyms into one class."
             )
         first_seen[key] = i
         for s in unique[1:]:

@@ -6,6 +6,7 @@ the :class:`~.vocabulary.Vocabulary` record) and the dataset registry (:mod:`.bu
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 from typing import Sequence
 
@@ -77,9 +78,12 @@ def infer_thing_classes(class_names: Sequence[str]) -> list[int]:
 def dataset_vocabulary_with_things(dataset_name: str, cfg=None) -> tuple[list[str], list[int] | None]:
     """(class names, thing class indices or None for "all things") of a registered dataset."""
     if dataset_name not in DatasetCatalog:
+        close = difflib.get_close_matches(dataset_name, DatasetCatalog.list(), n=3, cutoff=0.6)
         raise VocabularyError(
-            f"--dataset-vocabulary {dataset_name!r} is not a registered dataset; registered: "
-            f"{', '.join(sorted(DatasetCatalog.list())[:12])}, ..."
+            f"--dataset-vocabulary {dataset_name!r} is not a registered dataset; "
+            + (f"did you mean {', '.join(close)}? " if close else
+               f"registered: {', '.join(sorted(DatasetCatalog.list())[:12])}, ... ")
+            + "(your own dataset: register its description file with --register-dataset FILE or DATASETS.REGISTER)."
         )
     names = dataset_vocabulary(dataset_name, cfg)
     if MetadataCatalog.get(dataset_name).get("dataset_kind") in ("instances", "lvis"):

@@ -25,6 +25,7 @@ from ..utils.cli import int_at_least
 from ..utils.errors import DEBUG_ENV, ConfigValueError
 from ..utils.file_io import atomic_write
 from ..checkpoint import FrozenSegCheckpointer, GradScalerCheckpointable, checkpoint_has_frozen_weights
+from ..checkpoint.zoo import resolve_frozen_weights, resolve_weights
 from ..data.build import build_detection_test_loader, build_detection_train_loader, micro_batch_size
 from ..evaluation.build import configured_tasks, task_switch_key
 from ..modeling.build import build_model, meta_arch_class
@@ -37,7 +38,7 @@ from .hooks import EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, 
 from .lr_scheduler import build_lr_scheduler
 from .optimizer import build_optimizer, clip_gradients
 from .train_loop import SimpleTrainer, amp_settings
-from .setup import load_config
+from .setup import load_config, released_model_config
 from .tta import SemanticSegmentorWithTTA
 
 __all__ = [
@@ -63,6 +64,7 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
             "  Train on 4 GPUs:   python train_net.py --config-file cfg.yaml --num-gpus 4\n"
             "  Change options:    python train_net.py --config-file cfg.yaml SOLVER.BASE_LR 1e-4\n"
             "  Evaluate:          python train_net.py --config-file cfg.yaml --eval-only MODEL.WEIGHTS model.pth\n"
+            "  Released model:    python train_net.py --model frozenseg_convnext_large --eval-only\n"
             "  Resume:            python train_net.py --config-file cfg.yaml --resume\n"
             "  Multi-machine:     (machine 0) --num-machines 2 --machine-rank 0 --dist-url tcp://ip0:port\n"
             "                     (machine 1) --num-machines 2 --machine-rank 1 --dist-url tcp://ip0:port\n"
@@ -72,11 +74,22 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
     )
     parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
     parser.add_argument(
+        "--model", default="", metavar="NAME",
+        help="released weights by name (e.g. frozenseg_convnext_large, ovseg_swinb_vitl14): sets MODEL.WEIGHTS "
+             "to it (downloaded once into the cache) and, without --config-file, uses its config; "
+             "tools/download_weights.py lists the names",
+    )
+    parser.add_argument(
         "--resume", action="store_true",
         help="resume from the last checkpoint in OUTPUT_DIR (same iteration, LR, data order); "
              "without it MODEL.WEIGHTS only initialises the model",
     )
     parser.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS on DATASETS.TEST")
+    parser.add_argument(
+        "--register-dataset", action="append", default=[], metavar="FILE",
+        help="register your own dataset from a description file (YAML or JSON; datasets/README.md, "
+             "'Your own dataset'); repeatable; added to DATASETS.REGISTER",
+    )
     parser.add_argument(
         "--debug", action="store_true",
         help=f"show the traceback of errors caused by the input, which otherwise end in one sentence "
@@ -123,12 +136,19 @@ def resolve_device(cfg, args=None) -> None:
 
 def setup_cfg(args, freeze: bool = True):
     """Config from ``args`` (:func:`frozenseg.engine.setup.load_config`: the defaults of the
-    selected model, ``--config-file``, then the ``KEY VALUE`` overrides, ``--threads``); its
-    dataset options checked (:func:`frozenseg.data.builtin.check_dataset_config`)."""
+    selected model, ``--config-file`` (or the config of ``--model``'s released weights), then
+    ``MODEL.WEIGHTS <--model>``, the ``KEY VALUE`` overrides, ``--threads``,
+    ``--register-dataset``); its dataset options checked
+    (:func:`frozenseg.data.builtin.check_dataset_config`, and for the datasets registered from
+    description files :func:`frozenseg.data.custom.check_custom_dataset_config`)."""
     from ..data.builtin import check_dataset_config
+    from ..data.custom import check_custom_dataset_config
 
-    cfg = load_config(args.config_file, list(args.opts or []), threads=args.threads)
+    config_file, defaults = released_model_config(getattr(args, "model", ""), args.config_file)
+    cfg = load_config(config_file, list(args.opts or []), defaults=defaults, threads=args.threads,
+                      register_datasets=getattr(args, "register_dataset", None) or ())
     check_dataset_config(cfg)
+    check_custom_dataset_config(cfg)
     resolve_device(cfg, args)
     if freeze:
         cfg.freeze()
@@ -220,11 +240,13 @@ class DefaultTrainer(SimpleTrainer):
         self.cfg = cfg
         if cfg.MODEL.INT8_CPU:
             check_int8_cpu(cfg.MODEL.DEVICE, training=True)
-        weights = cfg.MODEL.WEIGHTS
+        weights = None
         if resume:
             probe = FrozenSegCheckpointer(nn.Identity(), cfg.OUTPUT_DIR)
             if probe.has_checkpoint():
                 weights = probe.get_checkpoint_file()
+        if weights is None:  # MODEL.WEIGHTS: a path, an URL or a released name (fetched now)
+            weights = resolve_weights(cfg.MODEL.WEIGHTS, config_key="MODEL.WEIGHTS")
         model = self.build_model(cfg, weights=weights)
         optimizer = self.build_optimizer(cfg, model)
         device = next(model.parameters()).device
@@ -287,7 +309,7 @@ class DefaultTrainer(SimpleTrainer):
         else:
             if resume:
                 logger.info("--resume given but no checkpoint in %s: starting from scratch.", self.cfg.OUTPUT_DIR)
-            path = self.cfg.MODEL.WEIGHTS
+            path = resolve_weights(self.cfg.MODEL.WEIGHTS, config_key="MODEL.WEIGHTS")
             if path:
                 self.checkpointer.load(require_checkpoint_file(path), checkpointables=[])
             self.start_iter = 0
@@ -360,9 +382,13 @@ class DefaultTrainer(SimpleTrainer):
     @classmethod
     def build_model(cls, cfg, weights: str | None = None) -> nn.Module:
         """Build the model on ``MODEL.DEVICE``; the frozen CLIP/SAM weights are loaded from their
-        pretrained sources unless ``weights`` (the file that will be loaded) contains them."""
-        load_frozen = not checkpoint_has_frozen_weights(weights or "", meta_arch_class(cfg).frozen_parts)
-        model = build_model(cfg, device=cfg.MODEL.DEVICE, load_frozen_weights=load_frozen)
+        pretrained sources (their keys may name released weights, fetched into the cache) unless
+        ``weights`` (the file that will be loaded) contains them."""
+        weights = resolve_weights(weights, config_key="MODEL.WEIGHTS") if weights else ""
+        frozen_parts = meta_arch_class(cfg).frozen_parts
+        load_frozen = not checkpoint_has_frozen_weights(weights, frozen_parts)
+        build_cfg = resolve_frozen_weights(cfg, frozen_parts) if load_frozen else cfg
+        model = build_model(build_cfg, device=cfg.MODEL.DEVICE, load_frozen_weights=load_frozen)
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         n_all = sum(p.numel() for p in model.parameters())
         logger.info("Model: %s with %.2fM trainable of %.2fM parameters%s", type(model).__name__, n_train / 1e6,

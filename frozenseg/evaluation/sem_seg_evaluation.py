@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..utils.image_io import check_label_ids
 from .evaluator import DatasetEvaluator
 from .utils import (
     catalog_records,
@@ -228,6 +229,9 @@ class SemSegEvaluator(DatasetEvaluator):
                 )
             if pred.size and (pred.min() < 0 or pred.max() >= k):
                 raise ValueError(f"Predicted labels must lie in [0, {k}).")
+            if inp.get("sem_seg_num_classes") is not None and inp.get("sem_seg_file_name"):
+                # a dataset that declares its classes: a label outside them is an error in the file
+                check_label_ids(gt, inp["sem_seg_file_name"], int(inp["sem_seg_num_classes"]), self._ignore_label)
             invalid = (gt < 0) | (gt >= k)
             if not self._warned_out_of_range and np.any(invalid & (gt != self._ignore_label)):
                 self._warned_out_of_range = True

@@ -102,6 +102,10 @@ class SegmentationModel(nn.Module, abc.ABC):
     #: The frozen parts a checkpoint may omit: ``{state-dict prefix: config key that supplies
     #: those weights instead}``.
     frozen_parts: ClassVar[Mapping[str, str]] = {}
+    #: State-dict keys computed from the config rather than learned, whose size follows the
+    #: number of training classes (the criterion's class weights): a checkpoint trained on
+    #: another dataset has them in another shape, and loading keeps the model's own.
+    derived_buffers: ClassVar[tuple[str, ...]] = ()
     #: ``KEY VALUE`` config overrides that select the release's demo rule of this model
     #: (``demo/demo.py --ovseg-demo-mode``); empty when the model has none.
     demo_overrides: ClassVar[tuple[str, ...]] = ()

@@ -8,6 +8,7 @@ from typing import Sequence
 import torch
 
 from ..structures import ImageList
+from ..utils.errors import ConfigValueError
 
 __all__ = ["prepare_image", "normalized_batch", "prepare_targets", "checked_train_class_names"]
 
@@ -71,11 +72,12 @@ def prepare_targets(batched_inputs: list[dict], padded_size: tuple[int, int], de
 
 def checked_train_class_names(train_class_names: list[str] | None, num_classes: int) -> list[str] | None:
     """A copy of the training vocabulary (None stays None), which must have ``num_classes``
-    (``MODEL.SEM_SEG_HEAD.NUM_CLASSES``) classes; ``ValueError`` otherwise."""
+    (``MODEL.SEM_SEG_HEAD.NUM_CLASSES``) classes; a :class:`~frozenseg.utils.errors.ConfigValueError`
+    (a ``ValueError``) naming the value to set otherwise."""
     names = list(train_class_names) if train_class_names else None
     if names is not None and len(names) != num_classes:
-        raise ValueError(
+        raise ConfigValueError(
             f"The training vocabulary has {len(names)} classes but "
-            f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {num_classes}; make them agree."
+            f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {num_classes}; set MODEL.SEM_SEG_HEAD.NUM_CLASSES {len(names)}."
         )
     return names

@@ -7,10 +7,11 @@ a bad command line); ``--debug`` or the environment variable ``FROZENSEG_DEBUG=1
 traceback instead. Any other exception is a bug and keeps its traceback.
 
 :class:`UserInputError` is the base of every user error of the package: the ones defined here
-and each module's own (``DatasetNotFoundError``, ``VocabularyError``, ``CLIPBackboneError``,
-``SAMCheckpointError``, ``SamMaskCacheError``, ``ImageReadError``, ``UnknownConfigKeyError``,
-the dataset-preparation ``InputError``, ...), each also deriving from the built-in exception
-that callers may already catch (``ValueError``, ``FileNotFoundError``, ``KeyError``).
+and each module's own (``DatasetNotFoundError``, ``VocabularyError``, ``DatasetDescriptionError``,
+``CLIPBackboneError``, ``SAMCheckpointError``, ``SamMaskCacheError``, ``ImageReadError``,
+``UnknownConfigKeyError``, the dataset-preparation ``InputError``, ...), each also deriving from
+the built-in exception that callers may already catch (``ValueError``, ``FileNotFoundError``,
+``KeyError``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import AnnotationError, UserInputError
 
-__all__ = ["ImageReadError", "read_annotation", "read_image", "to_uint8_rgb"]
+__all__ = ["ImageReadError", "check_label_ids", "read_annotation", "read_image", "to_uint8_rgb"]
 
 logger = logging.getLogger(__name__)
 
@@ -215,3 +215,18 @@ def read_annotation(path: PathLike, expected_size: tuple[int, int] | None = None
             f"{expected_size[0]}x{expected_size[1]}; re-create the annotation at the image's size."
         )
     return arr
+
+
+def check_label_ids(labels: np.ndarray, path: PathLike, num_classes: int, ignore_label: int) -> None:
+    """Raise :class:`~frozenseg.utils.errors.AnnotationError` naming the label map ``path`` and
+    the offending ids when ``labels`` ((H, W) integer class ids, as read from ``path``) holds a
+    value outside ``0..num_classes - 1`` other than ``ignore_label``."""
+    values = np.unique(np.asarray(labels))
+    bad = [int(v) for v in values if not (0 <= v < num_classes or v == ignore_label)]
+    if bad:
+        shown = ", ".join(str(v) for v in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise AnnotationError(
+            f"Annotation {os.fspath(path)!r} holds the label{'s' if len(bad) > 1 else ''} {shown}, outside the "
+            f"class ids 0..{num_classes - 1} and the ignore label {ignore_label} of its dataset; correct the label "
+            "map, or add the class to the dataset's class list."
+        )

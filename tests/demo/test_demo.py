@@ -210,3 +210,26 @@ def test_recursive_globs_visit_each_image_once_through_link_loops(tmp_path):
     files, _ = demo_cli.expand_inputs([str(root / "**" / "*.png"), str(root / "top.png")])
     assert sorted(os.path.realpath(f) for f in files) == sorted(
         os.path.realpath(root / p) for p in ("top.png", "a/mid.png", "a/b/deep.png"))
+
+
+def test_an_allocation_failure_skips_that_image_and_the_batch_goes_on(predictor, tmp_path, monkeypatch, caplog):
+    """PyTorch's CPU allocator fails with a RuntimeError: that image is reported in one line
+    (nothing written for it) and the next image is segmented."""
+    for name in ("a_big.png", "b_small.png"):
+        Image.fromarray(scene()).save(tmp_path / name)
+    real_call = type(predictor).__call__
+
+    def call(self, image):
+        if str(image).endswith("a_big.png"):
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                               "you tried to allocate 9663676416 bytes. Error code 12 (Cannot allocate memory)")
+        return real_call(self, image)
+
+    monkeypatch.setattr(type(predictor), "__call__", call)
+    out = tmp_path / "out"
+    with caplog.at_level("ERROR"):
+        done, failed = demo_cli.run_images(predictor, [str(tmp_path / "a_big.png"), str(tmp_path / "b_small.png")],
+                                           str(out))
+    assert (done, failed) == (1, 1)
+    assert any(r.getMessage().endswith("a_big.png: skipped: out of memory (try a smaller image)") for r in caplog.records)
+    assert sorted(p.name for p in out.iterdir()) == ["b_small_ids.png", "b_small_overlay.png", "b_small_segments.json"]

@@ -19,6 +19,7 @@ from frozenseg.utils.errors import (
 PACKAGE_USER_ERRORS = [
     ("frozenseg.data.loaders", "DatasetNotFoundError", FileNotFoundError),
     ("frozenseg.data.vocabulary", "VocabularyError", ValueError),
+    ("frozenseg.data.custom", "DatasetDescriptionError", ValueError),
     ("frozenseg.data.sam_mask_cache", "SamMaskCacheError", ValueError),
     ("frozenseg.data.prepare.common", "InputError", RuntimeError),
     ("frozenseg.modeling.backbone.clip_weights", "CLIPBackboneError", Exception),

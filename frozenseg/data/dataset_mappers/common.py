@@ -106,10 +106,12 @@ def polygons_to_masks(annotations: list[dict], h: int, w: int) -> torch.Tensor:
 def pop_panoptic(d: dict, image_size: tuple[int, int] | None = None) -> tuple[torch.Tensor, list[dict]]:
     """Take a panoptic dataset dict's annotation out of ``d``: the segment ids (H, W) of its
     ``pan_seg_file_name`` (checked against ``image_size``) and its ``segments_info``
-    (``sem_seg_file_name`` is dropped too; the mappers derive ``sem_seg`` from the segments)."""
+    (``sem_seg_file_name`` and ``sem_seg_num_classes`` are dropped too; the mappers derive
+    ``sem_seg`` from the segments)."""
     pan = read_panoptic_ids(d.pop("pan_seg_file_name"), image_size)
     segments = d.pop("segments_info")
     d.pop("sem_seg_file_name", None)
+    d.pop("sem_seg_num_classes", None)
     return pan, segments
 
 

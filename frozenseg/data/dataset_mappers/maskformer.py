@@ -23,6 +23,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from ...utils.image_io import check_label_ids
 from .common import (
     as_sample,
     instances_from_panoptic,
@@ -185,12 +186,18 @@ class _MaskFormerBase:
 
 
 class MaskFormerSemanticDatasetMapper(_MaskFormerBase):
-    """Semantic dataset dict -> ``image``, ``sem_seg`` and one instance per present class."""
+    """Semantic dataset dict -> ``image``, ``sem_seg`` and one instance per present class (a dict
+    with ``sem_seg_num_classes`` K has its label map checked to hold only 0..K-1 and the ignore
+    label, :func:`~frozenseg.utils.image_io.check_label_ids`)."""
 
     def __call__(self, dataset_dict: dict) -> dict:
         d = copy.copy(dataset_dict)
         image = read_image(d["file_name"], self.image_format)
-        sem = read_label_map(d.pop("sem_seg_file_name"), tuple(image.shape[-2:]))
+        label_file = d.pop("sem_seg_file_name")
+        sem = read_label_map(label_file, tuple(image.shape[-2:]))
+        num_classes = d.pop("sem_seg_num_classes", None)
+        if num_classes is not None:
+            check_label_ids(sem.numpy(), label_file, int(num_classes), self.ignore_label)
         out = self.augment(as_sample(image, sem=sem), "sem")
         d["image"], d["sem_seg"] = plain(out["image"]), plain(out["sem"]).long()
         d["instances"] = instances_from_sem_seg(d["sem_seg"], self.ignore_label)

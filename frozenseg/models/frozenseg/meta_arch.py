@@ -80,6 +80,7 @@ class FrozenSeg(SegmentationModel):
     """
 
     supported_tasks = ("panoptic", "semantic", "instance", "proposals")
+    derived_buffers = ("criterion.empty_weight",)
     frozen_parts = {
         "backbone.clip_model.": "MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS",
         "sam.image_encoder.": "MODEL.SAM_CHECKPOINT",

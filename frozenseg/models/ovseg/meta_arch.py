@@ -90,6 +90,7 @@ class OVSeg(SegmentationModel):
     """
 
     supported_tasks = ("semantic",)
+    derived_buffers = ("criterion.empty_weight",)
     frozen_parts = {"clip_adapter.clip_model.": CLIP_WEIGHTS_KEY}
     #: Each class string is one prompt (no synonym split, §2.5).
     literal_vocabulary = True
