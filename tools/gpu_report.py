@@ -26,6 +26,7 @@ from frozenseg.apps.gpu_report import GpuReportOptions, run_gpu_report
 from frozenseg.utils.errors import exit_on_user_error
 
 RELEASED_CONFIG = "configs/coco/frozenseg/convnext_large_eval_ade20k.yaml"
+OVSEG_CONFIG = "configs/ovseg/ovseg_swinB_vitL_bs32_120k.yaml"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,6 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=d.max_seconds,
                    help="time budget: sections (and variants) that would start later are skipped")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the random weights and inputs")
+    p.add_argument("--requery-classes", type=int, default=d.requery_classes,
+                   help="classes of the new vocabulary of the requery section")
+    p.add_argument("--ovseg-config-file", default=OVSEG_CONFIG, metavar="FILE",
+                   help="OVSeg config of the ovseg section ('' skips it)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return p.parse_args(argv)
 
@@ -64,6 +69,7 @@ def main(argv=None) -> int:
         warmup=args.warmup, images=args.images, train_size=args.train_size, train_batch=args.train_batch,
         train_warmup=args.train_warmup, train_steps=args.train_steps, parity_height=args.parity_height,
         parity_width=args.parity_width, max_seconds=args.max_seconds, seed=args.seed,
+        requery_classes=args.requery_classes, ovseg_config_file=args.ovseg_config_file,
     )
     with exit_on_user_error("gpu_report.py"):
         report = run_gpu_report(options, args.output_dir)

@@ -3,8 +3,9 @@
 
 Each case runs in a fresh process: build the predictor (model + the vocabulary's text
 embeddings), reset the peak resident set size (Linux ``/proc/self/clear_refs``), segment one
-synthetic photo of the given size, and report the peak RSS of the whole process and of the
-image alone, with what a full (K, H, W) float32 semantic map would have taken::
+synthetic photo of the given size, and report the peak RSS of the whole process while segmenting the
+image, with the resident memory before it and what a full (K, H, W) float32 semantic map alone
+would take::
 
     python tools/memory_benchmark.py --config-file configs/tiny/frozenseg_tiny_convnext.yaml \\
         --vocabulary openvocab_lvis_v1_val --size 4000x3000 --task panoptic semantic instance
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
         r = rows[-1]
         print(f"{task:9s} {r['classes']:5d} classes {r['width']}x{r['height']}: peak RSS {r['peak_rss_gib']:.2f} GiB "
-              f"(image alone {r['image_peak_rss_gib']:.2f} GiB; a full semantic map would be "
+              f"({r['before_image_rss_gib']:.2f} GiB before the image; a full semantic map alone would be "
               f"{r['full_semantic_map_gib']:.1f} GiB), {r['segments']} segments, {r['image_s']:.1f} s")
     if args.json:
         with open(args.json, "w") as f:

@@ -11,7 +11,13 @@
   ``train_size``² crops with random masks, in fp32 and with SOLVER.AMP bfloat16 (also with the
   frozen encoders in bf16), with the peak allocated memory;
 * ``parity``: the eval outputs on ``device`` against the CPU for the same weights and input with
-  TF32 off (max absolute / relative ``sem_seg`` difference, arg-max and panoptic agreement).
+  TF32 off (max absolute / relative ``sem_seg`` difference, arg-max and panoptic agreement);
+* ``requery``: a new vocabulary of ``requery_classes`` classes never encoded before, on an image
+  whose vocabulary-free features are cached (text encoding + classification + post-processing,
+  as the predictor's image cache answers it), the same again with the text embeddings cached,
+  and the whole image for comparison;
+* ``ovseg``: images/s and the requery times of the OVSeg config ``ovseg_config_file`` (skipped
+  when it is empty), fp32, batch 1.
 
 The model is built once from the config with random frozen weights (fixed seed; nothing is
 downloaded). Every section runs in its own ``try``: a failure (out of memory, a CUDA error, a
@@ -47,7 +53,7 @@ from ..modeling.build import build_model
 from ..engine.optimizer import build_optimizer, clip_gradients
 from ..engine.train_loop import SimpleTrainer, amp_settings
 
-__all__ = ["GpuReportOptions", "SECTIONS", "run_gpu_report", "compare_outputs", "report_markdown"]
+__all__ = ["GpuReportOptions", "SECTIONS", "run_gpu_report", "compare_outputs", "report_markdown", "requery_times"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +97,9 @@ class GpuReportOptions:
     parity_width: int = 512
     max_seconds: float = 480.0
     seed: int = 0
+    requery_classes: int = 150
+    ovseg_config_file: str = ""
+    ovseg_opts: tuple[str, ...] = ()
 
 
 def _reset_peak(device: torch.device) -> None:
@@ -316,17 +325,71 @@ def _parity(run: _Run) -> dict[str, Any]:
 
 
 #: The report's sections, in the order they run.
-SECTIONS: dict[str, Callable[[_Run], dict[str, Any]]] = {
-    "environment": _environment,
-    "inference": _inference,
-    "training": _training,
-    "parity": _parity,
-}
 
 
 # ------------------------------------------------------------------------------------------------
 # Running and writing
 # ------------------------------------------------------------------------------------------------
+def requery_times(model: nn.Module, inputs: list[dict], num_classes: int, device: torch.device) -> dict[str, Any]:
+    """Seconds per image of the whole eval forward, and of answering a new vocabulary of
+    ``num_classes`` classes (names no text cache has seen) from the image's cached
+    :meth:`~frozenseg.modeling.contract.SegmentationModel.encode_images` features, first with
+    its text embeddings to compute, then with them cached. The model's vocabulary is restored."""
+    import uuid
+
+    vocabulary = model.vocabulary
+    with torch.no_grad():
+        total = timed(lambda: model(inputs), device)
+        features = model.encode_images(inputs)
+        if features is None:
+            return {"total_per_image_s": total, "requery": "the model does not split its forward"}
+        nonce = uuid.uuid4().hex[:8]
+        model.set_vocabulary([f"requery class {i} {nonce}" for i in range(num_classes)])
+        try:
+            new_text = timed(lambda: model.classify_images(inputs, features), device)
+            cached_text = timed(lambda: model.classify_images(inputs, features), device)
+        finally:
+            model.set_vocabulary(vocabulary.class_names, vocabulary.thing_classes)
+    return {"total_per_image_s": total, "requery_classes": num_classes, "requery_per_image_s": new_text,
+            "requery_cached_text_per_image_s": cached_text,
+            "requery_share": new_text / total, "requery_cached_text_share": cached_text / total}
+
+
+def _requery(run: _Run) -> dict[str, Any]:
+    o = run.options
+    inputs = [{"image": _random_image(o.height, o.width, o.seed), "height": o.height, "width": o.width}]
+    run.model(inputs)  # warm-up: the first call also builds the text classifier
+    return {"input": [o.height, o.width], **requery_times(run.model, inputs, o.requery_classes, run.device)}
+
+
+def _ovseg(run: _Run) -> dict[str, Any]:
+    o = run.options
+    if not o.ovseg_config_file:
+        return {"skipped": "no ovseg_config_file given"}
+    cfg = load_config(o.ovseg_config_file, o.ovseg_opts, device=o.device, freeze=True)
+    torch.manual_seed(o.seed)
+    model = build_model(cfg, device=run.device, load_frozen_weights=False).eval()
+    model.set_vocabulary([v.split(",")[0] for v in VOCABULARY[: o.num_classes]])
+    inputs = [{"image": _random_image(o.height, o.width, o.seed), "height": o.height, "width": o.width}]
+    _reset_peak(run.device)
+    with torch.no_grad():
+        model(inputs)  # warm-up
+        seconds = timed(lambda: [model(inputs) for _ in range(o.images)], run.device)
+    result = {"config": o.ovseg_config_file, "input": [o.height, o.width], "images": o.images,
+              "images_per_s": o.images / seconds, "peak_memory_mb": peak_memory_mb(run.device)[0]}
+    return {**result, **requery_times(model, inputs, o.requery_classes, run.device)}
+
+
+SECTIONS: dict[str, Callable[[_Run], dict[str, Any]]] = {
+    "environment": _environment,
+    "inference": _inference,
+    "training": _training,
+    "parity": _parity,
+    "requery": _requery,
+    "ovseg": _ovseg,
+}
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"

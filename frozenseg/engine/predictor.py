@@ -31,7 +31,9 @@ segment, no colour).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
 import logging
 import os
 import time
@@ -51,13 +53,13 @@ from ..data.vocabulary import (
     split_synonyms,
 )
 from ..data.vocabulary_sources import default_vocabulary, infer_thing_classes
-from ..modeling.contract import SegmentationModel
+from ..modeling.contract import ImageFeatures, SegmentationModel
 from ..structures.prediction import Prediction
 from ..structures.semantic import semantic_scores
 from ..utils.errors import UserInputError
 from ..utils.image_io import read_image
 
-__all__ = ["Prediction", "SegmentationPredictor", "FrozenSegPredictor", "ThresholdError", "UnsupportedTaskError",
+__all__ = ["Prediction", "SegmentationPredictor", "ImageFeatureCache", "image_key", "FrozenSegPredictor", "ThresholdError", "UnsupportedTaskError",
            "checked_threshold", "model_tasks"]
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,59 @@ def model_tasks(model: SegmentationModel) -> tuple[str, ...]:
     return tuple(t for t in TASKS if t in model.supported_tasks)
 
 
+#: Default memory of :attr:`SegmentationPredictor.image_cache`, in bytes.
+DEFAULT_IMAGE_CACHE_BYTES = 1 << 30
+
+
+def image_key(image: np.ndarray) -> str:
+    """A digest of an RGB uint8 (H, W, 3) image's size and pixels (the image cache's key)."""
+    digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=20)
+    digest.update(repr(image.shape).encode())
+    return digest.hexdigest()
+
+
+class ImageFeatureCache:
+    """The vocabulary-free features of recent images
+    (:meth:`~frozenseg.modeling.contract.SegmentationModel.encode_images`), by image, least
+    recently used first out, within ``budget_bytes`` of tensor memory. A new vocabulary, task or
+    threshold for a cached image recomputes only the classification and post-processing
+    (:meth:`~frozenseg.modeling.contract.SegmentationModel.classify_images`), with results
+    identical to a fresh run."""
+
+    def __init__(self, budget_bytes: int = DEFAULT_IMAGE_CACHE_BYTES):
+        self.budget_bytes = max(0, int(budget_bytes))
+        self._entries: collections.OrderedDict[str, ImageFeatures] = collections.OrderedDict()
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held, in bytes."""
+        return sum(f.nbytes for f in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str | None) -> ImageFeatures | None:
+        """The features cached for ``key`` (now the most recently used), else None."""
+        if key is None or key not in self._entries:
+            return None
+        self._entries.move_to_end(key)
+        return self._entries[key]
+
+    def put(self, key: str, features: ImageFeatures) -> None:
+        """Keep ``features`` (unless larger than the whole budget), dropping the least recently
+        used entries until the total fits."""
+        if features.nbytes > self.budget_bytes:
+            return
+        self._entries[key] = features
+        self._entries.move_to_end(key)
+        while self.nbytes > self.budget_bytes:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every image (e.g. after changing the model's weights or switches)."""
+        self._entries.clear()
+
+
 def _bbox_xywh(mask: np.ndarray) -> list[int]:
     """[x, y, w, h] in pixels of the (H, W) bool ``mask`` ([0, 0, 0, 0] when empty)."""
     ys = np.flatnonzero(mask.any(1))
@@ -120,6 +175,8 @@ class SegmentationPredictor:
             :data:`DEFAULT_CONFIDENCE`). Panoptic and semantic segment scores are the mean, over
             the segment, of the pixel's class probability normalised over the vocabulary.
         model: an already built model (skips building and weight loading).
+        image_cache_bytes: memory for the vocabulary-free features of recent images
+            (:class:`ImageFeatureCache`); 0 turns the cache off.
 
     ``DATASETS.VOCABULARY_FILES`` entries are checked first
     (:func:`~frozenseg.data.builtin.check_vocabulary_files`). ``MODEL.WEIGHTS`` is loaded when set (released or project checkpoints); a checkpoint that
@@ -138,8 +195,10 @@ class SegmentationPredictor:
         task: str | None = "panoptic",
         confidence_threshold: float | None = None,
         model: torch.nn.Module | None = None,
+        image_cache_bytes: int = DEFAULT_IMAGE_CACHE_BYTES,
     ):
         self.cfg = cfg.clone()
+        self.image_cache = ImageFeatureCache(image_cache_bytes)
         check_config(self.cfg)
         check_vocabulary_files(self.cfg)  # an entry nothing uses is a mistake: say so now
         if self.cfg.TEST.USE_SAM_MASKS:
@@ -200,7 +259,8 @@ class SegmentationPredictor:
                 f"output only); use --task {tasks[0]}."
             )
         self.task = task
-        self.model.set_tasks({"semantic", task})  # the semantic scores also score panoptic segments
+        # the semantic scores also score panoptic and semantic segments; instances score themselves
+        self.model.set_tasks({task} if task == "instance" else {"semantic", task})
         if confidence_threshold is not None:
             self._explicit_threshold = checked_threshold(confidence_threshold)
         thr = self._explicit_threshold
@@ -279,8 +339,18 @@ class SegmentationPredictor:
             raise ValueError(f"The image is empty ({image.shape[0]}x{image.shape[1]} pixels); give an image of at least 1x1.")
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = self.model([self._model_input(image, source)])[0]
+            inputs = [self._model_input(image, source)]
+            key = image_key(image) if self.image_cache.budget_bytes > 0 else None
+            features = self.image_cache.get(key)
+            reused = features is not None
+            if features is None:
+                encoded = self.model.encode_images(inputs)
+                features = None if encoded is None else encoded[0]
+                if features is not None and key is not None:
+                    self.image_cache.put(key, features)
+            out = self.model(inputs)[0] if features is None else self.model.classify_images(inputs, [features])[0]
             pred = self._to_prediction(image, out)
+            pred.reused_image_features = reused
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         pred.seconds = time.perf_counter() - t0

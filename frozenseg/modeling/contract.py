@@ -55,7 +55,7 @@ from torch import nn
 from ..layers.switches import FastPathModule, FrozenEncoderModule
 from ..structures.semantic import DEFAULT_CHUNK_BYTES
 
-__all__ = ["TASKS", "BenchmarkStage", "FastPathModule", "FrozenEncoderModule", "SegmentationModel"]
+__all__ = ["TASKS", "BenchmarkStage", "ImageFeatures", "FastPathModule", "FrozenEncoderModule", "SegmentationModel"]
 
 #: Activations of an eval forward per input pixel (bytes), for :meth:`SegmentationModel.inference_memory`.
 ACTIVATION_BYTES_PER_INPUT_PIXEL = 4096
@@ -84,6 +84,22 @@ class BenchmarkStage:
     module: str
     gflop: Callable[[nn.Module, tuple, dict], float] | None = None
     counted_by: str = "fvcore"
+
+
+@dataclass
+class ImageFeatures:
+    """What an eval forward computes for one image before it reads the vocabulary: every
+    tensor up to the class logits (a model's own names and shapes), and the sizes it needs
+    (``meta``). Opaque to shared code, which keeps it (the predictor's image cache) and hands it
+    back to :meth:`SegmentationModel.classify_images`."""
+
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of the tensors, in bytes."""
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
 
 class SegmentationModel(nn.Module, abc.ABC):
@@ -195,6 +211,20 @@ class SegmentationModel(nn.Module, abc.ABC):
     # ---------------------------------------------------------------------------------------------
     # Speed switches and measurement
     # ---------------------------------------------------------------------------------------------
+    def encode_images(self, batched_inputs: list[dict]) -> list[ImageFeatures] | None:
+        """Eval mode: the vocabulary-free part of the forward, one :class:`ImageFeatures` per
+        image, such that ``classify_images(batched_inputs, encode_images(batched_inputs))`` equals
+        ``forward(batched_inputs)`` exactly, for any vocabulary and tasks set in between. None
+        (the default) when the model does not split its forward: callers then run
+        :meth:`forward`."""
+        return None
+
+    def classify_images(self, batched_inputs: list[dict], features: Sequence[ImageFeatures]) -> list[dict]:
+        """Eval mode: the outputs of :meth:`forward` from the images' :meth:`encode_images`
+        features with the current vocabulary, tasks and thresholds (text classification and
+        post-processing only)."""
+        raise NotImplementedError(f"{type(self).__name__} does not split its forward (encode_images gives None).")
+
     def inference_memory(self, input_size: tuple[int, int], output_size: tuple[int, int]) -> int:
         """Estimated peak memory, in bytes beyond the weights, of an eval forward of one image of
         ``input_size`` (H, W) giving outputs of ``output_size`` (H, W), for the enabled tasks.

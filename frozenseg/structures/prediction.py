@@ -32,6 +32,7 @@ class Prediction:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     source: str = ""
     class_colors: list[tuple[int, int, int]] | None = None
+    reused_image_features: bool = False
 
     def summary(self) -> str:
         """``"4 segments (2 cat, 1 dog, 1 grass)"``."""

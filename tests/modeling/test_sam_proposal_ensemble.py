@@ -53,15 +53,15 @@ def test_model_ensemble_equals_hand_computation(tiny_model, tmp_path, monkeypatc
     p_prop = torch.tensor([[0.02, 0.03, 0.90, 0.05],   # unseen max 0.90 > 0.5: used
                            [0.30, 0.30, 0.20, 0.20],   # unseen max 0.20: not used
                            [0.10, 0.10, 0.20, 0.60]])  # unseen max 0.60: used
-    original = type(model)._clip_classify
+    original = type(model)._clip_logits
 
-    def fake_clip_classify(self, dense, mask_logits, classifier):
-        out = original(self, dense, mask_logits, classifier)
-        if mask_logits.shape[1] == 3:  # the proposals (the model has 10 queries)
+    def fake_clip_logits(self, pooled, classifier):
+        out = original(self, pooled, classifier)
+        if pooled.shape[1] == 3:  # the proposals (the model has 10 queries)
             return torch.cat([p_prop.log(), torch.zeros(3, 1)], dim=-1)[None]
         return out
 
-    monkeypatch.setattr(type(model), "_clip_classify", fake_clip_classify)
+    monkeypatch.setattr(type(model), "_clip_logits", fake_clip_logits)
     with torch.no_grad():
         model.panoptic_on = True  # query-only semantic map at output size: Σ_q p_q m_q
         model.use_sam_masks = False

@@ -227,7 +227,7 @@ def test_attention_mask_layout():
     inp = make_inputs()
     output = dec.query_feat.weight.unsqueeze(1).repeat(1, 2, 1)
     with torch.no_grad():
-        cls, masks, attn, sam_q = dec.forward_prediction_heads(
+        cls, masks, attn, sam_q, _ = dec.forward_prediction_heads(
             output,
             inp["mask_features"],
             (4, 4),

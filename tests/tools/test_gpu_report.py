@@ -27,13 +27,14 @@ def test_cpu_run_of_every_section(tmp_path):
         [sys.executable, str(REPO_ROOT / "tools/gpu_report.py"), "--device", "cpu", "--config-file", TINY,
          "--height", "64", "--width", "80", "--train-size", "128", "--images", "2", "--train-steps", "1",
          "--parity-height", "64", "--parity-width", "80", "--output-dir", str(tmp_path / "out"),
+         "--requery-classes", "20", "--ovseg-config-file", str(REPO_ROOT / "configs/tiny/ovseg_tiny_swin.yaml"),
          "MODEL.SAM_IMAGE_SIZE", "128"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
     )
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "out/report.json").read_text())
     sections = report["sections"]
-    assert list(sections) == ["environment", "inference", "training", "parity"]
+    assert list(sections) == ["environment", "inference", "training", "parity", "requery", "ovseg"]
     assert {s["status"] for s in sections.values()} == {"ok"}
     assert sections["environment"]["device"] == "cpu" and sections["environment"]["torch"]
 
@@ -56,6 +57,12 @@ def test_cpu_run_of_every_section(tmp_path):
     assert parity["sem_seg_max_abs_diff"] == 0 and parity["sem_seg_max_rel_diff"] == 0
     assert parity["sem_seg_argmax_agreement"] == 1 and parity["panoptic_agreement"] == 1
 
+    for name in ("requery", "ovseg"):
+        r = sections[name]
+        assert r["requery_classes"] == 20 and 0 < r["requery_cached_text_per_image_s"] <= r["requery_per_image_s"] * 1.5
+        assert r["requery_share"] == r["requery_per_image_s"] / r["total_per_image_s"]
+    assert sections["ovseg"]["images_per_s"] > 0 and sections["ovseg"]["config"].endswith("ovseg_tiny_swin.yaml")
+
     md = (tmp_path / "out/report.md").read_text()
     assert md.startswith("# GPU report") and "## parity: ok" in md
     assert "| frozen_bf16 | 1 | ok |" in md
@@ -76,6 +83,8 @@ def test_a_failing_section_is_recorded_and_the_next_runs(tmp_path, monkeypatch):
     monkeypatch.setitem(gpu_report.SECTIONS, "inference", out_of_memory)
     report = run_gpu_report(GpuReportOptions(**SMALL), str(tmp_path))
     statuses = {n: s["status"] for n, s in report["sections"].items()}
-    assert statuses == {"environment": "ok", "inference": "failed", "training": "failed", "parity": "ok"}
+    assert statuses == {"environment": "ok", "inference": "failed", "training": "failed", "parity": "ok",
+                        "requery": "ok", "ovseg": "ok"}
+    assert report["sections"]["ovseg"]["skipped"] == "no ovseg_config_file given"
     assert report["sections"]["training"]["error"] == "RuntimeError: CUDA out of memory (simulated)"
     assert "`RuntimeError: CUDA out of memory (simulated)`" in (tmp_path / "report.md").read_text()

@@ -37,7 +37,7 @@ from ...modeling.postprocessing import (
 )
 from ...layers import ShapeSpec
 from ...modeling.sam import SAMImageEncoder, sam_encoder_gflop
-from ...modeling.contract import BenchmarkStage, SegmentationModel
+from ...modeling.contract import BenchmarkStage, ImageFeatures, SegmentationModel
 from ...modeling.inputs import checked_train_class_names, normalized_batch, prepare_image, prepare_targets
 from .config import add_frozenseg_config
 
@@ -303,99 +303,134 @@ class FrozenSeg(SegmentationModel):
             raise ValueError(
                 "No vocabulary set: call model.set_vocabulary(class_names) before inference."
             )
-        classifier = self._text_classifier(self.vocabulary.class_names)
+        return self.classify_images(batched_inputs, self.encode_images(batched_inputs))
+
+    def encode_images(self, batched_inputs: list[dict]) -> list[ImageFeatures]:
+        """Eval mode, per image, everything that does not read the vocabulary: SAM, the CLIP
+        trunk, the pixel and transformer decoders (masks and class embeddings of the queries),
+        the CLIP features pooled under each query mask and, with the SAM-mask ensemble, under
+        each SAM proposal (see :meth:`forward` for how images are batched)."""
+        images = [self._prepare_image(x) for x in batched_inputs]
         sam_embed = self.sam(torch.cat([self.sam.preprocess([img], training=False) for img in images]))
-        results: list[dict] = [{} for _ in images]
+        encoded: list[ImageFeatures | None] = [None for _ in images]
         for group in same_padded_size_groups([img.shape[-2:] for img in images], self.size_divisibility):
             clip_images = normalized_batch(
                 [images[i] for i in group], self.pixel_mean, self.pixel_std, self.size_divisibility
             )
             features = self.backbone(clip_images.tensor)
+            padded_size = tuple(clip_images.tensor.shape[-2:])
             for j, i in enumerate(group):
-                image = ImageList(clip_images.tensor[j : j + 1], clip_images.image_sizes[j : j + 1])
                 image_features = {k: v[j : j + 1] for k, v in features.items()}
                 image_features[SAM_EMBED] = sam_embed[i : i + 1]
-                outputs = self.sem_seg_head(image_features, classifier.rows, classifier.num_templates)
-                results[i] = self._inference([batched_inputs[i]], image, image_features, outputs, classifier)[0]
-        return results
+                outputs = self.sem_seg_head(image_features, None, None)
+                image_size = tuple(clip_images.image_sizes[j])
+                x = batched_inputs[i]
+                geometry = _Geometry(
+                    image_size=image_size,
+                    padded_size=padded_size,
+                    output_size=(int(x.get("height", image_size[0])), int(x.get("width", image_size[1]))),
+                )
+                encoded[i] = self._encode_one(x, outputs, image_features["clip_vis_dense"], geometry)
+        return encoded
 
-    def _prepare_targets(self, batched_inputs: list[dict], images: ImageList) -> list[dict]:
-        """Per image ``labels`` (N,) and ``masks`` (N, H_pad, W_pad) padded with zeros."""
-        return prepare_targets(batched_inputs, tuple(images.tensor.shape[-2:]), self.device)
-
-    def _clip_classify(self, dense: torch.Tensor, mask_logits: torch.Tensor, classifier: _Classifier) -> torch.Tensor:
-        """CLIP ("out-of-vocabulary") logits (B, M, K+1) of mask logits (B, M, h, w)."""
-        pooled = self.backbone.visual_prediction_forward(dense, mask_logits)
-        scale = self.backbone.clip_model.logit_scale.exp().clamp(max=100.0)
-        return get_classification_logits(pooled, classifier.rows, scale, classifier.num_templates)
-
-    def _inference(self, batched_inputs, images: ImageList, features, outputs, classifier: _Classifier):
-        vocab = self.vocabulary
-        mask_cls = outputs["pred_logits"]
-        mask_pred = outputs["pred_masks"]
-        dense = features["clip_vis_dense"]
-        masks_at_dense = F.interpolate(mask_pred, size=dense.shape[-2:], mode="bilinear", align_corners=False)
-        out_vocab_logits = self._clip_classify(dense, masks_at_dense, classifier)
-        valid = (masks_at_dense > 0).flatten(2).any(-1) if self.ensemble_on_valid_mask else None
-        seen = vocab.seen.to(self.device)
-        log_probs = geometric_ensemble(
-            mask_cls,
-            out_vocab_logits,
-            seen,
-            self.geometric_ensemble_alpha,
-            self.geometric_ensemble_beta,
-            valid_mask=valid,
-            nan_safe=True,  # equals the release wherever it is finite; never NaN on underflow
-        )
-        padded_size = tuple(images.tensor.shape[-2:])
-        results = []
-        for i, x in enumerate(batched_inputs):
-            image_size = tuple(images.image_sizes[i])
-            geometry = _Geometry(
-                image_size=image_size,
-                padded_size=padded_size,
-                output_size=(int(x.get("height", image_size[0])), int(x.get("width", image_size[1]))),
-            )
-            results.append(
-                self._inference_single(x, log_probs[i], mask_pred[i], geometry, dense[i : i + 1], classifier)
-            )
-        return results
-
-    def _inference_single(
-        self,
-        x: dict,
-        cls_log_probs: torch.Tensor,
-        mask_pred: torch.Tensor,
-        geometry: _Geometry,
-        dense: torch.Tensor,
-        classifier: _Classifier,
-    ) -> dict:
-        """Post-process one image: ``cls_log_probs`` (Q, K+1), ``mask_pred`` (Q, h4, w4) logits at
-        stride 4 of the padded input, ``dense`` (1, C, h, w) CLIP features.
-
-        The masks are resized once: to the output size when panoptic, instance, recall or the SAM
-        ensemble needs them there (semantic output then uses them too), else the semantic map is
-        computed at the padded size and resized (the release's order, ``semantic_only_inference``).
-        """
-        vocab = self.vocabulary
-        result: dict = {}
+    def _encode_one(self, x: dict, outputs: dict, dense: torch.Tensor, geometry: _Geometry) -> ImageFeatures:
+        """The vocabulary-free tensors of one image: ``mask_pred`` (1, Q, h4, w4) mask logits,
+        ``class_embed`` (1, Q, D), ``pooled`` (1, Q, D) CLIP features under the masks, ``valid``
+        (1, Q) bool (with ``ENSEMBLE_ON_VALID_MASK``) and, with SAM masks, the input's
+        ``sam_masks`` (M, h', w') as float, ``proposals`` (M, h, w) those logits at the input
+        image's size and ``proposal_pooled`` (1, M, D)."""
         sam_masks = x.get("sam_masks") if self.use_sam_masks else None
         if self.use_sam_masks and sam_masks is None:
             raise ValueError(
                 'TEST.USE_SAM_MASKS is on but the input has no "sam_masks"; build the cache with '
                 "tools/save_sam_masks.py and point TEST.SAM_MASKS_DIR to it."
             )
+        mask_pred = outputs["pred_masks"]
+        masks_at_dense = F.interpolate(mask_pred, size=dense.shape[-2:], mode="bilinear", align_corners=False)
+        tensors = {
+            "mask_pred": mask_pred,
+            "class_embed": outputs["pred_class_embed"],
+            "pooled": self.backbone.visual_prediction_forward(dense, masks_at_dense),
+        }
+        if self.ensemble_on_valid_mask:
+            tensors["valid"] = (masks_at_dense > 0).flatten(2).any(-1)
+        if sam_masks is not None:
+            h, w = geometry.image_size
+            proposals = tensors["sam_masks"] = sam_masks.float().to(self.device)
+            if proposals.shape[0] > 0:
+                if proposals.shape[-2:] != (h, w):
+                    proposals = F.interpolate(proposals[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+                # padding is outside every proposal: any negative logit binarises to "off"
+                padded = proposals.new_full((proposals.shape[0], *geometry.padded_size), -100.0)
+                padded[:, :h, :w] = proposals
+                tensors["proposal_pooled"] = self.backbone.visual_prediction_forward(dense, padded[None])
+            tensors["proposals"] = proposals
+        return ImageFeatures(tensors, {"geometry": geometry})
+
+    def classify_images(self, batched_inputs: list[dict], features: Sequence[ImageFeatures]) -> list[dict]:
+        """Eval mode: the text classifier of the vocabulary on each image's
+        :meth:`encode_images` features, the geometric ensemble, then the enabled outputs."""
+        if self.vocabulary is None:
+            raise ValueError(
+                "No vocabulary set: call model.set_vocabulary(class_names) before inference."
+            )
+        classifier = self._text_classifier(self.vocabulary.class_names)
+        return [self._classify_one(f, classifier) for f in features]
+
+    def _clip_logits(self, pooled: torch.Tensor, classifier: _Classifier) -> torch.Tensor:
+        """CLIP ("out-of-vocabulary") logits (B, M, K+1) of CLIP features (B, M, D) pooled under masks."""
+        scale = self.backbone.clip_model.logit_scale.exp().clamp(max=100.0)
+        return get_classification_logits(pooled, classifier.rows, scale, classifier.num_templates)
+
+    def _classify_one(self, features: ImageFeatures, classifier: _Classifier) -> dict:
+        t = features.tensors
+        mask_cls = self.sem_seg_head.predictor.classify(t["class_embed"], classifier.rows, classifier.num_templates)
+        log_probs = geometric_ensemble(
+            mask_cls,
+            self._clip_logits(t["pooled"], classifier),
+            self.vocabulary.seen.to(self.device),
+            self.geometric_ensemble_alpha,
+            self.geometric_ensemble_beta,
+            valid_mask=t.get("valid"),
+            nan_safe=True,  # equals the release wherever it is finite; never NaN on underflow
+        )
+        return self._inference_single(log_probs[0], t["mask_pred"][0], features, classifier)
+
+    def _prepare_targets(self, batched_inputs: list[dict], images: ImageList) -> list[dict]:
+        """Per image ``labels`` (N,) and ``masks`` (N, H_pad, W_pad) padded with zeros."""
+        return prepare_targets(batched_inputs, tuple(images.tensor.shape[-2:]), self.device)
+
+    def _inference_single(
+        self,
+        cls_log_probs: torch.Tensor,
+        mask_pred: torch.Tensor,
+        features: ImageFeatures,
+        classifier: _Classifier,
+    ) -> dict:
+        """Post-process one image: ``cls_log_probs`` (Q, K+1), ``mask_pred`` (Q, h4, w4) logits at
+        stride 4 of the padded input, and the image's features (sizes; SAM proposals when they
+        were encoded).
+
+        The masks are resized once: to the output size when panoptic, instance, recall or the SAM
+        ensemble needs them there (semantic output then uses them too), else the semantic map is
+        computed at the padded size and resized (the release's order, ``semantic_only_inference``).
+        """
+        vocab = self.vocabulary
+        geometry: _Geometry = features.meta["geometry"]
+        result: dict = {}
+        sam_masks = features.tensors.get("proposals")
         masks = None
         if self.panoptic_on or self.instance_on or self.recall_on or (self.semantic_on and sam_masks is not None):
             masks = resize_masks_to_output(
                 mask_pred, geometry.padded_size, geometry.image_size, geometry.output_size
             )
-        # sigmoid(masks) once for every output that reads it (the same values each would compute)
-        reads_probs = self.semantic_on or self.panoptic_on or self.instance_on
+        # sigmoid(masks) once for the outputs that read all of it (the same values each would
+        # compute); instance output alone takes it one query at a time
+        reads_probs = self.semantic_on or self.panoptic_on
         probs = masks.sigmoid() if masks is not None and reads_probs else None
         if self.semantic_on:
             if sam_masks is not None:
-                compute = self._semantic_with_sam(cls_log_probs, probs, sam_masks, geometry, dense, classifier)
+                compute = self._semantic_with_sam(cls_log_probs, probs, features, classifier)
             elif masks is not None:
                 def compute(c0: int, c1: int, probs=probs) -> torch.Tensor:
                     return semantic_inference(cls_log_probs, masks, probs, classes=slice(c0, c1))
@@ -427,7 +462,7 @@ class FrozenSeg(SegmentationModel):
             extra = None
             if sam_masks is not None and sam_masks.shape[0] > 0:
                 extra = F.interpolate(
-                    sam_masks[None].float().to(self.device), size=geometry.output_size,
+                    features.tensors["sam_masks"][None], size=geometry.output_size,
                     mode="bilinear", align_corners=False,
                 )[0]
             result["proposals"] = mask_proposals_for_recall(masks, extra)
@@ -437,32 +472,25 @@ class FrozenSeg(SegmentationModel):
         self,
         cls_log_probs: torch.Tensor,
         query_masks: torch.Tensor,
-        sam_masks: torch.Tensor,
-        geometry: _Geometry,
-        dense: torch.Tensor,
+        features: ImageFeatures,
         classifier: _Classifier,
     ):
         """Semantic map with the SAM proposal ensemble (docs/models/frozenseg.md §7.5), as a function
         ``(c0, c1) -> (c1 - c0, out_h, out_w)`` of the class range.
 
         ``query_masks`` are the (Q, out_h, out_w) query mask probabilities (sigmoid) at the
-        output size; ``sam_masks``
-        are (M, h, w) proposal logits over the (unpadded) input image; M may be 0 (SAM kept no
-        mask), leaving only the query terms.
+        output size; the features' ``proposals`` are (M, h, w) proposal logits over the
+        (unpadded) input image and ``proposal_pooled`` their pooled CLIP features; M may be 0
+        (SAM kept no mask), leaving only the query terms.
         """
-        h, w = geometry.image_size
+        geometry: _Geometry = features.meta["geometry"]
+        proposals = features.tensors["proposals"]
         query_probs = cls_log_probs.softmax(-1)[:, :-1]
-        proposals = sam_masks.float().to(self.device)
         if proposals.shape[0] == 0:
             proposal_probs = query_probs.new_zeros((0, query_probs.shape[-1]))
             proposal_masks = query_masks.new_zeros((0, *query_masks.shape[-2:]))
         else:
-            if proposals.shape[-2:] != (h, w):
-                proposals = F.interpolate(proposals[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-            # padding is outside every proposal: any negative logit binarises to "off"
-            padded = proposals.new_full((proposals.shape[0], *geometry.padded_size), -100.0)
-            padded[:, :h, :w] = proposals
-            proposal_logits = self._clip_classify(dense, padded[None], classifier)[0]
+            proposal_logits = self._clip_logits(features.tensors["proposal_pooled"], classifier)[0]
             proposal_probs = proposal_logits[:, :-1].softmax(-1)
             proposal_masks = F.interpolate(
                 proposals[None], size=geometry.output_size, mode="bilinear", align_corners=False

@@ -340,8 +340,8 @@ class FrozenSegTransformerDecoder(nn.Module):
     def forward(
         self,
         pixel: PixelDecoderOutput,
-        text_classifier: torch.Tensor,
-        num_templates: Sequence[int],
+        text_classifier: torch.Tensor | None,
+        num_templates: Sequence[int] | None,
     ) -> dict:
         """Run the decoder.
 
@@ -351,12 +351,16 @@ class FrozenSegTransformerDecoder(nn.Module):
                 (B, mask_dim, H/4, W/4); ``extras["sam_feature"]``, S (B, hidden, h_s, w_s), the
                 SAM branch's output; ``extras["sam_embed"]``, E_sam (B, mask_dim, 64, 64), the
                 frozen SAM embedding.
-            text_classifier: (K' + 1, D) L2-normalised synonym rows, void row last.
+            text_classifier: (K' + 1, D) L2-normalised synonym rows, void row last; None: no
+                class logits (everything else does not depend on the vocabulary; classify
+                ``pred_class_embed`` later with :meth:`classify`).
             num_templates: synonyms per class, ``sum == K'``.
         Returns:
-            ``{"pred_logits": (B, Q, K+1), "pred_masks": (B, Q, H/4, W/4), "aux_outputs": [...]}``
-            where ``aux_outputs`` holds the same two entries for every earlier head (the head
-            on the learnable queries and after every layer but the last).
+            ``{"pred_logits": (B, Q, K+1), "pred_masks": (B, Q, H/4, W/4), "pred_class_embed":
+            (B, Q, D), "aux_outputs": [...]}`` where ``aux_outputs`` holds ``pred_logits`` and
+            ``pred_masks`` for every earlier head (the head on the learnable queries and after
+            every layer but the last); without a text classifier ``pred_logits`` is None and
+            ``aux_outputs`` is empty.
         """
         x, mask_features = pixel.multi_scale_features, pixel.mask_features
         sam_embed = pixel.extras["sam_embed"]
@@ -377,7 +381,7 @@ class FrozenSegTransformerDecoder(nn.Module):
         sam_tokens = self._sam_tokens(pixel.extras["sam_feature"], size_list[0])
 
         predictions_class, predictions_mask = [], []
-        outputs_class, outputs_mask, attn_mask, _ = self.forward_prediction_heads(
+        outputs_class, outputs_mask, attn_mask, _, class_embed = self.forward_prediction_heads(
             output, mask_features, size_list[0], text_classifier, num_templates, sam_embed,
             with_sam_query=False,
         )
@@ -406,7 +410,7 @@ class FrozenSegTransformerDecoder(nn.Module):
             output = self.transformer_ffn_layers[i](output)
 
             query_injector = level_index == self.sam_query_fuse_layer
-            outputs_class, outputs_mask, attn_mask, sam_query_embed = self.forward_prediction_heads(
+            outputs_class, outputs_mask, attn_mask, sam_query_embed, class_embed = self.forward_prediction_heads(
                 output,
                 mask_features,
                 size_list[(i + 1) % self.num_feature_levels],
@@ -424,11 +428,18 @@ class FrozenSegTransformerDecoder(nn.Module):
         return {
             "pred_logits": predictions_class[-1],
             "pred_masks": predictions_mask[-1],
-            "aux_outputs": [
+            "pred_class_embed": class_embed,
+            "aux_outputs": [] if text_classifier is None else [
                 {"pred_logits": c, "pred_masks": m}
                 for c, m in zip(predictions_class[:-1], predictions_mask[:-1])
             ],
         }
+
+    def classify(self, class_embed: torch.Tensor, text_classifier: torch.Tensor,
+                 num_templates: Sequence[int]) -> torch.Tensor:
+        """Class logits (B, Q, K + 1) of the queries' ``pred_class_embed`` (B, Q, D) against the
+        (K' + 1, D) text rows, exactly as the decoder's own head computes them."""
+        return get_classification_logits(class_embed, text_classifier, self.logit_scale.exp(), num_templates)
 
     def _sam_tokens(
         self, sam_feature: torch.Tensor, size: Sequence[int]
@@ -463,27 +474,27 @@ class FrozenSegTransformerDecoder(nn.Module):
         output: torch.Tensor,
         mask_features: torch.Tensor,
         attn_mask_target_size: Sequence[int],
-        text_classifier: torch.Tensor,
-        num_templates: Sequence[int],
+        text_classifier: torch.Tensor | None,
+        num_templates: Sequence[int] | None,
         sam_embed: torch.Tensor,
         with_sam_query: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Prediction head on the queries.
 
         Args:
             output: (Q, B, C) query features.
             mask_features: (B, mask_dim, H/4, W/4).
             attn_mask_target_size: (h, w) of the level the next layer attends to.
-            text_classifier: (K' + 1, D).
+            text_classifier: (K' + 1, D); None: no class logits.
             num_templates: synonyms per class.
             sam_embed: (B, mask_dim, 64, 64).
             with_sam_query: compute ``sam_query_embed`` (only the Query Injector's layers use
                 it; the others skip the SAM mask pooling).
         Returns:
-            outputs_class (B, Q, K+1); outputs_mask (B, Q, H/4, W/4); attn_mask
+            outputs_class (B, Q, K+1) (None without a text classifier); outputs_mask (B, Q, H/4, W/4); attn_mask
             (B*heads, Q, h*w) bool, True = blocked (sigmoid < 0.5), detached; sam_query_embed
             (Q, B, C), the SAM-pooled embeddings through ``_mask_pooling_proj``, or None
-            without ``with_sam_query``.
+            without ``with_sam_query``; class_embed (B, Q, D), the queries' class embeddings.
         """
         decoder_output = self.decoder_norm(output).transpose(0, 1)  # (B, Q, C)
         mask_embed = self.mask_embed(decoder_output)
@@ -491,9 +502,7 @@ class FrozenSegTransformerDecoder(nn.Module):
 
         maskpool_embeddings = self._mask_pooling_proj(mask_pooling(mask_features, outputs_mask))
         class_embed = self.class_embed(maskpool_embeddings + decoder_output)
-        outputs_class = get_classification_logits(
-            class_embed, text_classifier, self.logit_scale.exp(), num_templates
-        )
+        outputs_class = None if text_classifier is None else self.classify(class_embed, text_classifier, num_templates)
 
         attn_mask = F.interpolate(
             outputs_mask, size=attn_mask_target_size, mode="bilinear", align_corners=False
@@ -503,9 +512,9 @@ class FrozenSegTransformerDecoder(nn.Module):
         attn_mask = attn_mask.unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1)
 
         if not with_sam_query:
-            return outputs_class, outputs_mask, attn_mask, None
+            return outputs_class, outputs_mask, attn_mask, None, class_embed
         sam_query_embed = self._mask_pooling_proj(mask_pooling(sam_embed, outputs_mask))
-        return outputs_class, outputs_mask, attn_mask, sam_query_embed.transpose(0, 1)
+        return outputs_class, outputs_mask, attn_mask, sam_query_embed.transpose(0, 1), class_embed
 
 
 # Registered under the released config value of MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME.

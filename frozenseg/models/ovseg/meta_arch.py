@@ -35,7 +35,9 @@ from .clip_adapter import (
     ovseg_semantic_inference,
     prompt_templates,
 )
-from ...modeling.contract import BenchmarkStage, SegmentationModel
+from ...modeling.contract import BenchmarkStage, ImageFeatures, SegmentationModel
+from ...modeling.open_vocab import get_classification_logits
+from .transformer_predictor import OVSEG_LOGIT_TEMPERATURE
 from .criterion import build_maskformer_criterion
 from .config import add_ovseg_config
 from ...modeling.postprocessing import sem_seg_postprocess
@@ -288,26 +290,52 @@ class OVSeg(SegmentationModel):
             losses = self.criterion(outputs, targets)
             weights = self.criterion.weight_dict
             return {k: v * weights[k] for k, v in losses.items() if k in weights}
-        # the head runs once per group of images that pad to the same size, so every image gets
-        # the result it gets in a batch of one
-        results: list[dict] = [{} for _ in batched_inputs]
+        return self.classify_images(batched_inputs, self.encode_images(batched_inputs))
+
+    def encode_images(self, batched_inputs: list[dict]) -> list[ImageFeatures]:
+        """Eval mode, per image, everything that does not read the vocabulary: the proposal
+        generator's masks and class embeddings and the mask-prompted CLIP features of the valid
+        proposals' crops. The head runs once per group of images that pad to the same size, so
+        every image gets the result it gets in a batch of one."""
+        images = [prepare_image(x, self.device) for x in batched_inputs]
+        encoded: list[ImageFeatures | None] = [None for _ in batched_inputs]
         for group in same_padded_size_groups([img.shape[-2:] for img in images], self.size_divisibility):
-            batch, text_classifier, outputs = self._run_head([images[i] for i in group], class_names)
+            batch = normalized_batch([images[i] for i in group], self.pixel_mean, self.pixel_std,
+                                     self.size_divisibility)
+            outputs = self.sem_seg_head(self.backbone(batch.tensor), None)
             padded_size = tuple(batch.tensor.shape[-2:])
             for j, i in enumerate(group):
                 image_size = tuple(batch.image_sizes[j])
                 x = batched_inputs[i]
                 output_size = (int(x.get("height", image_size[0])), int(x.get("width", image_size[1])))
-                scores = self._semantic_inference(
-                    images[i], outputs["pred_logits"][j], outputs["pred_masks"][j], padded_size, output_size,
-                    text_classifier,
-                )
-                results[i] = {"sem_seg_scores": scores}
-                if self.full_semantic_map:
-                    sem_seg = scores.full()
-                    results[i]["sem_seg"] = sem_seg
-                    if scores.marks_unlabelled:
-                        results[i]["sem_seg_unlabelled"] = (sem_seg == 0).all(dim=0)
+                mask_pred = outputs["pred_masks"][j]
+                masks = _mask_probs(mask_pred, padded_size, tuple(images[i].shape[-2:]))
+                tensors = {"mask_pred": mask_pred, "class_embed": outputs["pred_class_embed"][:, j : j + 1]}
+                if self.clip_ensemble:
+                    crops = self.clip_adapter.crop_regions(images[i], masks)
+                    tensors["valid"] = crops.valid
+                    if crops.regions.shape[0] > 0:
+                        tensors["crop_features"] = self.clip_adapter.encode_regions(crops.regions, crops.region_masks)
+                else:
+                    tensors["valid"] = (masks > self.clip_adapter.mask_thr).flatten(1).any(dim=1)
+                encoded[i] = ImageFeatures(tensors, {"padded_size": padded_size, "output_size": output_size,
+                                                     "image_size": tuple(images[i].shape[-2:])})
+        return encoded
+
+    def classify_images(self, batched_inputs: list[dict], features: Sequence[ImageFeatures]) -> list[dict]:
+        """Eval mode: the text classifier of the vocabulary on each image's
+        :meth:`encode_images` features, the ensemble, and the semantic scores."""
+        text_classifier = self._text_classifier(self._inference_class_names())
+        results = []
+        for f in features:
+            scores = self._semantic_inference(f, text_classifier)
+            result = {"sem_seg_scores": scores}
+            if self.full_semantic_map:
+                sem_seg = scores.full()
+                result["sem_seg"] = sem_seg
+                if scores.marks_unlabelled:
+                    result["sem_seg_unlabelled"] = (sem_seg == 0).all(dim=0)
+            results.append(result)
         return results
 
     def _run_head(self, images: list[torch.Tensor], class_names: list[str]):
@@ -353,34 +381,31 @@ class OVSeg(SegmentationModel):
             ))
         return results
 
-    def _semantic_inference(
-        self,
-        image: torch.Tensor,
-        mf_logits: torch.Tensor,
-        mask_pred: torch.Tensor,
-        padded_size: tuple[int, int],
-        output_size: tuple[int, int],
-        text_classifier: torch.Tensor,
-    ) -> SemanticScores:
+    def _semantic_inference(self, features: ImageFeatures, text_classifier: torch.Tensor) -> SemanticScores:
         """The semantic scores of one image (docs/models/ovseg.md §2.7-2.12; §2.14 in demo mode).
 
         Args:
-            image: (3, H, W) the input image, RGB 0..255, unpadded and unnormalised (CLIP crops).
-            mf_logits: (Q, K' + 1) MaskFormer logits (K' = K, or 2 for a one-class vocabulary).
-            mask_pred: (Q, Hp/4, Wp/4) mask logits at stride 4 of the padded input.
-            padded_size: (Hp, Wp).
-            output_size: (height, width) of the result.
+            features: the image's :meth:`encode_images` features: ``mask_pred`` (Q, Hp/4, Wp/4)
+                mask logits at stride 4 of the padded input, ``class_embed`` (L', 1, Q, D),
+                ``valid`` (Q,) bool and, for valid proposals, ``crop_features`` (N, D).
             text_classifier: (K' + 1, D) text rows, no-object last.
         Returns:
             the (K, height, width) scores as :class:`~frozenseg.structures.SemanticScores`
             (computed a few classes at a time on request).
         """
-        height, width = image.shape[-2:]
-        masks = _mask_probs(mask_pred, padded_size, (height, width))
+        t, meta = features.tensors, features.meta
+        height, width = meta["image_size"]
+        output_size = meta["output_size"]
+        mf_logits = self.sem_seg_head.predictor.classify(t["class_embed"], text_classifier)[-1][0]
+        masks = _mask_probs(t["mask_pred"], meta["padded_size"], (height, width))
+        valid = t["valid"]
+        clip_logits = None
         if self.clip_ensemble:
-            clip_logits, valid = self.clip_adapter(image, masks, text_classifier)
-        else:
-            clip_logits, valid = None, (masks > self.clip_adapter.mask_thr).flatten(1).any(dim=1)
+            if "crop_features" in t:
+                clip_logits = get_classification_logits(
+                    t["crop_features"], text_classifier, OVSEG_LOGIT_TEMPERATURE, [1] * (text_classifier.shape[0] - 1))
+            else:  # no proposal has a pixel above MASK_THR: CLIP is not run
+                clip_logits = text_classifier.new_zeros(0, text_classifier.shape[0])
         background = len(self.vocabulary) == 1
         if self.demo:
             scores, keep = ovseg_class_scores(mf_logits, clip_logits, valid, self.clip_ensemble_weight)

@@ -118,33 +118,43 @@ class OpenVocabTransformerPredictor(nn.Module):
             "enforce_input_project": mf.ENFORCE_INPUT_PROJ,
         }
 
+    def classify(self, class_embed: torch.Tensor, text_classifier: torch.Tensor,
+                 num_templates: Sequence[int] | None = None) -> torch.Tensor:
+        """Logits (..., Q, K + 1) = 100 * cos(class embedding, row) of ``pred_class_embed``
+        (..., Q, D) against the (K' + 1, D) rows (max over a class's rows; None: one row per class)."""
+        if num_templates is None:
+            num_templates = [1] * (text_classifier.shape[0] - 1)
+        return get_classification_logits(class_embed, text_classifier, OVSEG_LOGIT_TEMPERATURE, num_templates)
+
     def forward(
         self,
         pixel: PixelDecoderOutput,
-        text_classifier: torch.Tensor,
+        text_classifier: torch.Tensor | None,
         num_templates: Sequence[int] | None = None,
     ) -> dict:
         """
         Args:
             pixel: ``multi_scale_features`` one (B, in_channels, h, w) decoder input feature
                 (res5, stride 32); ``mask_features`` (B, mask_dim, H/4, W/4).
-            text_classifier: (K' + 1, D) L2-normalised rows, the normalised no-object row last.
+            text_classifier: (K' + 1, D) L2-normalised rows, the normalised no-object row last;
+                None: no class logits (the rest does not depend on the vocabulary; classify
+                ``pred_class_embed`` later with :meth:`classify`).
             num_templates: rows per class (sum K'); None means one row per class (OVSeg's literal
                 class names, K' = K).
         Returns:
             ``pred_logits`` (B, Q, K + 1) = 100 * cos(class embedding, row) (max over a class's
             rows); ``pred_masks`` (B, Q, H/4, W/4) mask logits; with deep supervision
-            ``aux_outputs``: one such dict per earlier decoder layer (L - 1 of them).
+            ``aux_outputs``: one such dict per earlier decoder layer (L - 1 of them);
+            ``pred_class_embed`` (L', B, Q, D), every layer's class embeddings.
         """
-        if num_templates is None:
-            num_templates = [1] * (text_classifier.shape[0] - 1)
         (x,), mask_features = pixel.multi_scale_features, pixel.mask_features
         hs = self.transformer(self.input_proj(x), self.query_embed.weight, self.pe_layer(x))
-        logits = get_classification_logits(
-            self.class_embed(hs), text_classifier, OVSEG_LOGIT_TEMPERATURE, num_templates
-        )  # (L', B, Q, K + 1)
+        class_embed = self.class_embed(hs)  # (L', B, Q, D)
         masks = torch.einsum("lbqc,bchw->lbqhw", self.mask_embed(hs), mask_features)
-        out = {"pred_logits": logits[-1], "pred_masks": masks[-1]}
+        if text_classifier is None:
+            return {"pred_logits": None, "pred_masks": masks[-1], "pred_class_embed": class_embed}
+        logits = self.classify(class_embed, text_classifier, num_templates)  # (L', B, Q, K + 1)
+        out = {"pred_logits": logits[-1], "pred_masks": masks[-1], "pred_class_embed": class_embed}
         if self.aux_loss:
             out["aux_outputs"] = [
                 {"pred_logits": a, "pred_masks": b} for a, b in zip(logits[:-1], masks[:-1])
