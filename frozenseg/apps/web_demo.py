@@ -4,8 +4,10 @@ A person uploads an image (or picks an example), types a vocabulary in the comma
 (``cat,kitten; dog; grass``, :func:`~frozenseg.data.vocabulary.parse_cli_vocabulary`) or picks a
 benchmark's (:func:`~frozenseg.data.vocabulary.load_vocabulary`), chooses panoptic / semantic /
 instance, and gets the labelled overlay (:class:`~frozenseg.utils.visualizer.SegmentationVisualizer`),
-a legend, a table of segments (class, score, area in % of the image) and the id PNG and segments
-JSON (:func:`~frozenseg.utils.prediction_io.write_prediction`) to download.
+a legend, a table of segments (class, score from 0 to 1, area in % of the image) and the id PNG and
+segments JSON (:func:`~frozenseg.utils.prediction_io.write_prediction`) to download. Scores read
+the same everywhere on the page (a 0-1 value, as in the JSON: ``cat 0.87`` on the overlay), and
+``%`` only ever means a share of the image.
 
 Two layers:
 
@@ -17,19 +19,26 @@ Two layers:
   into one sentence for the page. Unexpected errors are logged with their traceback on the server
   and reported in the page in one line; the server keeps serving either way.
 * :func:`build_app` / :func:`serve`, the page: Gradio Blocks whose requests go through Gradio's
-  queue with one worker (``concurrency_limit=1``), with a progress bar while a request runs.
+  queue with one worker (``concurrency_limit=1``), with one progress bar (on the overlay) while a
+  request runs. Its title and vocabulary help follow the model (:func:`model_family`; a model with
+  ``literal_vocabulary`` takes each class string as one prompt, so the page does not speak of
+  synonyms). The results column comes first below the inputs when the screen is too narrow for two
+  columns (the examples follow it), and a finished request scrolls it into view when it is not.
 
 The command line is ``demo/app.py``; ``docs/demo.md`` documents it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 import weakref
 from collections import deque
@@ -50,10 +59,11 @@ from ..utils.image_io import read_image
 from ..utils.prediction_io import write_prediction
 from ..utils.visualizer import SegmentationVisualizer, class_color
 from ..engine.predictor import DEFAULT_CONFIDENCE, TASKS, Prediction, SegmentationPredictor
+from ..modeling.contract import SegmentationModel
 
 __all__ = [
-    "MAX_SIDE", "DemoResult", "WebDemo", "available_memory", "default_memory_budget", "benchmark_vocabularies", "legend_html", "segments_table_html",
-    "build_app", "serve",
+    "MAX_SIDE", "DemoResult", "WebDemo", "available_memory", "default_memory_budget", "benchmark_vocabularies",
+    "model_family", "legend_html", "segments_table_html", "draw_overlay", "build_app", "serve",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,6 +103,11 @@ CACHE_MAX_AGE_S = 3600
 TYPED = "(the typed vocabulary)"
 EMPTY_VOCABULARY = "Type a vocabulary (e.g. cat,kitten; dog; grass) or pick a benchmark vocabulary."
 NO_IMAGE = "Upload an image or pick an example first."
+#: What the page and the server log say about the tiny random test model (``--tiny-random-model``).
+RANDOM_TINY_MODEL = "random tiny test model: results are meaningless"
+#: The table's headers of the score (0 to 1, as on the overlay) and the area (as in the legend).
+SCORE_HEADER = "score (0\u20131)"
+AREA_HEADER = "area (% of image)"
 
 #: A progress callback: (fraction done in [0, 1], what is being done).
 Progress = Callable[[float, str], None]
@@ -111,6 +126,15 @@ def benchmark_vocabularies(cfg=None) -> list[str]:
             continue
         names.append(name)
     return names
+
+
+def model_family(model: torch.nn.Module) -> str:
+    """The model's name for the page: its meta-architecture class, or for a variant of one (a
+    subclass, such as OVSeg's demo mode ``OVSegDEMO``) the model it varies (``OVSeg``)."""
+    for cls in type(model).__mro__:
+        if SegmentationModel in cls.__bases__:
+            return cls.__name__
+    return type(model).__name__
 
 
 @dataclass
@@ -160,15 +184,18 @@ class WebDemo:
             <frozenseg.engine.predictor.SegmentationPredictor.estimate_memory>`); a request
             estimated above it is refused in one sentence before any work. Default:
             :func:`default_memory_budget`.
+        tiny_random_model: the predictor is the tiny random test model (``demo/app.py
+            --tiny-random-model``): the page says so (:data:`RANDOM_TINY_MODEL`).
     """
 
     def __init__(self, predictor: SegmentationPredictor, *, max_side: int = MAX_SIDE,
                  benchmarks: Sequence[str] | None = None, work_dir: str | None = None,
-                 memory_budget: int | None = None):
+                 memory_budget: int | None = None, tiny_random_model: bool = False):
         if max_side < 32:
             raise ValueError(f"max_side must be at least 32 pixels, got {max_side}.")
         self.predictor = predictor
         self.max_side = int(max_side)
+        self.tiny_random_model = bool(tiny_random_model)
         self.memory_budget = default_memory_budget() if memory_budget is None else int(memory_budget)
         self.benchmarks = list(benchmark_vocabularies(predictor.cfg) if benchmarks is None else benchmarks)
         if work_dir is None:
@@ -179,19 +206,38 @@ class WebDemo:
         self._lock = threading.Lock()
         self.visualizer = SegmentationVisualizer()
 
+    @property
+    def model_name(self) -> str:
+        """The model's name on the page (:func:`model_family`): ``FrozenSeg``, ``OVSeg``..."""
+        return model_family(self.predictor.model)
+
+    @property
+    def random_weights_notice(self) -> str:
+        """One sentence for the page when the model's trained parts are random (the tiny test
+        model, or no ``MODEL.WEIGHTS``), else ""."""
+        if self.tiny_random_model:
+            return (f"{RANDOM_TINY_MODEL[0].upper()}{RANDOM_TINY_MODEL[1:]}. It has no trained weights and "
+                    "only shows how the page works; start the demo with --model NAME (e.g. "
+                    "frozenseg_convnext_large) for real segmentations.")
+        if not self.predictor.cfg.MODEL.WEIGHTS:
+            return ("Random weights (no MODEL.WEIGHTS): results are meaningless; the segments show the output "
+                    "format, not what a trained model finds.")
+        return ""
+
     # -- inputs ---------------------------------------------------------------------------------
     def vocabulary(self, text: str | None, benchmark: str | None = None) -> tuple[Vocabulary, str]:
         """The vocabulary of a request and a notice: ``benchmark`` (a registered dataset name)
         when given, else the typed ``text`` (``"cat,kitten; dog; grass"``). Raises
         :class:`~frozenseg.data.vocabulary.VocabularyError` (one sentence) when neither works."""
         text = (text or "").strip()
+        literal = self.predictor.literal
         if benchmark and benchmark != TYPED:
-            vocab = load_vocabulary(dataset_vocabulary=benchmark, cfg=self.predictor.cfg)
+            vocab = load_vocabulary(dataset_vocabulary=benchmark, cfg=self.predictor.cfg, literal=literal)
             notice = f"Vocabulary of {benchmark} ({len(vocab)} classes)"
             return vocab, notice + ("; the typed vocabulary is not used." if text else ".")
         if not text:
             raise VocabularyError(EMPTY_VOCABULARY)
-        return load_vocabulary(parse_cli_vocabulary(text, source="Vocabulary")), ""
+        return load_vocabulary(parse_cli_vocabulary(text, literal=literal, source="Vocabulary"), literal=literal), ""
 
     def read(self, path: str | None) -> tuple[np.ndarray, str]:
         """The (H, W, 3) uint8 RGB image of an uploaded file, at most ``max_side`` pixels on its
@@ -226,6 +272,13 @@ class WebDemo:
             confidence_threshold: drop segments scoring below it (None: the task's default,
                 :data:`~frozenseg.engine.predictor.DEFAULT_CONFIDENCE`).
             progress: called with (fraction done, step) as the request advances.
+
+        The message ends with the request's whole time, split into the text classifier (computed
+        when the vocabulary changed, else "reused") and the rest (reading, segmenting, drawing),
+        which says "reused the image features" when the image was segmented before (the
+        predictor's image cache: only classification and post-processing ran):
+        ``... in 37.02 s: text classifier 26.05 s + segmentation 10.97 s (panoptic, confidence
+        threshold 0.00).``
         """
         try:
             with self._lock:
@@ -248,6 +301,7 @@ class WebDemo:
 
     def _segment(self, path, vocabulary_text, benchmark, task, confidence_threshold,
                  progress: Progress) -> DemoResult:
+        t0 = time.perf_counter()
         p = self.predictor
         if task not in TASKS:
             raise UserInputError(f"Choose a task among {', '.join(TASKS)}.")
@@ -260,20 +314,27 @@ class WebDemo:
         image, resize_notice = self.read(path)
         p.set_task(task, confidence_threshold)
         self.check_memory(image.shape[0], image.shape[1])
+        text_s = None
         if vocab != p.vocabulary:
             progress(0.15, f"Text classifier of {len(vocab)} classes")
+            t = time.perf_counter()
             p.set_vocabulary(vocab)
+            text_s = time.perf_counter() - t
         progress(0.3, "Segmenting")
         pred = p(image)
         pred.source = os.path.basename(path)
         progress(0.85, "Drawing")
-        overlay = self.visualizer.draw_prediction(pred, legend=False)
+        overlay = draw_overlay(pred, self.visualizer)
         paths = write_prediction(pred, self._result_dir(), overlay=overlay,
                                  stem=os.path.splitext(pred.source)[0] or "image")
+        total_s = time.perf_counter() - t0
+        text = "text classifier reused" if text_s is None else f"text classifier {text_s:.2f} s"
         notices = [n for n in (resize_notice, vocab_notice) if n]
-        notices.append(f"{pred.summary()} in {pred.seconds:.2f} s ({task}, confidence threshold "
+        reused = ", reused the image features" if pred.reused_image_features else ""
+        notices.append(f"{pred.summary()} in {total_s:.2f} s: {text} + segmentation "
+                       f"{total_s - (text_s or 0.0):.2f} s{reused} ({task}, confidence threshold "
                        f"{p.confidence_threshold:.2f}).")
-        return DemoResult(overlay, legend_html(pred), segments_table_html(pred),
+        return DemoResult(overlay, legend_html(pred, literal=p.literal), segments_table_html(pred),
                           [paths["ids"], paths["segments"]], " ".join(notices))
 
     def check_memory(self, height: int, width: int) -> None:
@@ -297,7 +358,7 @@ class WebDemo:
         return d
 
 
-# -- HTML of the legend and the table -------------------------------------------------------------
+# -- HTML of the legend and the table, the overlay ------------------------------------------------
 def _class_colors(pred: Prediction) -> Callable[[int], tuple[int, int, int]]:
     """The overlay's colour of each class index (the vocabulary's own, else :func:`class_color`)."""
     return (lambda k: tuple(pred.class_colors[k])) if pred.class_colors else class_color
@@ -308,12 +369,18 @@ def _swatch(color: Sequence[int]) -> str:
     return f'<span class="fs-swatch" style="background: rgb({r}, {g}, {b})"></span>'
 
 
-def legend_html(pred: Prediction) -> str:
-    """The legend: each class found (colour, name, share of the image in %, number of segments
-    when more than one), in vocabulary order; for a vocabulary of at most
-    :data:`LEGEND_ALL_CLASSES` classes its other classes follow as "not found", for a longer one
-    their number. A class's share counts the pixels the id map gives it (where instances
-    overlap, the pixels of the one shown), so the shares add up to at most 100 %."""
+def _area(pixels: float, total: float) -> str:
+    """A share of the image, as the page writes it everywhere: ``12.3% of image``."""
+    return f"{100.0 * pixels / total:.1f}% of image"
+
+
+def legend_html(pred: Prediction, literal: bool = False) -> str:
+    """The legend: each class found (colour, name, share of the image as ``12.3% of image``,
+    number of segments when more than one), in vocabulary order; then, for a vocabulary of at
+    most :data:`LEGEND_ALL_CLASSES` classes, one grey line naming the classes not found (no
+    swatch), for a longer one their number. A class's share counts the pixels the id map gives it
+    (where instances overlap, the pixels of the one shown), so the shares add up to at most
+    100 %. Class names are the first synonym, or the whole string for a ``literal`` vocabulary."""
     color_of = _class_colors(pred)
     total = float(pred.ids.size)
     pixels = np.bincount(pred.ids.ravel())  # pixels per id-map value
@@ -324,24 +391,28 @@ def legend_html(pred: Prediction) -> str:
         area[k] = area.get(k, 0) + int(pixels[s["id"]] if s["id"] < len(pixels) else 0)
         count[k] = count.get(k, 0) + 1
     show_absent = len(pred.class_names) <= LEGEND_ALL_CLASSES
-    rows = []
+    rows, absent_names = [], []
     for k, name in enumerate(pred.class_names):
-        label = html.escape(split_synonyms(name)[0].strip())
+        label = html.escape((name if literal else split_synonyms(name)[0]).strip())
         if k in area:
             n = f", {count[k]} segments" if count[k] > 1 else ""
             rows.append(f'<li class="fs-found">{_swatch(color_of(k))}<span class="fs-class">{label}</span>'
-                        f' <span class="fs-area">{100.0 * area[k] / total:.1f}%{n}</span></li>')
+                        f' <span class="fs-area">{_area(area[k], total)}{n}</span></li>')
         elif show_absent:
-            rows.append(f'<li class="fs-absent">{_swatch((255, 255, 255))}<span class="fs-class">{label}</span>'
-                        ' <span class="fs-area">not found</span></li>')
+            absent_names.append(f'<span class="fs-absent-class">{label}</span>')
     absent = len(pred.class_names) - len(area)
-    more = "" if show_absent or not absent else f'<p class="fs-more">{absent} other classes not found.</p>'
-    return f'<div id="fs-legend"><ul>{"".join(rows)}</ul>{more}</div>'
+    if absent_names:
+        more = f'<p class="fs-absent">Not found: {", ".join(absent_names)}.</p>'
+    else:
+        more = "" if show_absent or not absent else f'<p class="fs-more">{absent} other classes not found.</p>'
+    found = f'<ul>{"".join(rows)}</ul>' if rows else '<p class="fs-none">No class found.</p>'
+    return f'<div id="fs-legend"><h4>Classes found</h4>{found}{more}</div>'
 
 
 def segments_table_html(pred: Prediction) -> str:
-    """The table of segments: id (as in the id PNG), class, score (blank when the task has
-    none), area in % of the image; in the prediction's order."""
+    """The table of segments: id (as in the id PNG), class, score (0 to 1, as in the segments
+    JSON; blank when the task has none), area in % of the image; in the prediction's order. The
+    table sits in a box that scrolls sideways when the screen is narrower than the table."""
     total = float(pred.ids.size)
     rows = []
     for s in pred.segments:
@@ -350,8 +421,22 @@ def segments_table_html(pred: Prediction) -> str:
                     f'<td>{score}</td><td>{100.0 * s["area"] / total:.2f}</td></tr>')
     if not rows:
         rows.append('<tr><td colspan="4">No segment; lower the confidence threshold or change the vocabulary.</td></tr>')
-    return ('<table id="fs-segments"><thead><tr><th>id</th><th>class</th><th>score</th><th>area (%)</th>'
-            f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    return ('<div id="fs-segments-scroll"><table id="fs-segments"><thead><tr><th>id</th><th>class</th>'
+            f'<th>{html.escape(SCORE_HEADER)}</th><th>{html.escape(AREA_HEADER)}</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def draw_overlay(pred: Prediction, visualizer: SegmentationVisualizer | None = None) -> np.ndarray:
+    """The page's overlay: the command-line demo's (same colours, fill and outlines; no legend
+    panel), with each scored segment labelled ``class 0.87``, its score as a 0-1 value like the
+    table's (the command-line overlay writes ``87%``, which on this page would read as a share of
+    the image). Semantic segments are labelled with their class alone."""
+    visualizer = visualizer or SegmentationVisualizer()
+    if pred.task != "semantic":
+        pred = dataclasses.replace(pred, segments=[
+            s if s["score"] is None else {**s, "class": f"{s['class']} {s['score']:.2f}", "score": None}
+            for s in pred.segments])
+    return visualizer.draw_prediction(pred, legend=False)
 
 
 def message_html(text: str, error: bool = False) -> str:
@@ -367,44 +452,84 @@ CSS = """
 #fs-overlay img {width: 100%; height: 100%; object-fit: contain}
 .fs-swatch {display: inline-block; width: 1em; height: 1em; margin-right: 0.4em; border: 1px solid #555;
             vertical-align: middle}
+#fs-legend h4 {margin: 0 0 0.3em 0; font-size: 0.95em}
 #fs-legend ul {list-style: none; padding-left: 0; margin: 0}
 #fs-legend li {margin: 0.15em 0}
-#fs-legend .fs-absent {color: #888}
-#fs-legend .fs-area {color: #666; margin-left: 0.3em}
+#fs-legend .fs-area {color: #555; margin-left: 0.3em}
+#fs-legend .fs-absent, #fs-legend .fs-more, #fs-legend .fs-none {color: #666; margin: 0.4em 0 0 0}
+#fs-segments-scroll {max-width: 100%; overflow-x: auto}
 #fs-segments {border-collapse: collapse; width: 100%}
-#fs-segments th, #fs-segments td {border-bottom: 1px solid #ddd; padding: 0.2em 0.6em; text-align: left}
+#fs-segments th, #fs-segments td {border-bottom: 1px solid #ddd; padding: 0.2em 0.6em; text-align: left;
+                                  white-space: nowrap}
+#fs-segments td.fs-class {white-space: normal}
+#fs-details {flex-wrap: wrap !important}
+#fs-legend-box {flex: 1 1 200px !important}
+#fs-table-box {flex: 2 1 360px !important}
 .fs-error {background: #fdecea; color: #8a1c14; border: 1px solid #f5c2bd; padding: 0.6em; border-radius: 6px}
 .fs-notice {background: #eef5fd; color: #123c69; border: 1px solid #c6dcf5; padding: 0.6em; border-radius: 6px}
+.fs-warning {background: #fff4e5; color: #663c00; border: 1px solid #f5c98b; padding: 0.6em; border-radius: 6px;
+             font-weight: 600}
+.fs-warning code {white-space: nowrap}
 """
 #: System fonts only: the page loads nothing from the internet.
 THEME_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
+#: Run in the browser when a request finishes: bring the results column into view when its top is
+#: above the window or in its lower half (on a narrow screen it sits below the inputs).
+SCROLL_TO_RESULTS_JS = """() => {
+  const results = document.getElementById("fs-results");
+  if (!results) return;
+  const top = results.getBoundingClientRect().top;
+  if (top < 0 || top > window.innerHeight / 2) results.scrollIntoView({behavior: "smooth", block: "start"});
+}"""
+
+
+def _vocabulary_help(literal: bool) -> tuple[str, str, str]:
+    """(the header's sentence, the field's placeholder, its hint) on how to type a vocabulary: with
+    synonyms, or for a model that takes each class string as one prompt (``literal_vocabulary``)."""
+    if literal:
+        return ("classes separated by `;`, each class one prompt taken as typed (a `,` is part of the "
+                "prompt): `cat; dog; grass`", "cat; dog; grass",
+                "classes separated by ';'; each class is one prompt, as typed")
+    return ("classes separated by `;`, synonyms by `,`: `cat,kitten; dog; grass`", "cat,kitten; dog; grass",
+            "classes separated by ';', synonyms by ','")
 
 
 def build_app(demo: WebDemo, examples: Sequence[Sequence[str]] = (), task: str = "panoptic") -> gr.Blocks:
     """The page of ``demo``: inputs (image file, vocabulary, benchmark vocabulary, task,
-    confidence threshold), ``examples`` rows of (image path, vocabulary, task), and the results
-    (message, overlay, legend, table of segments, downloads). ``task`` is selected when the page
-    opens (the model's first task when it has no such output)."""
+    confidence threshold), the results (message, overlay, legend, table of segments, downloads),
+    then ``examples`` rows of (image path, vocabulary, task). On a wide screen the inputs and the
+    results are side by side; on a narrow one the results come right after the inputs, before
+    the examples, and are scrolled into view when a request finishes. The title and the help
+    name the model (:attr:`WebDemo.model_name`) and describe its vocabulary syntax; a random
+    model is flagged at the top (:attr:`WebDemo.random_weights_notice`). ``task`` is selected
+    when the page opens (the model's first task when it has no such output)."""
     p = demo.predictor
     weights = p.cfg.MODEL.WEIGHTS
+    name = demo.model_name
     if task not in p.supported_tasks:
         task = p.supported_tasks[0]
-    with gr.Blocks(title="FrozenSeg open-vocabulary segmentation", analytics_enabled=False,
+    how, placeholder, hint = _vocabulary_help(p.literal)
+    title = f"{name} open-vocabulary segmentation" + (f" ({RANDOM_TINY_MODEL})" if demo.tiny_random_model else "")
+    with gr.Blocks(title=title, analytics_enabled=False,
                    delete_cache=(CACHE_MAX_AGE_S, CACHE_MAX_AGE_S)) as app:
         gr.Markdown(
-            "## FrozenSeg: open-vocabulary segmentation\n"
-            "Upload an image, type what to look for (classes separated by `;`, synonyms by `,`: "
-            "`cat,kitten; dog; grass`) or pick a benchmark vocabulary, choose a task and press "
-            f"**Segment**. Model: `{type(p.model).__name__}` on `{p.device}`, "
-            + (f"weights `{os.path.basename(weights)}`." if weights else
-               "**random weights** (no `MODEL.WEIGHTS`): the segments show the output format, "
-               "not what a trained model finds."))
-        with gr.Row():
-            with gr.Column(scale=2):
-                image = gr.File(label="Image", file_count="single", type="filepath", elem_id="fs-image")
-                preview = gr.Image(label="Input", interactive=False, height=220, elem_id="fs-preview")
-                vocabulary = gr.Textbox(label="Vocabulary", placeholder="cat,kitten; dog; grass",
-                                        info="classes separated by ';', synonyms by ','",
+            f"## {name}: open-vocabulary segmentation\n"
+            f"Upload an image, type what to look for ({how}) or pick a benchmark vocabulary, choose a "
+            f"task and press **Segment**. Model: `{type(p.model).__name__}` on `{p.device}`, "
+            + (f"weights `{os.path.basename(weights)}`." if weights else "no weights."),
+            elem_id="fs-header")
+        notice = demo.random_weights_notice
+        if notice:
+            flags = re.sub(r"(--[a-z][a-z-]* [A-Z]+|MODEL\.WEIGHTS)", r"<code>\1</code>", html.escape(notice))
+            gr.HTML(f'<div id="fs-random" class="fs-warning">{flags}</div>')
+        with gr.Row(elem_id="fs-main"):
+            with gr.Column(scale=2, min_width=300, elem_id="fs-inputs"):
+                with gr.Row(elem_id="fs-upload"):
+                    image = gr.File(label="Image", file_count="single", type="filepath", height=150, scale=3,
+                                    min_width=160, elem_id="fs-image")
+                    preview = gr.Image(label="Input", interactive=False, height=150, scale=2, min_width=160,
+                                       elem_id="fs-preview")
+                vocabulary = gr.Textbox(label="Vocabulary", placeholder=placeholder, info=hint,
                                         elem_id="fs-vocabulary")
                 benchmark = gr.Dropdown([TYPED, *demo.benchmarks], value=TYPED, label="Benchmark vocabulary",
                                         elem_id="fs-benchmark")
@@ -414,16 +539,18 @@ def build_app(demo: WebDemo, examples: Sequence[Sequence[str]] = (), task: str =
                 threshold = gr.Slider(0.0, 1.0, value=DEFAULT_CONFIDENCE[task], step=0.01,
                                       label="Confidence threshold", elem_id="fs-threshold")
                 submit = gr.Button("Segment", variant="primary", elem_id="fs-submit")
-                if examples:
-                    gr.Examples([list(e) for e in examples], [image, vocabulary, task_radio], label="Examples")
-            with gr.Column(scale=3):
+            with gr.Column(scale=3, min_width=300, elem_id="fs-results"):
                 message = gr.HTML(elem_id="fs-message")
-                overlay = gr.Image(label="Overlay", interactive=False, format="png", height=360, elem_id="fs-overlay")
-                with gr.Row():
-                    legend = gr.HTML(label="Legend", elem_id="fs-legend-box")
-                    table = gr.HTML(label="Segments", elem_id="fs-table-box")
+                overlay = gr.Image(label="Overlay (labels: class and score from 0 to 1)", interactive=False,
+                                   format="png", height=360, elem_id="fs-overlay")
+                with gr.Row(elem_id="fs-details"):
+                    legend = gr.HTML(label="Legend", min_width=240, elem_id="fs-legend-box")
+                    table = gr.HTML(label="Segments", min_width=280, elem_id="fs-table-box")
                 downloads = gr.File(label="Downloads: id PNG and segments JSON", file_count="multiple",
                                     interactive=False, elem_id="fs-downloads")
+        if examples:
+            gr.Examples([list(e) for e in examples], [image, vocabulary, task_radio], label="Examples",
+                        elem_id="fs-examples")
 
         def show_input(path):
             if not path:
@@ -441,8 +568,10 @@ def build_app(demo: WebDemo, examples: Sequence[Sequence[str]] = (), task: str =
         image.change(show_input, image, [preview, message], concurrency_limit=None, show_progress="hidden")
         task_radio.change(lambda t: DEFAULT_CONFIDENCE[t], task_radio, threshold, concurrency_limit=None,
                           show_progress="hidden")
+        # one progress bar, on the overlay, not one per output
         gr.on([submit.click, vocabulary.submit], run, [image, vocabulary, benchmark, task_radio, threshold],
-              [overlay, legend, table, downloads, message], concurrency_limit=1)
+              [overlay, legend, table, downloads, message], concurrency_limit=1, show_progress="full",
+              show_progress_on=overlay).then(None, js=SCROLL_TO_RESULTS_JS, queue=False)
     return app
 
 
