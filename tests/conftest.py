@@ -6,7 +6,10 @@ so every test runs from a plain clone."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,11 @@ OFFICIAL_STATE_DICTS = REFERENCE / "official_state_dict"
 
 # Tests never download: open_clip / huggingface must stay offline.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The project's cache (weights by name, text embeddings) of a test run is its own, never the
+# user's ~/.cache/frozenseg; subprocesses inherit it.
+TEST_CACHE = tempfile.mkdtemp(prefix="frozenseg_test_cache_")
+os.environ["FROZENSEG_CACHE"] = TEST_CACHE
+atexit.register(shutil.rmtree, TEST_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

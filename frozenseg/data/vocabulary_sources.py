@@ -1,13 +1,15 @@
 """Where a vocabulary comes from: the command line, a vocabulary file, a registered dataset (its
-class strings verbatim, its thing classes and colours) or the default merge of COCO, ADE20K and
-LVIS; and the thing / stuff guess for a user's classes. Built on :mod:`.vocabulary` (parsing and
-the :class:`~.vocabulary.Vocabulary` record) and the dataset registry (:mod:`.builtin`)."""
+class strings verbatim, its thing classes and colours) or the default merge of COCO, ADE20K and,
+when its annotation json is present, LVIS; and the thing / stuff guess for a user's classes.
+Built on :mod:`.vocabulary` (parsing and the :class:`~.vocabulary.Vocabulary` record) and the
+dataset registry (:mod:`.builtin`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import logging
+import os
 from typing import Sequence
 
 from .builtin import dataset_class_colors, dataset_vocabulary, thing_class_indices
@@ -27,6 +29,7 @@ __all__ = [
     "dataset_vocabulary_with_things",
     "infer_thing_classes",
     "default_vocabulary",
+    "default_vocabulary_lvis_json",
     "load_vocabulary",
 ]
 
@@ -92,23 +95,43 @@ def dataset_vocabulary_with_things(dataset_name: str, cfg=None) -> tuple[list[st
     return names, things if things is not None else infer_thing_classes(names)
 
 
+def default_vocabulary_lvis_json() -> str:
+    """The LVIS annotation json whose presence adds LVIS to the default vocabulary: the json of
+    the registered ``openvocab_lvis_v1_val`` (``$DETECTRON2_DATASETS/lvis/lvis_v1_val.json`` as
+    registered), or "" when that dataset is not registered."""
+    name = DEFAULT_VOCABULARY_DATASETS[2]
+    if name not in DatasetCatalog:
+        return ""
+    return MetadataCatalog.get(name).get("json_file") or ""
+
+
 def default_vocabulary(include_lvis: bool = True) -> Vocabulary:
-    """COCO panoptic (133) + ADE20K (150) + LVIS (1203, only when its annotation json is
-    present under ``$DETECTRON2_DATASETS``), merged in that order.
+    """COCO panoptic (133) + ADE20K (150) + LVIS (1203, only when ``include_lvis`` and its
+    annotation json is present under ``$DETECTRON2_DATASETS``: :func:`default_vocabulary_lvis_json`),
+    merged in that order. Without the json: the 227 classes of COCO and ADE20K. The LVIS class
+    names ship with the package; the json only says that LVIS is in use here, and is not read.
 
     De-duplication: a class is skipped when its name (first synonym) is already a synonym of an
     earlier class (COCO "tv" vs ADE20K "television receiver,tv": both kept; ADE20K "car" after
     COCO "car,cars": skipped); secondary synonyms already used by an earlier class are dropped
     from the later class, so no two classes share a prompt.
     """
+    datasets = DEFAULT_VOCABULARY_DATASETS[:2]
+    notes = []
+    if include_lvis:
+        lvis_json = default_vocabulary_lvis_json()
+        if lvis_json and os.path.isfile(lvis_json):
+            datasets = DEFAULT_VOCABULARY_DATASETS
+        else:
+            notes.append(f"LVIS left out: no {lvis_json or DEFAULT_VOCABULARY_DATASETS[2] + ' json'}")
     names: list[str] = []
     things: list[int] = []
     used: set[str] = set()
     sources = []
-    for ds in DEFAULT_VOCABULARY_DATASETS if include_lvis else DEFAULT_VOCABULARY_DATASETS[:2]:
+    for ds in datasets:
         try:
             ds_names, ds_things = dataset_vocabulary_with_things(ds)
-        except Exception as e:  # noqa: BLE001 - LVIS is optional
+        except Exception as e:  # noqa: BLE001 - a dataset whose vocabulary is unusable is skipped
             logger.info("Default vocabulary: skipping %s (%s).", ds, str(e).splitlines()[0][:200])
             continue
         thing_set = set(range(len(ds_names))) if ds_things is None else set(ds_things)
@@ -126,7 +149,7 @@ def default_vocabulary(include_lvis: bool = True) -> Vocabulary:
         sources.append(f"{ds} (+{added})")
     if not names:
         raise VocabularyError("No default vocabulary available; pass --vocabulary.")
-    return Vocabulary(names, things, "default: " + ", ".join(sources))
+    return Vocabulary(names, things, "default: " + ", ".join(sources) + "".join(f" ({n})" for n in notes))
 
 
 def load_vocabulary(

@@ -33,13 +33,16 @@ class StubEncoder:
     """Hand-made text encoder: one fixed random vector per prompt, calls are counted.
 
     ``tokenize`` puts the prompt's id at position 0 and the end-of-text id after one token per
-    word, so the builder's truncation is visible: ``encode_text`` checks that every batch is cut
-    right after its longest prompt.
+    word, so the builder's call shapes are visible: ``encode_text`` checks that every call has
+    ``rows`` rows (when given) and that its width is each of its prompts' length rounded up to a
+    multiple of 8. All-zero rows are the builder's padding: they get a zero vector and are not
+    counted.
     """
 
-    def __init__(self, name: str = "stub", dim: int = 8):
+    def __init__(self, name: str = "stub", dim: int = 8, rows: int | None = None):
         self.name = name
         self.dim = dim
+        self.rows = rows
         self.prompts: list[str] = []
         self.encode_calls = 0
         self.encoded_prompts = 0
@@ -58,10 +61,16 @@ class StubEncoder:
 
     def encode_text(self, tokens):
         self.encode_calls += 1
-        self.encoded_prompts += tokens.shape[0]
-        eot = tokens.argmax(dim=-1)
-        assert tokens.shape[1] == int(eot.max()) + 1, "batch not truncated to its longest prompt"
-        return torch.stack([self.vector(self.prompts[int(i) - 1]) for i in tokens[:, 0]])
+        real = tokens[:, 0] > 0
+        self.encoded_prompts += int(real.sum())
+        assert self.rows is None or tokens.shape[0] == self.rows, "calls of another size"
+        eot = tokens[real].argmax(dim=-1)
+        width = torch.full_like(eot, tokens.shape[1])
+        assert torch.equal((eot + 1 + 7) // 8 * 8, width), "width not its prompts' length rounded up to 8"
+        out = torch.zeros(tokens.shape[0], self.dim)
+        for row in real.nonzero().flatten().tolist():
+            out[row] = self.vector(self.prompts[int(tokens[row, 0]) - 1])
+        return out
 
     def text_cache_identity(self):
         return f"stub-model:{self.name}"
@@ -125,7 +134,7 @@ def test_truncated_encoding_equals_full_length(tiny_clip):
 
 
 def test_template_math_and_num_templates():
-    enc = StubEncoder()
+    enc = StubEncoder(rows=5)
     builder = TextClassifierBuilder(encoder=enc, batch_size=5)
     names = ["dog, puppy", "traffic light", "cat,kitten,tabby cat"]
     clf, num_templates = builder.build(names)
@@ -136,7 +145,13 @@ def test_template_math_and_num_templates():
     )
     torch.testing.assert_close(clf, expected, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(clf.norm(dim=-1), torch.ones(6))
-    assert enc.encoded_prompts == 6 * 14 and enc.encode_calls == -(-6 * 14 // 5)
+    # calls of 5 rows, one width each (the stub checks both): a stub prompt takes its words + 2
+    # tokens, so these 84 are of width 8 or 16
+    synonyms = ["dog", "puppy", "traffic light", "cat", "kitten", "tabby cat"]
+    widths = [(len(t.format(s).split()) + 2 + 7) // 8 * 8 for s in synonyms for t in VILD_PROMPT_TEMPLATES]
+    assert set(widths) == {8, 16}
+    assert enc.encoded_prompts == 6 * 14
+    assert enc.encode_calls == sum(-(-widths.count(w) // 5) for w in set(widths))
 
     other = TextClassifierBuilder(encoder=StubEncoder(), batch_size=1000)
     torch.testing.assert_close(other.build(names)[0], clf, atol=1e-6, rtol=1e-5)

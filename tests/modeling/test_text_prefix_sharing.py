@@ -36,8 +36,9 @@ def clip(request):
 
 
 class Counting:
-    """Wraps an encoder and counts the calls of each text method; ``fast=False`` hides the
-    shared-prefix methods (an encoder without the fast path)."""
+    """Wraps an encoder and counts the calls of each text method and the prompts encoded (the
+    builder's all-zero padding rows are not prompts); ``fast=False`` hides the shared-prefix
+    methods (an encoder without the fast path)."""
 
     def __init__(self, inner, fast: bool = True):
         self.inner = inner
@@ -54,7 +55,7 @@ class Counting:
         def wrapper(*args):
             self.calls[name] += 1
             if name == "encode_text_shared_prefix":
-                self.prompts += args[-1].shape[0]
+                self.prompts += int(args[-1].ne(0).any(dim=1).sum())  # not the all-zero padding rows
             return fn(*args)
 
         return wrapper
@@ -68,7 +69,7 @@ class Counting:
 
     def encode_text(self, tokens):
         self.calls["encode_text"] += 1
-        self.prompts += tokens.shape[0]
+        self.prompts += int(tokens.ne(0).any(dim=1).sum())  # not the all-zero padding rows
         return self.inner.encode_text(tokens)
 
 
@@ -152,11 +153,19 @@ def test_encoder_without_fast_path(clip):
 
 
 
-def test_disk_cache_shared_between_paths(clip, tmp_path):
-    """Same cache keys: embeddings written by the full path are read by the fast one."""
+def test_disk_cache_keeps_the_paths_apart(clip, tmp_path):
+    """The two paths round differently, so each reads only the rows it wrote: a row from the
+    cache is the same bits as the path's own fresh encoding."""
     names = ["dog, puppy", "wall-brick"]
     full, _ = TextClassifierBuilder(encoder=clip, cache_dir=str(tmp_path), share_prefixes=False).build(names)
     enc = Counting(clip)
     enc.text_cache_identity = clip.text_cache_identity
-    again, _ = TextClassifierBuilder(encoder=enc, cache_dir=str(tmp_path)).build(names)
-    assert sum(enc.calls.values()) == 0 and torch.equal(again, full)
+    fast, _ = TextClassifierBuilder(encoder=enc, cache_dir=str(tmp_path)).build(names)
+    assert enc.prompts == 3 * len(VILD_PROMPT_TEMPLATES)  # not read from the full path's rows
+    assert torch.equal(fast, TextClassifierBuilder(encoder=clip).build(names, cached=False)[0])
+    assert len(list(tmp_path.rglob("*.pt"))) == 2 * 3
+    for share, expected in ((False, full), (True, fast)):
+        again_enc = Counting(clip, fast=share)
+        again_enc.text_cache_identity = clip.text_cache_identity
+        again, _ = TextClassifierBuilder(encoder=again_enc, cache_dir=str(tmp_path)).build(names)
+        assert sum(again_enc.calls.values()) == 0 and torch.equal(again, expected)

@@ -44,7 +44,7 @@ them on a built model (``prefix_sharing=False``: rules 1-4, checked when the bac
    the public equivalent of torch's private ``_qkv_same_embed_dim``), ``out_proj``,
    ``num_heads``, no ``bias_k`` / ``bias_v``, no ``add_zero_attn`` and no active dropout;
    its attention equals ``F.scaled_dot_product_attention`` with the default 1/sqrt(head dim)
-   scale.
+   scale (computed here as explicit products, ``_attention``).
 """
 
 from __future__ import annotations
@@ -195,6 +195,17 @@ def encode_text(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     return _project(model, x)
 
 
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``F.scaled_dot_product_attention(q, k, v, attn_mask=mask)`` (boolean ``mask``, True =
+    attend; default 1/sqrt(head dim) scale) as explicit matrix products and a softmax. The fused
+    CPU kernel rounds differently with the number of threads and with the other rows of the
+    batch; here each row's result depends on that row alone (for a given shape), which the text
+    classifier's per-synonym caches rely on (text_classifier.py)."""
+    scores = torch.matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.matmul(scores.softmax(dim=-1, dtype=torch.float32).to(v.dtype), v)
+
+
 def _blocks_with_past(
     model: nn.Module,
     tokens: torch.Tensor,
@@ -252,7 +263,7 @@ def _blocks_with_past(
             pk, pv = past_kv[i]
             k = torch.cat([pk, k], dim=2)
             v = torch.cat([pv, v], dim=2)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        o = _attention(q, k, v, mask)
         o = o.transpose(1, 2).reshape(b, q.shape[2], width)
         x = x + blk.ls_1(attn.out_proj(o))
         x = x + blk.ls_2(blk.mlp(blk.ln_2(x)))

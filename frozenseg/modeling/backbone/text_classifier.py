@@ -5,28 +5,47 @@ encoded, each embedding L2-normalised, averaged and L2-normalised again: one row
 ``num_templates[k]`` is the number of synonyms of class k (the name follows the release).
 The learnable void row is *not* built here; the meta-architecture appends it.
 
-Speed: prompts are tokenised once, sorted by length and encoded in batches that are truncated
-to the longest prompt of the batch (position of the last end-of-text token + 1). With CLIP's
-causal attention mask the end-of-text feature does not depend on the padding after it, so the
-truncated encoding equals the full-length one.
+Same bits however a row is obtained: prompts are tokenised once and encoded in text-encoder
+calls of one fixed shape each: always ``batch_size`` rows (the last call of a width is filled up
+with zero rows) and one of a few widths, a prompt's width being the tokens it runs rounded up
+to a multiple of 8 (CLIP's causal attention mask makes the end-of-text feature independent of the
+padding after it). Calls of varying shapes round differently (the matrix-product kernels of
+another shape sum in another order), so a synonym's row would depend on which other classes were
+encoded with it. With one shape per width, a prompt's row does not depend on its place in the
+call nor on the other rows (a property of the kernels, which
+tests/modeling/test_text_classifier_per_synonym.py checks bit for bit: the whole vocabulary at
+once, each class alone, reversed, with 1 and 2 threads). The template average and the
+normalisations run per synonym. So a row is the same bits whether it comes from a fresh encoding
+of the whole vocabulary, from the memory cache or from the disk cache, which is what lets both
+caches work per synonym: a vocabulary that differs from a cached one by one class encodes that
+class only. The price: every call is full size, so even a one-class vocabulary costs one call of
+``batch_size`` rows.
 
-Prefix sharing: with the same causal mask, the tokens that all prompts of a template share before
-the synonym (SOT + e.g. "a photo of a") have the same hidden states in every prompt. When the
-encoder offers it (``encode_text_prefixes`` / ``encode_text_shared_prefix``, as ``CLIPBackbone``
-does), each distinct shared prefix is encoded once and only the rest of each prompt (synonym,
-template tail, end-of-text) is run, length-sorted and batched, attending to the cached prefix keys
-and values: about 44 % of the tokens of the ViLD prompts (ADE-150: 24k instead of 55k), with the
-same outputs up to float rounding. The shared prefix is found on token ids (the longest common
-token prefix of the prompts of a template, ending before the end-of-text token), so BPE merges
-across the placeholder boundary are safe; encoders without the two methods use the full path.
+Prefix sharing: with the same causal mask, the tokens a prompt shares with its template's text
+before the synonym (SOT + e.g. "a photo of a") have the same hidden states in every prompt of the
+template. When the encoder offers it (``encode_text_prefixes`` / ``encode_text_shared_prefix``,
+as ``CLIPBackbone`` does), those template prefixes are encoded once per builder and only the rest
+of each prompt (synonym, template tail, end-of-text) is run, attending to the cached prefix keys
+and values (for the ViLD prompts, 44 % of the tokens, before the widths are rounded up), with the
+same outputs as the full path up to float rounding. A template's prefix is the tokens of its text
+before ``{}``; a prompt uses it only when its own tokens start with it and its end-of-text token
+comes after it (a BPE merge across the placeholder, or a prompt cut at the context length, runs
+the whole prompt), so the tokens a prompt runs depend on that prompt alone. Encoders without the two methods use the full path.
 
-Caches: an in-memory cache per vocabulary, and an optional on-disk cache with one file per
-(text encoder identity, templates, synonym) so that other processes and other vocabularies
-reuse the embeddings without running the text encoder. ``WeightsFingerprint`` hashes the text
-encoder's weights for that identity (``CLIPBackbone.text_cache_identity``).
+Caches, both per synonym (the string that is encoded: a synonym, or a literal class string):
+
+- memory: the rows of every synonym encoded or read so far, keyed by the encoder's identity, the
+  device and the encoding path; the last few vocabularies' assembled classifiers are kept too, so
+  a repeat costs nothing;
+- disk (``cache_dir``, ``MODEL.FROZEN_SEG.TEXT_CACHE_DIR``): one file per (text encoder identity,
+  templates, encoding path, device type, synonym), so that other processes and other vocabularies
+  reuse the embeddings without running the text encoder. ``WeightsFingerprint`` hashes the text
+  encoder's weights for that identity (``CLIPBackbone.text_cache_identity``). A leading
+  ``$FROZENSEG_CACHE`` in ``cache_dir`` is the project's cache folder (:func:`project_cache_root`,
+  the folder the released weights are cached in), also when the variable is not set.
 
 Provenance: the ViLD templates and the synonym-averaged classifier follow FC-CLIP (Yu et al.,
-2023) / ViLD (Gu et al., 2022); the caches and the batching are this project's.
+2023) / ViLD (Gu et al., 2022); the caches and the encoding schedule are this project's.
 """
 
 from __future__ import annotations
@@ -34,7 +53,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import Optional, Protocol, Sequence
+from collections import OrderedDict
+from typing import NamedTuple, Optional, Protocol, Sequence
 
 import torch
 from torch.nn import functional as F
@@ -45,7 +65,10 @@ from ...utils.file_io import atomic_write
 
 __all__ = [
     "VILD_PROMPT_TEMPLATES",
+    "CACHE_ENV",
     "parse_class_names",
+    "project_cache_root",
+    "resolve_text_cache_dir",
     "TextEncoder",
     "TextClassifierBuilder",
     "WeightsFingerprint",
@@ -71,7 +94,47 @@ VILD_PROMPT_TEMPLATES: tuple[str, ...] = (
     "There is a large {} in the scene.",
 )
 
-_CACHE_FORMAT_VERSION = "frozenseg-text-v1"
+#: Version of the disk-cache entries: v2 rows come from fixed-shape encoder calls (v1 rows, from
+#: calls truncated to their longest prompt, differ in the last bits).
+_CACHE_FORMAT_VERSION = "frozenseg-text-v2"
+
+#: Environment variable of the project's cache folder (``frozenseg.checkpoint.zoo.CACHE_ENV``).
+CACHE_ENV = "FROZENSEG_CACHE"
+
+#: Prompt widths (tokens run per prompt) are rounded up to a multiple of this: the few widths
+#: the text encoder is called with.
+_WIDTH_STEP = 8
+
+#: Assembled classifiers kept in memory (the last vocabularies built); the rows of every synonym
+#: are kept regardless, so a vocabulary dropped from here is re-assembled without encoding.
+_VOCABULARIES_KEPT = 8
+
+
+def project_cache_root() -> str:
+    """The project's cache folder, as the environment says now: ``$FROZENSEG_CACHE``, else
+    ``$XDG_CACHE_HOME/frozenseg``, else ``~/.cache/frozenseg``.
+
+    The same rule as :func:`frozenseg.checkpoint.zoo.cache_root` (released weights go to its
+    ``weights/``, text embeddings to its ``text_classifier/``), repeated here because the
+    checkpoint layer sits above this one; a test keeps the two equal."""
+    if os.environ.get(CACHE_ENV):
+        return os.path.abspath(os.path.expandvars(os.path.expanduser(os.environ[CACHE_ENV])))
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return os.path.abspath(os.path.join(os.path.expanduser(base), "frozenseg"))
+
+
+def resolve_text_cache_dir(cache_dir: str) -> str:
+    """The directory of a ``TEXT_CACHE_DIR`` setting: "" stays "" (no disk cache); a leading
+    ``$FROZENSEG_CACHE`` or ``${FROZENSEG_CACHE}`` is :func:`project_cache_root` (so
+    ``$FROZENSEG_CACHE/text_classifier`` works when the variable is unset); then ``~`` and other
+    environment variables are expanded."""
+    if not cache_dir:
+        return ""
+    for var in ("${" + CACHE_ENV + "}", "$" + CACHE_ENV):
+        if cache_dir == var or cache_dir.startswith(var + "/") or cache_dir.startswith(var + os.sep):
+            cache_dir = project_cache_root() + cache_dir[len(var):]
+            break
+    return os.path.expandvars(os.path.expanduser(cache_dir))
 
 
 class TextEncoder(Protocol):
@@ -79,6 +142,9 @@ class TextEncoder(Protocol):
 
     Optional: ``device`` (torch.device, default CPU) and ``text_cache_identity() -> str | None``
     (enables the on-disk cache; None disables it).
+
+    The encode methods receive ``batch_size`` rows per call; all-zero rows are padding, whose
+    outputs are discarded (they must not raise).
     """
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:  # (N, L_ctx) int64
@@ -95,6 +161,19 @@ class TextEncoder(Protocol):
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class _PrefixPlan(NamedTuple):
+    """The template prefixes of the shared-prefix path, encoded once per builder (and encoder
+    identity and device): ``cache`` from ``encode_text_prefixes`` over the distinct prefixes,
+    the empty one last (``empty``: its index); per template t, ``tokens[t, :length[t]]`` is its
+    prefix and ``index[t]`` the prefix's index in ``cache``."""
+
+    cache: object
+    tokens: torch.Tensor  # (T, P) int64, zero padded
+    length: torch.Tensor  # (T,)
+    index: torch.Tensor  # (T,)
+    empty: int
 
 
 class WeightsFingerprint:
@@ -143,6 +222,9 @@ class TextClassifierBuilder:
         builder = TextClassifierBuilder(cfg, encoder=clip_backbone)
         text_classifier, num_templates = builder.build(["dog,puppy", "cat"])
         # text_classifier: (3, D) float32, L2-normalised rows; num_templates: [2, 1]
+
+    After each :meth:`build`, ``last_build`` counts where its synonyms came from
+    (``{"memory": m, "disk": d, "encoded": e}``; all zeros for a repeated vocabulary).
     """
 
     @configurable
@@ -159,11 +241,13 @@ class TextClassifierBuilder:
         Args:
             encoder: object with ``tokenize`` and ``encode_text`` (see ``TextEncoder``).
             templates: prompt templates, each with one ``{}``.
-            batch_size: prompts per text-encoder call (``MODEL.FROZEN_SEG.TEXT_BATCH_SIZE``).
+            batch_size: at most this many prompts per text-encoder call
+                (``MODEL.FROZEN_SEG.TEXT_BATCH_SIZE``); a call never mixes synonyms.
             cache_dir: on-disk cache directory (``MODEL.FROZEN_SEG.TEXT_CACHE_DIR``); "" disables
-                it; ``~`` and environment variables are expanded.
-            share_prefixes: encode the prompt prefixes shared by all synonyms once when the
-                encoder supports it (same outputs; False forces the full-prompt path).
+                it; a leading ``$FROZENSEG_CACHE`` is the project's cache folder, ``~`` and
+                environment variables are expanded (:func:`resolve_text_cache_dir`).
+            share_prefixes: encode the template prefixes once when the encoder supports it
+                (same outputs up to float rounding; False forces the full-prompt path).
         """
         if batch_size < 1:
             raise ValueError(f"TEXT_BATCH_SIZE must be >= 1; got {batch_size}.")
@@ -174,11 +258,16 @@ class TextClassifierBuilder:
         self.templates = templates
         self.batch_size = int(batch_size)
         self.share_prefixes = bool(share_prefixes)
-        self.cache_dir = os.path.expandvars(os.path.expanduser(cache_dir)) if cache_dir else ""
-        self._memory: dict[tuple, tuple[torch.Tensor, list[int]]] = {}
+        self.cache_dir = resolve_text_cache_dir(cache_dir)
+        # rows per (identity, device, path): {synonym: (D,) float32 CPU}; the two latest kept
+        self._rows: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
+        # assembled classifiers of the latest vocabularies
+        self._vocabularies: OrderedDict[tuple, tuple[torch.Tensor, list[int]]] = OrderedDict()
+        self._prefix_plan: Optional[tuple[tuple, _PrefixPlan]] = None
         self._templates_key = _sha256("\n".join(templates))
         self._disk_write_failed = False
         self._warned_cut: set[str] = set()  # synonyms whose prompts were cut (warned once)
+        self.last_build = {"memory": 0, "disk": 0, "encoded": 0}
 
     @classmethod
     def from_config(cls, cfg, encoder: TextEncoder) -> dict:
@@ -191,8 +280,10 @@ class TextClassifierBuilder:
 
     # ---- public ----------------------------------------------------------------------------
     def clear_cache(self) -> None:
-        """Drop the in-memory cache (the disk cache is kept)."""
-        self._memory.clear()
+        """Drop the in-memory caches (the disk cache is kept)."""
+        self._rows.clear()
+        self._vocabularies.clear()
+        self._prefix_plan = None
 
     def build(
         self, class_names: Sequence[str], literal: bool = False, cached: bool = True
@@ -204,7 +295,8 @@ class TextClassifierBuilder:
             literal: encode each class string as one prompt, commas kept (OVSeg's convention;
                 :func:`frozenseg.data.vocabulary.literal_class_prompts`); then K' = K.
             cached: read and write the memory and disk caches; False encodes every prompt and
-                stores nothing (e.g. to time the text encoder).
+                stores nothing (e.g. to time the text encoder). Either way the rows are the
+                same bits.
         Returns:
             text_classifier: (K', D) float32 on the encoder's device, L2-normalised rows, one
                 per synonym in class order (K' = total number of synonyms);
@@ -213,35 +305,51 @@ class TextClassifierBuilder:
         parsed = class_prompts(class_names, literal)
         identity = self._encoder_identity()
         device = self._device()
-        mem_key = (identity, str(device), tuple(class_names), literal)
-        if cached and mem_key in self._memory:
-            emb, counts = self._memory[mem_key]
+        path = self._encoding_path()
+        vocab_key = (identity, str(device), path, tuple(class_names), literal)
+        if cached and vocab_key in self._vocabularies:
+            self._vocabularies.move_to_end(vocab_key)
+            self.last_build = {"memory": 0, "disk": 0, "encoded": 0}
+            emb, counts = self._vocabularies[vocab_key]
             return emb, list(counts)
 
         synonyms = [s for syns in parsed for s in syns]
         unique = list(dict.fromkeys(synonyms))
-        embeddings: dict[str, torch.Tensor] = {}
+        rows = self._row_store(identity, device, path) if cached else {}
+        embeddings = {s: rows[s] for s in unique if s in rows}
+        n_memory = len(embeddings)
         use_disk = cached and bool(self.cache_dir) and identity is not None
         if use_disk:
             for s in unique:
-                from_disk = self._load_from_disk(identity, s)
-                if from_disk is not None:
-                    embeddings[s] = from_disk
+                if s not in embeddings:
+                    from_disk = self._load_from_disk(identity, path, device, s)
+                    if from_disk is not None:
+                        embeddings[s] = from_disk
+        n_disk = len(embeddings) - n_memory
         missing = [s for s in unique if s not in embeddings]
         if missing:
             computed = self._encode_synonyms(missing)  # (M, D) on CPU, float32
             for s, row in zip(missing, computed):
                 embeddings[s] = row
                 if use_disk:
-                    self._save_to_disk(identity, s, row)
-        logger.debug(
-            "Text classifier: %d classes, %d synonyms (%d encoded, %d from disk cache).",
-            len(parsed), len(synonyms), len(missing), len(unique) - len(missing),
-        )
+                    self._save_to_disk(identity, path, device, s, row)
+        if cached:
+            rows.update(embeddings)
+        self.last_build = {"memory": n_memory, "disk": n_disk, "encoded": len(missing)}
+        if n_disk or missing:  # INFO where a disk cache is in use (DEBUG for e.g. pair mining's nouns)
+            logger.log(
+                logging.INFO if use_disk else logging.DEBUG,
+                "Text classifier: %d classes, %d synonyms: %d encoded, %d from the disk cache%s, "
+                "%d from memory.",
+                len(parsed), len(unique), len(missing), n_disk,
+                f" ({self.cache_dir})" if use_disk else "", n_memory,
+            )
         classifier = torch.stack([embeddings[s] for s in synonyms]).to(device=device, dtype=torch.float32)
         counts = [len(syns) for syns in parsed]
         if cached:
-            self._memory[mem_key] = (classifier, counts)
+            self._vocabularies[vocab_key] = (classifier, counts)
+            while len(self._vocabularies) > _VOCABULARIES_KEPT:
+                self._vocabularies.popitem(last=False)
         return classifier, list(counts)
 
     __call__ = build
@@ -265,21 +373,36 @@ class TextClassifierBuilder:
         supported = getattr(enc, "supports_text_prefix_sharing", None)
         return bool(supported()) if callable(supported) else True
 
+    def _encoding_path(self) -> str:
+        """"prefix" (shared template prefixes) or "full": the two round differently, so their
+        rows are cached apart."""
+        return "prefix" if self.share_prefixes and self._encoder_shares_prefixes() else "full"
+
+    def _row_store(self, identity: Optional[str], device: torch.device, path: str) -> dict[str, torch.Tensor]:
+        key = (identity, str(device), path)
+        if key not in self._rows:
+            self._rows[key] = {}
+            while len(self._rows) > 2:  # e.g. before and after a checkpoint load
+                self._rows.popitem(last=False)
+        self._rows.move_to_end(key)
+        return self._rows[key]
+
     @torch.no_grad()
     def _encode_synonyms(self, synonyms: list[str]) -> torch.Tensor:
-        """(M, D) float32 CPU: normalize(mean_t normalize(encode(template_t(synonym))))."""
+        """(M, D) float32 CPU: normalize(mean_t normalize(encode(template_t(synonym)))), each
+        row the same bits whatever else is encoded with it (see the module docstring)."""
         n_t = len(self.templates)
         prompts = [t.format(s) for s in synonyms for t in self.templates]
         tokens = self.encoder.tokenize(prompts).long()  # (M*T, L_ctx)
         lengths = tokens.argmax(dim=-1) + 1  # end-of-text (largest id) position + 1
         self._warn_cut_prompts(synonyms, lengths.view(len(synonyms), n_t), tokens.shape[1])
-        feats = None
-        if self.share_prefixes and self._encoder_shares_prefixes():
-            feats = self._encode_prompts_shared_prefix(tokens, lengths, len(synonyms), n_t)
-        if feats is None:
+        if self._encoding_path() == "prefix":
+            feats = self._encode_prompts_shared_prefix(self._prefix_plan_for_encoding(), tokens, lengths)
+        else:
             feats = self._encode_prompts(tokens, lengths)
-        feats = feats.reshape(len(synonyms), n_t, -1).mean(dim=1)
-        return F.normalize(feats, dim=-1)
+        feats = feats.view(len(synonyms), n_t, -1)
+        # one synonym at a time: the reductions see the same shapes whatever M is
+        return torch.stack([F.normalize(f.mean(dim=0), dim=-1) for f in feats])
 
     def _word_tokens(self, text: str) -> int:
         """Number of tokens of ``text`` without start/end-of-text, counted word by word (CLIP's
@@ -307,78 +430,101 @@ class TextClassifierBuilder:
                     synonym, self._word_tokens(synonym), n_cut, len(self.templates), n_ctx,
                 )
 
+    def _calls(self, run: torch.Tensor, n_ctx: int) -> list[tuple[torch.Tensor, int]]:
+        """The text-encoder calls of N prompts that run ``run`` (N,) tokens each: ``(rows, width)``
+        pairs, every call ``batch_size`` rows (the caller pads) of one width, a prompt's width being
+        its own ``run`` rounded up to a multiple of ``_WIDTH_STEP`` (at most ``n_ctx``)."""
+        width = ((run + _WIDTH_STEP - 1) // _WIDTH_STEP * _WIDTH_STEP).clamp(max=n_ctx)
+        calls = []
+        for w in torch.unique(width).tolist():
+            rows = (width == w).nonzero().flatten()
+            calls += [(chunk, int(w)) for chunk in rows.split(self.batch_size)]
+        return calls
+
     def _encode_prompts(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(N, D) normalised features of whole prompts, length-sorted truncated batches."""
-        order = torch.argsort(lengths, stable=True)
+        """(N, D) normalised features of whole prompts ``tokens`` (N, L_ctx), zero-padded."""
         device = self._device()
-        feats = None
-        for start in range(0, len(tokens), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            length = int(lengths[idx].max())
-            batch = tokens[idx, :length].to(device)
-            out = self.encoder.encode_text(batch).float()
-            out = F.normalize(out, dim=-1).cpu()
-            if feats is None:
+        feats = torch.empty(0)
+        for rows, width in self._calls(lengths, tokens.shape[1]):
+            batch = torch.zeros(self.batch_size, width, dtype=torch.long)  # padding rows: zeros
+            batch[: len(rows)] = tokens[rows, :width]
+            out = F.normalize(self.encoder.encode_text(batch.to(device)).float(), dim=-1).cpu()
+            if feats.numel() == 0:
                 feats = torch.empty(len(tokens), out.shape[-1], dtype=torch.float32)
-            feats[idx] = out
+            feats[rows] = out[: len(rows)]
         return feats
 
-    def _encode_prompts_shared_prefix(
-        self, tokens: torch.Tensor, lengths: torch.Tensor, n_syn: int, n_t: int
-    ) -> Optional[torch.Tensor]:
-        """Same as ``_encode_prompts`` (prompt i = synonym i // T, template i % T), encoding the
-        token prefix shared by all prompts of a template once; None if there is none."""
-        n_ctx = tokens.shape[1]
-        tok3 = tokens.view(n_syn, n_t, n_ctx)
-        len3 = lengths.view(n_syn, n_t)
-        prefix_len = []
-        for t in range(n_t):
-            group = tok3[:, t]
-            differs = (group != group[:1]).any(dim=0)  # (L_ctx,)
-            p = int(differs.int().argmax()) if bool(differs.any()) else n_ctx
-            # the pooled end-of-text token (and everything after it) stays in every suffix
-            prefix_len.append(max(0, min(p, int(len3[:, t].min()) - 1)))
-        if max(prefix_len) == 0:
-            return None
+    def _prefix_plan_for_encoding(self) -> _PrefixPlan:
+        """The encoded template prefixes (memoised per encoder identity and device; recomputed
+        every time for an encoder without an identity)."""
+        identity = self._encoder_identity()
+        key = (identity, str(self._device()))
+        if identity is not None and self._prefix_plan is not None and self._prefix_plan[0] == key:
+            return self._prefix_plan[1]
+        prefix_tokens = []
+        for template in self.templates:
+            text = template[: template.index("{}")].rstrip()
+            t = self.encoder.tokenize([text]).long()[0]
+            prefix_tokens.append(t[: int(t.argmax())])  # SOT + the words, without end-of-text
         distinct: dict[tuple, int] = {}  # identical prefixes (e.g. "a photo of a") run once
-        prefix_id = [
-            distinct.setdefault(tuple(tok3[0, t, : prefix_len[t]].tolist()), len(distinct))
-            for t in range(n_t)
-        ]
+        index = [distinct.setdefault(tuple(p.tolist()), len(distinct)) for p in prefix_tokens]
+        empty = distinct.setdefault((), len(distinct))  # for prompts that run whole
+        cache = self.encoder.encode_text_prefixes([torch.tensor(k, dtype=torch.long) for k in distinct])
+        length = torch.tensor([len(p) for p in prefix_tokens], dtype=torch.long)
+        tokens = torch.zeros(len(prefix_tokens), int(length.max()), dtype=torch.long)
+        for t, p in enumerate(prefix_tokens):
+            tokens[t, : len(p)] = p
+        plan = _PrefixPlan(cache, tokens, length, torch.tensor(index, dtype=torch.long), empty)
+        self._prefix_plan = (key, plan)
+        return plan
+
+    def _encode_prompts_shared_prefix(
+        self, plan: _PrefixPlan, tokens: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """Same as ``_encode_prompts`` (prompt i from template i % T), each prompt starting from its
+        template's encoded prefix when its tokens begin with it and its end-of-text token comes
+        after it, else from the empty prefix."""
+        n, n_ctx = tokens.shape
+        template = torch.arange(n) % len(self.templates)
+        length, index = plan.length[template], plan.index[template]
+        p = plan.tokens.shape[1]
+        in_prefix = torch.arange(p) < length[:, None]  # (N, P)
+        matches = ((tokens[:, :p] == plan.tokens[template]) | ~in_prefix).all(dim=1)
+        usable = matches & (length > 0) & (length < lengths)
+        pid = torch.where(usable, index, plan.empty)
+        plen = torch.where(usable, length, 0)
+        run = lengths - plen  # the suffix: synonym, template tail, end-of-text
         device = self._device()
-        cache = self.encoder.encode_text_prefixes(
-            [torch.tensor(key, dtype=torch.long) for key in distinct]
-        )
-        pid = torch.tensor(prefix_id, dtype=torch.long).repeat(n_syn)  # (N,)
-        plen = torch.tensor(prefix_len, dtype=torch.long).repeat(n_syn)
-        suffix_len = lengths - plen
-        order = torch.argsort(suffix_len, stable=True)
-        feats = None
-        for start in range(0, len(tokens), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            width = int(suffix_len[idx].max())
+        feats = torch.empty(0)
+        for rows, width in self._calls(run, n_ctx):
             offsets = torch.arange(width)
-            cols = (plen[idx, None] + offsets).clamp(max=n_ctx - 1)
-            batch = tokens[idx[:, None], cols] * (offsets < suffix_len[idx, None])  # zero padded
-            out = self.encoder.encode_text_shared_prefix(cache, pid[idx].to(device), batch.to(device))
+            cols = (plen[rows, None] + offsets).clamp(max=n_ctx - 1)
+            batch = torch.zeros(self.batch_size, width, dtype=torch.long)  # padding rows: zeros,
+            batch[: len(rows)] = tokens[rows[:, None], cols] * (offsets < run[rows, None])
+            prefix = torch.full((self.batch_size,), plan.empty, dtype=torch.long)  # no prefix
+            prefix[: len(rows)] = pid[rows]
+            out = self.encoder.encode_text_shared_prefix(plan.cache, prefix.to(device), batch.to(device))
             out = F.normalize(out.float(), dim=-1).cpu()
-            if feats is None:
-                feats = torch.empty(len(tokens), out.shape[-1], dtype=torch.float32)
-            feats[idx] = out
+            if feats.numel() == 0:
+                feats = torch.empty(n, out.shape[-1], dtype=torch.float32)
+            feats[rows] = out[: len(rows)]
         return feats
 
     # ---- disk cache -------------------------------------------------------------------------
-    def _cache_path(self, identity: str, synonym: str) -> tuple[str, str]:
+    def _cache_path(self, identity: str, path: str, device: torch.device, synonym: str) -> tuple[str, str]:
         model_dir = _sha256(f"{_CACHE_FORMAT_VERSION}|{identity}")[:24]
-        key = f"{_CACHE_FORMAT_VERSION}|{identity}|templates={self._templates_key}|synonym={synonym}"
+        key = (
+            f"{_CACHE_FORMAT_VERSION}|{identity}|templates={self._templates_key}|path={path}"
+            f"|device={device.type}|synonym={synonym}"
+        )
         return os.path.join(self.cache_dir, model_dir, _sha256(key) + ".pt"), key
 
-    def _load_from_disk(self, identity: str, synonym: str) -> Optional[torch.Tensor]:
-        path, key = self._cache_path(identity, synonym)
-        if not os.path.isfile(path):
+    def _load_from_disk(self, identity: str, path: str, device: torch.device, synonym: str) -> Optional[torch.Tensor]:
+        file, key = self._cache_path(identity, path, device, synonym)
+        if not os.path.isfile(file):
             return None
         try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            data = torch.load(file, map_location="cpu", weights_only=True)
             emb = data["embedding"]
             if data.get("key") != key:
                 raise ValueError("the stored key does not match")
@@ -388,16 +534,18 @@ class TextClassifierBuilder:
         except Exception as e:
             logger.warning(
                 "Ignoring unreadable text-classifier cache file %s (%s: %s); recomputing it.",
-                path, type(e).__name__, e,
+                file, type(e).__name__, e,
             )
             return None
 
-    def _save_to_disk(self, identity: str, synonym: str, embedding: torch.Tensor) -> None:
+    def _save_to_disk(
+        self, identity: str, path: str, device: torch.device, synonym: str, embedding: torch.Tensor
+    ) -> None:
         if self._disk_write_failed:
             return
-        path, key = self._cache_path(identity, synonym)
+        file, key = self._cache_path(identity, path, device, synonym)
         try:
-            with atomic_write(path) as f:  # readers see the old or the new file, never a torn one
+            with atomic_write(file) as f:  # readers see the old or the new file, never a torn one
                 torch.save({"key": key, "embedding": embedding.detach().cpu().float().clone()}, f)
         except OSError as e:
             self._disk_write_failed = True
