@@ -36,8 +36,6 @@ from .clip_adapter import (
     prompt_templates,
 )
 from ...modeling.contract import BenchmarkStage, ImageFeatures, SegmentationModel
-from ...modeling.open_vocab import get_classification_logits
-from .transformer_predictor import OVSEG_LOGIT_TEMPERATURE
 from .criterion import build_maskformer_criterion
 from .config import add_ovseg_config
 from ...modeling.postprocessing import sem_seg_postprocess
@@ -312,10 +310,7 @@ class OVSeg(SegmentationModel):
                 masks = _mask_probs(mask_pred, padded_size, tuple(images[i].shape[-2:]))
                 tensors = {"mask_pred": mask_pred, "class_embed": outputs["pred_class_embed"][:, j : j + 1]}
                 if self.clip_ensemble:
-                    crops = self.clip_adapter.crop_regions(images[i], masks)
-                    tensors["valid"] = crops.valid
-                    if crops.regions.shape[0] > 0:
-                        tensors["crop_features"] = self.clip_adapter.encode_regions(crops.regions, crops.region_masks)
+                    tensors["crop_features"], tensors["valid"] = self.clip_adapter(images[i], masks)
                 else:
                     tensors["valid"] = (masks > self.clip_adapter.mask_thr).flatten(1).any(dim=1)
                 encoded[i] = ImageFeatures(tensors, {"padded_size": padded_size, "output_size": output_size,
@@ -387,7 +382,8 @@ class OVSeg(SegmentationModel):
         Args:
             features: the image's :meth:`encode_images` features: ``mask_pred`` (Q, Hp/4, Wp/4)
                 mask logits at stride 4 of the padded input, ``class_embed`` (L', 1, Q, D),
-                ``valid`` (Q,) bool and, for valid proposals, ``crop_features`` (N, D).
+                ``valid`` (Q,) bool and, with the CLIP ensemble, ``crop_features`` (N, D) of the N valid
+                proposals' crops.
             text_classifier: (K' + 1, D) text rows, no-object last.
         Returns:
             the (K, height, width) scores as :class:`~frozenseg.structures.SemanticScores`
@@ -400,12 +396,8 @@ class OVSeg(SegmentationModel):
         masks = _mask_probs(t["mask_pred"], meta["padded_size"], (height, width))
         valid = t["valid"]
         clip_logits = None
-        if self.clip_ensemble:
-            if "crop_features" in t:
-                clip_logits = get_classification_logits(
-                    t["crop_features"], text_classifier, OVSEG_LOGIT_TEMPERATURE, [1] * (text_classifier.shape[0] - 1))
-            else:  # no proposal has a pixel above MASK_THR: CLIP is not run
-                clip_logits = text_classifier.new_zeros(0, text_classifier.shape[0])
+        if self.clip_ensemble:  # (0, K' + 1) when no proposal has a pixel above MASK_THR
+            clip_logits = self.clip_adapter.classify(t["crop_features"], text_classifier)
         background = len(self.vocabulary) == 1
         if self.demo:
             scores, keep = ovseg_class_scores(mf_logits, clip_logits, valid, self.clip_ensemble_weight)

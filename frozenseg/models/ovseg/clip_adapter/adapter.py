@@ -153,30 +153,44 @@ class OVSegClipAdapter(nn.Module):
             pixel_std=self.pixel_std.flatten().tolist(),
         )
 
+    def classify(self, features: torch.Tensor, text_classifier: torch.Tensor,
+                 num_templates: Sequence[int] | None = None) -> torch.Tensor:
+        """CLIP logits (N, K + 1) = 100 * cos(image feature, row) of the crops' (N, D) features
+        against the (K' + 1, D) rows (no-object last; ``num_templates`` rows per class, None =
+        one row per class); (0, K + 1) when there is no crop."""
+        if num_templates is None:
+            num_templates = [1] * (text_classifier.shape[0] - 1)
+        if features.shape[0] == 0:
+            return text_classifier.new_zeros(0, len(num_templates) + 1)
+        return get_classification_logits(features, text_classifier, OVSEG_LOGIT_TEMPERATURE, num_templates)
+
     @torch.no_grad()
     def forward(
         self,
         image: torch.Tensor,
         mask_probs: torch.Tensor,
-        text_classifier: torch.Tensor,
+        text_classifier: torch.Tensor | None = None,
         num_templates: Sequence[int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """CLIP logits of the valid proposals of one image.
+        """CLIP logits of the valid proposals of one image, or their features.
 
         Args:
             image: (3, H, W) resized, unpadded input image, RGB 0..255.
             mask_probs: (Q, H, W) sigmoid mask probabilities cropped to (H, W).
-            text_classifier: (K' + 1, D) normalised rows, no-object last (:meth:`with_non_object`).
+            text_classifier: (K' + 1, D) normalised rows, no-object last (:meth:`with_non_object`);
+                None: return the crops' features instead of logits (the vocabulary-free part,
+                classified later with :meth:`classify`).
             num_templates: rows per class; None = one row per class.
         Returns:
-            clip_logits (N, K + 1) = 100 * cos(image feature, row), and valid (Q,) bool; N = 0
-            when no mask has a pixel above ``mask_thr`` (CLIP is then not run).
+            clip_logits (N, K + 1) = 100 * cos(image feature, row), or the (N, D) normalised
+            features without a text classifier, and valid (Q,) bool; N = 0 when no mask has a
+            pixel above ``mask_thr`` (CLIP is then not run).
         """
         crops = self.crop_regions(image, mask_probs)
-        if num_templates is None:
-            num_templates = [1] * (text_classifier.shape[0] - 1)
         if crops.regions.shape[0] == 0:
-            return text_classifier.new_zeros(0, len(num_templates) + 1), crops.valid
-        features = self.encode_regions(crops.regions, crops.region_masks)
-        logits = get_classification_logits(features, text_classifier, OVSEG_LOGIT_TEMPERATURE, num_templates)
-        return logits, crops.valid
+            features = image.new_zeros((0, self.non_object_embedding.shape[-1]), dtype=torch.float32)
+        else:
+            features = self.encode_regions(crops.regions, crops.region_masks)
+        if text_classifier is None:
+            return features, crops.valid
+        return self.classify(features, text_classifier, num_templates), crops.valid
