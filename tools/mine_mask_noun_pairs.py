@@ -35,7 +35,8 @@ from frozenseg.engine.setup import build_inference_model, load_config
 from frozenseg.modeling.build import meta_arch_class
 from frozenseg.models.ovseg.adaptation.caption_nouns import NOUN_BACKENDS, NounExtractorUnavailable, build_noun_extractor
 from frozenseg.models.ovseg.adaptation.mask_noun_pairs import load_coco_captions, write_pair_index
-from frozenseg.models.ovseg.adaptation.pair_mining import MatchingRule, mine_pairs, require_ovseg
+from frozenseg.models.ovseg.adaptation.pair_mining import EMPTY_WEIGHTS_WARNING, MatchingRule, mine_pairs, require_ovseg
+from frozenseg.utils.cli import DefaultsHelpFormatter
 from frozenseg.utils.errors import UserInputError
 
 logger = logging.getLogger("mine_mask_noun_pairs")
@@ -45,7 +46,7 @@ def get_parser() -> argparse.ArgumentParser:
     rule = MatchingRule()
     p = argparse.ArgumentParser(
         description="Mine mask-noun pairs from COCO Captions with a trained OVSeg (docs/models/ovseg.md §3.B1).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--config-file", required=True, help="the OVSeg config of the trained proposal generator")
     p.add_argument("--captions", required=True, help="COCO Captions json (annotations/captions_train2017.json)")
@@ -89,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         extractor = build_noun_extractor(args.noun_backend, args.extra_nouns)
         cfg = load_config(args.config_file, list(args.opts or []), device=args.device or default_device())
         require_ovseg(meta_arch_class(cfg), args.config_file)
+        if not cfg.MODEL.WEIGHTS:
+            logger.warning(EMPTY_WEIGHTS_WARNING)
         model = build_inference_model(cfg)
         mapper = TestDatasetMapper.from_config(cfg)
         rule = MatchingRule(args.min_similarity, args.margin, not args.shared_proposals, args.min_score)

@@ -41,7 +41,7 @@ from frozenseg.modeling.sam.automatic import (
 )
 from frozenseg.checkpoint.zoo import resolve_weights
 from frozenseg.modeling.sam.checkpoint import default_checkpoint_path
-from frozenseg.utils.cli import int_at_least, run_device
+from frozenseg.utils.cli import DefaultsHelpFormatter, int_at_least, run_device
 
 logger = logging.getLogger("save_sam_masks")
 
@@ -54,7 +54,7 @@ GENERATOR_FLAGS = tuple(k for k in RELEASED_GENERATOR_PARAMS if k != "output_mod
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Cache SAM automatic-mask proposals of a registered dataset (docs/models/frozenseg.md §7.5).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--dataset", required=True, help="registered dataset name, e.g. openvocab_ade20k_panoptic_val")
     p.add_argument("--output", default="output/sam_masks",

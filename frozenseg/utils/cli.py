@@ -1,12 +1,13 @@
 """Argument types the command lines share: argparse reports a value they refuse as a usage error
-(the flag named, one sentence, exit status 2) before any work starts."""
+(the flag named, one sentence, exit status 2) before any work starts. Also the help formatter
+that shows each option's default once."""
 
 from __future__ import annotations
 
 import argparse
 import re
 
-__all__ = ["int_at_least", "file_size", "memory_size", "run_device"]
+__all__ = ["int_at_least", "file_size", "memory_size", "run_device", "DefaultsHelpFormatter"]
 
 
 def int_at_least(minimum: int):
@@ -47,3 +48,21 @@ def run_device(text: str) -> str:
     if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
         raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
     return text
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``ArgumentDefaultsHelpFormatter`` that appends ``(default: X)`` only where it informs: not
+    when the help already states its default (``"default: $RANK or 0"``), not for a default of
+    None (a required option, or one whose default is computed at run time and described in its
+    help), and not for on/off flags (``store_true`` / ``store_false``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text.lower()
+            or action.default is None
+            or action.default is argparse.SUPPRESS
+            or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+        ):
+            return text
+        return super()._get_help_string(action)

@@ -38,6 +38,12 @@ def _the_error(proc) -> str:
     return lines[0][len(PREFIX):]
 
 
+def _once_on_the_terminal(proc, msg: str) -> None:
+    """The sentence reaches the terminal (stdout and stderr together) exactly once."""
+    terminal = proc.stdout + proc.stderr
+    assert terminal.count(msg) == 1, terminal[-3000:]
+
+
 def _assert_no_training_output(out_dir) -> None:
     left = set(os.listdir(out_dir)) if out_dir.exists() else set()
     assert not left - {"config.yaml", "log.txt"}, left  # no metrics.json, checkpoints, events
@@ -55,8 +61,10 @@ def test_missing_config_file(shapes_data, tmp_path):
 
 def test_override_of_the_wrong_type_and_debug(shapes_data, tmp_path):
     args = _base(tmp_path / "out", "SOLVER.MAX_ITER", "abc")
-    msg = _the_error(_run(args, shapes_data, tmp_path))
+    proc = _run(args, shapes_data, tmp_path)
+    msg = _the_error(proc)
     assert msg == "SOLVER.MAX_ITER expects an integer, got 'abc' in command-line overrides (currently 1000)."
+    _once_on_the_terminal(proc, msg)
     debug = _run(["--debug", *args], shapes_data, tmp_path)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "ConfigValueError" in debug.stderr
 
@@ -65,10 +73,14 @@ def test_text_file_as_weights_leaves_no_training_output(shapes_data, tmp_path):
     weights = tmp_path / "weights.pth"
     weights.write_text("a text file, not weights\n")
     out = tmp_path / "out"
-    msg = _the_error(_run(_base(out, "MODEL.WEIGHTS", weights), shapes_data, tmp_path))
+    proc = _run(_base(out, "MODEL.WEIGHTS", weights), shapes_data, tmp_path)
+    msg = _the_error(proc)
     assert msg.startswith(f"{str(weights)!r} is not a PyTorch checkpoint") and "torch.save" in msg
     _assert_no_training_output(out)
     assert f"Stopped: {msg}" in (out / "log.txt").read_text()  # the log says why the run stopped
+    # the console logger (stdout) leaves the sentence to stderr's "train_net.py: error: ..."
+    assert "Stopped:" not in proc.stdout
+    _once_on_the_terminal(proc, msg)
 
 
 def test_truncated_checkpoint_eval_only(shapes_data, tmp_path):
@@ -78,6 +90,7 @@ def test_truncated_checkpoint_eval_only(shapes_data, tmp_path):
     proc = _run(["--eval-only", *_base(tmp_path / "out", "MODEL.WEIGHTS", weights)], shapes_data, tmp_path)
     msg = _the_error(proc)
     assert msg.startswith(f"Checkpoint {str(weights)!r} is truncated or corrupt")
+    _once_on_the_terminal(proc, msg)
     assert not (tmp_path / "out" / "inference").exists()
 
 
@@ -120,7 +133,36 @@ def test_unregistered_test_dataset_is_named(shapes_data, tmp_path):
     """It used to stop with "Dataset 'x' has no vocabulary" after building the model."""
     out = tmp_path / "out"
     args = ["--eval-only", *_base(out, "DATASETS.TEST", "('synthetic_shapes_val_panoptc',)")]
-    assert _the_error(_run(args, shapes_data, tmp_path)) == (
+    proc = _run(args, shapes_data, tmp_path)
+    assert _the_error(proc) == (
         "Dataset 'synthetic_shapes_val_panoptc' (in DATASETS.TEST) is not registered; did you mean "
         "synthetic_shapes_val_panoptic, synthetic_shapes_train_panoptic, synthetic_shapes_val_sem_seg?")
+    _once_on_the_terminal(proc, _the_error(proc))
     assert not out.exists()
+
+
+def test_stop_sentence_goes_to_the_log_file_and_once_to_stderr(tmp_path, capsys):
+    """In process: after the run's logging is set up (console on stdout, log.txt), a user error
+    is logged to log.txt only and printed once, on stderr."""
+    import logging
+
+    from frozenseg.engine.defaults import keep_stop_sentence_off_console
+    from frozenseg.engine.env import setup_logger
+    from frozenseg.utils.errors import ConfigValueError, exit_on_user_error
+
+    sentence = "SOLVER.MAX_ITER expects an integer, got 'abc'."
+    setup_logger(str(tmp_path))
+    keep_stop_sentence_off_console()
+    keep_stop_sentence_off_console()  # idempotent
+    try:
+        with pytest.raises(SystemExit) as e, exit_on_user_error("train_net.py"):
+            raise ConfigValueError(sentence)
+        logging.getLogger("frozenseg").error("Another error.")  # other errors still reach the console
+    finally:
+        for h in list(logging.getLogger("frozenseg").handlers):
+            h.flush()
+    out = capsys.readouterr()
+    assert e.value.code == 2
+    assert (out.out + out.err).count(sentence) == 1 and out.err == f"train_net.py: error: {sentence}\n"
+    assert "Another error." in out.out
+    assert f"Stopped: {sentence}" in (tmp_path / "log.txt").read_text()

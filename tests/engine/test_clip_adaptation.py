@@ -29,7 +29,7 @@ from frozenseg.models.ovseg.adaptation.clip_training import (
     setup_run,
 )
 from frozenseg.engine.launch import launch
-from frozenseg.models.ovseg.adaptation.splice import splice_clip, splice_clip_file
+from frozenseg.models.ovseg.adaptation.splice import ovseg_checkpoint_clip, splice_clip, splice_clip_file
 from frozenseg.utils.errors import CheckpointError
 
 from ..conftest import REPO_ROOT
@@ -296,3 +296,113 @@ def test_bfloat16_autocast_on_cpu(pairs, tmp_path):
     assert trainer.amp_dtype == torch.bfloat16 and trainer.scaler is None
     assert all(v.dtype == before[k].dtype for k, v in after.items())
     assert not torch.equal(before["visual.conv1.weight"], after["visual.conv1.weight"])
+
+
+def test_an_ovseg_checkpoint_as_starting_weights(tmp_path):
+    """--clip-weights may name an OVSeg checkpoint (stage A's model_final.pth): the adaptation
+    starts from the CLIP inside it; a CLIP file or a tag is not mistaken for one."""
+    model_state = tiny_ovseg("").state_dict()
+    torch.save({"model": model_state, "iteration": 3}, tmp_path / "ovseg.pth")
+    clip = ovseg_checkpoint_clip(str(tmp_path / "ovseg.pth"))
+    assert clip.keys() == {k.removeprefix("clip_adapter.clip_model.") for k in model_state
+                           if k.startswith("clip_adapter.clip_model.")}
+    torch.save(clip, tmp_path / "clip.pth")
+    assert ovseg_checkpoint_clip(str(tmp_path / "clip.pth")) is None and ovseg_checkpoint_clip("openai") is None
+    trainer = CLIPAdaptationTrainer(settings("finetune", clip_weights=str(tmp_path / "ovseg.pth"), seed=5),
+                                    [{"filepath": "unused", "title": "dog"}] * 2, str(tmp_path / "out"))
+    start = trainer.model.clip_model.state_dict()
+    assert all(torch.equal(start[k], clip[k]) for k in clip)
+    wide = {k: v for k, v in model_state.items() if "visual.transformer.resblocks.3." not in k}
+    torch.save({"model": wide}, tmp_path / "shallow.pth")
+    with pytest.raises(ValueError, match="is not a tiny_vit_clip CLIP"):
+        CLIPAdaptationTrainer(settings("finetune", clip_weights=str(tmp_path / "shallow.pth")),
+                              [{"filepath": "unused", "title": "dog"}] * 2, str(tmp_path / "out2"))
+
+
+#: The mining thresholds docs/getting_started.md gives for the shapes set: every noun takes its
+#: most similar proposal (one noun per proposal). With the random tiny CLIP every crop embeds
+#: alike: the best proposal leads the runner-up by about 0.001, below the default --margin 0.01,
+#: so the defaults mine nothing there.
+SHAPES_MINING_FLAGS = ["--min-similarity", "-1", "--margin", "0"]
+#: Pairs they mine from the 6-image set of the chain test below.
+NUM_PAIRS = 8
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO_ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_documented_shapes_mining_flags():
+    text = (REPO_ROOT / "docs" / "getting_started.md").read_text(encoding="utf-8")
+    assert " ".join(SHAPES_MINING_FLAGS) in text
+
+
+@pytest.mark.slow
+def test_stages_b1_to_c_on_the_shapes_set(tmp_path):
+    """OVSeg's stages B1-C in miniature, with the commands of docs/getting_started.md: captions
+    for a 6-image shapes set, pairs mined with the documented thresholds by a (random, untrained)
+    tiny OVSeg of configs/synthetic/ovseg_tiny_shapes.yaml, fine-tuning from that checkpoint's
+    CLIP, mask prompt tuning, and the splice."""
+    from frozenseg.data.synthetic import make_shapes
+
+    make_shapes(str(tmp_path / "datasets"), 0, 6, 1, size=64)
+    assert _tool("make_synthetic_captions").main(["--root", str(tmp_path / "datasets")]) == 0
+    shapes = tmp_path / "datasets" / "synthetic_shapes"
+    captions = json.loads((shapes / "train" / "captions.json").read_text())
+    assert len(captions["images"]) == len(captions["annotations"]) == 6
+    assert (shapes / "nouns.txt").read_text().split() == [
+        "circle", "square", "triangle", "star", "sky", "grass", "sand", "water"]
+
+    torch.manual_seed(0)
+    cfg = frozenseg.get_cfg()
+    config = str(REPO_ROOT / "configs/synthetic/ovseg_tiny_shapes.yaml")
+    cfg.merge_from_file(config)
+    stage_a = tmp_path / "model_final.pth"
+    ovseg_state = frozenseg.build_model(cfg).state_dict()
+    torch.save({"model": ovseg_state, "iteration": 799}, stage_a)
+
+    # B1: the default thresholds mine nothing here; the documented ones do
+    mine = _tool("mine_mask_noun_pairs")
+    common = ["--config-file", config, "--captions", str(shapes / "train" / "captions.json"),
+              "--image-root", str(shapes / "train" / "images"), "--extra-nouns", str(shapes / "nouns.txt"),
+              "--device", "cpu"]
+    assert mine.main([*common, "--output", str(tmp_path / "none"), "MODEL.WEIGHTS", str(stage_a)]) == 0
+    assert len((tmp_path / "none" / "pairs.tsv").read_text().splitlines()) == 1  # the header alone
+    assert mine.main([*common, "--output", str(tmp_path / "pairs"), *SHAPES_MINING_FLAGS,
+                      "MODEL.WEIGHTS", str(stage_a)]) == 0
+    rows = read_pair_index(str(tmp_path / "pairs" / "pairs.tsv"))
+    assert len(rows) == NUM_PAIRS, len(rows)
+    assert {r["title"] for r in rows} <= set((shapes / "nouns.txt").read_text().split())
+
+    # B2: fine-tuning from stage A's CLIP; B3: mask prompts on top
+    train_tool = _tool("train_clip_adapter")
+    steps = ["--clip-model", "tiny_vit_clip", "--batch-size", "4", "--epochs", "1", "--workers", "0", "--warmup", "1",
+             "--log-period", "1", "--device", "cpu"]
+    assert train_tool.main(["--mode", "finetune", "--pairs", str(tmp_path / "pairs" / "pairs.tsv"), "--output",
+                            str(tmp_path / "ft"), "--clip-weights", str(stage_a), "--lr", "1e-4", *steps]) == 0
+    assert train_tool.main(["--mode", "mask_prompt", "--pairs", str(tmp_path / "pairs" / "pairs.tsv"), "--output",
+                            str(tmp_path / "mpt"), "--clip-weights", str(tmp_path / "ft" / "clip_final.pth"), *steps]) == 0
+    for run in ("ft", "mpt"):
+        metrics = [json.loads(line) for line in (tmp_path / run / "metrics.json").read_text().splitlines()]
+        assert len(metrics) == NUM_PAIRS // 4 and all(math.isfinite(m["loss_contrastive"]) for m in metrics)
+    start = ovseg_checkpoint_clip(str(stage_a))
+    ft = torch.load(tmp_path / "ft" / "clip_final.pth", weights_only=True)
+    mpt = torch.load(tmp_path / "mpt" / "clip_final.pth", weights_only=True)
+    assert MASK_EMBEDDING not in ft and float(start[MASK_EMBEDDING].abs().sum()) == 0  # stage A's prompts are zeros
+    assert torch.equal(ft["text_projection"], start["text_projection"])  # started from stage A's CLIP
+    assert not torch.equal(ft["visual.conv1.weight"], start["visual.conv1.weight"])
+    assert [k for k in mpt if k not in ft or not torch.equal(mpt[k], ft[k])] == [MASK_EMBEDDING]
+
+    # C: the splice replaces exactly the CLIP
+    assert _tool("ovseg_replace_clip").main(["--ovseg", str(stage_a), "--clip", str(tmp_path / "mpt" / "clip_final.pth"),
+                                             "--output", str(tmp_path / "ovseg_ft_mpt.pth")]) == 0
+    spliced = torch.load(tmp_path / "ovseg_ft_mpt.pth", weights_only=True)
+    assert spliced["iteration"] == 799 and spliced["model"].keys() == ovseg_state.keys()
+    for k, v in spliced["model"].items():
+        clip_key = k.removeprefix("clip_adapter.clip_model.")
+        assert torch.equal(v, mpt[clip_key] if clip_key != k else ovseg_state[k]), k
+    report = frozenseg.load_checkpoint(frozenseg.build_model(cfg), str(tmp_path / "ovseg_ft_mpt.pth"))
+    assert not report.missing and not report.unexpected

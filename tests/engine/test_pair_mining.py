@@ -28,7 +28,13 @@ from frozenseg.models.ovseg.adaptation.mask_noun_pairs import (
     read_pair_index,
     records_path,
 )
-from frozenseg.models.ovseg.adaptation.pair_mining import MatchingRule, NounEmbeddings, match_nouns, mine_pairs
+from frozenseg.models.ovseg.adaptation.pair_mining import (
+    EMPTY_WEIGHTS_WARNING,
+    MatchingRule,
+    NounEmbeddings,
+    match_nouns,
+    mine_pairs,
+)
 
 from ..conftest import REPO_ROOT
 
@@ -68,6 +74,22 @@ def test_match_nouns_on_hand_made_similarities():
     assert match_nouns(torch.tensor([[0.3]]), MatchingRule(0.2, 0.5)) == [(0, 0)]  # no competitor
     assert match_nouns(torch.tensor([[0.3, 0.1], [0.3, 0.1]]), MatchingRule(0.2, 0.1)) == [(0, 0)]  # tie: first noun
     assert match_nouns(torch.zeros(0, 3), rule) == []
+
+
+def test_empty_weights_warning_names_an_ovseg_checkpoint():
+    """Mining needs an OVSeg: the warning names stage A's checkpoint and a released OVSeg by its
+    name and file (as the weights zoo lists them), never a FrozenSeg checkpoint."""
+    from frozenseg.checkpoint.zoo import get_entry
+
+    released = get_entry("ovseg_swinb_vitl14")
+    assert released.kind == "model" and released.title.startswith("OVSeg")
+    assert EMPTY_WEIGHTS_WARNING == (
+        "MODEL.WEIGHTS is empty: the OVSeg that mines has a random proposal generator and CLIP, so its pairs "
+        "are arbitrary. Pass an OVSeg checkpoint: stage A's (MODEL.WEIGHTS output/ovseg_a/model_final.pth) or "
+        f"a released OVSeg by name (MODEL.WEIGHTS {released.name}, fetched into the cache) or file "
+        f"(MODEL.WEIGHTS /path/to/{released.file_name})."
+    )
+    assert "frozenseg" not in EMPTY_WEIGHTS_WARNING.lower()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,6 +249,7 @@ def test_command_line(tmp_path, caplog):
     with caplog.at_level("INFO"):
         assert tool.main(args) == 0
     assert "back-end 'vocabulary'" in caplog.text and torch.is_grad_enabled()  # no global side effect
+    assert EMPTY_WEIGHTS_WARNING in caplog.text  # no MODEL.WEIGHTS: the OVSeg checkpoint to pass is named
     rows = read_pair_index(str(out / "pairs.tsv"))
     assert 0 < len(rows) <= 7 and {r["title"] for r in rows} <= {n for v in FIRST_CAPTION_NOUNS.values() for n in v}
     (out / "pairs.tsv").unlink()

@@ -21,7 +21,7 @@ def _run(tool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("tool", ["benchmark.py", "download_weights.py", "export_vocabulary.py", "gpu_report.py",
-                                  "make_synthetic_dataset.py"])
+                                  "make_synthetic_dataset.py", "make_synthetic_captions.py"])
 def test_help_outside_the_checkout(tmp_path, tool):
     r = _run(tool, "--help", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

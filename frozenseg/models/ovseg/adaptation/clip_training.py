@@ -63,10 +63,12 @@ from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode, v2
 
 from .mask_noun_pairs import load_pair, read_pair_index
+from .splice import ovseg_checkpoint_clip
 from ..clip_adapter import (
     CLIP_PIXEL_MEAN,
     CLIP_PIXEL_STD,
     build_ovseg_clip_model,
+    check_clip_state,
     encode_image_with_mask_prompts,
     ovseg_clip_arch,
 )
@@ -74,7 +76,7 @@ from ....utils import comm
 from ....utils.errors import ConfigValueError
 from ....utils.file_io import atomic_write
 from ....utils.rng import derive_seed
-from ....engine.defaults import create_ddp_model
+from ....engine.defaults import create_ddp_model, keep_stop_sentence_off_console
 from ....engine.env import setup_logger
 from ....engine.events import CommonMetricPrinter, EventStorage, JSONWriter, TensorboardXWriter
 from ....engine.train_loop import amp_settings
@@ -270,6 +272,23 @@ class ContrastiveCLIP(nn.Module):
         return F.normalize(image, dim=-1), F.normalize(text, dim=-1), self.clip_model.logit_scale.exp()
 
 
+def _load_ovseg_clip(clip_model: nn.Module, state: dict[str, torch.Tensor], path: str, model_name: str) -> None:
+    """Load the CLIP of the OVSeg checkpoint ``path`` into ``clip_model``; one sentence when it is
+    another CLIP (width, depth, keys). A zero ``visual.mask_embedding`` (an OVSeg trained with a
+    CLIP without mask prompts) counts as absent (see :meth:`CLIPAdaptationTrainer._prepare_mask_embedding`)."""
+    check_clip_state(state, clip_model, repr(path))
+    own = clip_model.state_dict()
+    wrong = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    other = sorted((set(own) ^ set(state)) - {_MASK_EMBEDDING})
+    if wrong or other:
+        raise ConfigValueError(
+            f"The CLIP of the OVSeg checkpoint {path!r} is not a {model_name} CLIP (e.g. {(other + wrong)[:3]}); "
+            f"set --clip-model to the CLIP the checkpoint was trained with (MODEL.CLIP_ADAPTER.CLIP_MODEL_NAME)."
+        )
+    clip_model.load_state_dict(state, strict=False)
+    logger.info("Starting from the CLIP of the OVSeg checkpoint %s (%d tensors).", path, len(state))
+
+
 def _collate(tokenizer):
     def collate(samples):
         images, masks, titles = zip(*samples)
@@ -297,7 +316,12 @@ class CLIPAdaptationTrainer:
         self.checkpoint_dir = os.path.join(output_dir, "checkpoints")
         rows = read_pair_index(pairs) if isinstance(pairs, str) else list(pairs)
         torch.manual_seed(settings.seed)
-        clip_model = build_ovseg_clip_model(settings.clip_model, settings.mask_prompt_depth, settings.clip_weights)
+        # --clip-weights may name an OVSeg checkpoint (stage A's model_final.pth): its CLIP is the start
+        from_ovseg = ovseg_checkpoint_clip(settings.clip_weights)
+        clip_model = build_ovseg_clip_model(settings.clip_model, settings.mask_prompt_depth,
+                                            "" if from_ovseg is not None else settings.clip_weights)
+        if from_ovseg is not None:
+            _load_ovseg_clip(clip_model, from_ovseg, settings.clip_weights, settings.clip_model)
         self.keep_mask_embedding = self._prepare_mask_embedding(clip_model)
         self.model = ContrastiveCLIP(clip_model, settings.mode).to(self.device)
         self.tokenizer = open_clip.get_tokenizer(ovseg_clip_arch(settings.clip_model))
@@ -472,8 +496,10 @@ class CLIPAdaptationTrainer:
 
 
 def setup_run(output_dir: str) -> None:
-    """Create ``output_dir`` and log there (rank 0 also to the console), as the main trainer."""
+    """Create ``output_dir`` and log there (rank 0 also to the console), as the main trainer; the
+    sentence of a user error goes to ``log.txt`` and once to stderr."""
     if comm.is_main_process():
         os.makedirs(output_dir, exist_ok=True)
     comm.synchronize()
     setup_logger(output_dir, distributed_rank=comm.get_rank(), names=("frozenseg", "train_clip_adapter", "__main__"))
+    keep_stop_sentence_off_console()  # a user error is printed once, on stderr

@@ -45,9 +45,19 @@ from .mask_noun_pairs import FORMAT_VERSION, is_image_done, write_image_pairs, w
 from ....utils.image_io import ImageReadError, read_image
 from ....data.sharded_jobs import SaveSummary, format_duration, prepare_cache_dir, shard_indices, write_failed_images
 
-__all__ = ["MatchingRule", "match_nouns", "NounEmbeddings", "mine_pairs"]
+__all__ = ["MatchingRule", "match_nouns", "NounEmbeddings", "mine_pairs", "EMPTY_WEIGHTS_WARNING"]
 
 logger = logging.getLogger(__name__)
+
+
+#: Logged by ``tools/mine_mask_noun_pairs.py`` when MODEL.WEIGHTS is empty: the weights to pass
+#: are an OVSeg checkpoint (stage A's, or a released OVSeg by its name or file).
+EMPTY_WEIGHTS_WARNING = (
+    "MODEL.WEIGHTS is empty: the OVSeg that mines has a random proposal generator and CLIP, so its pairs "
+    "are arbitrary. Pass an OVSeg checkpoint: stage A's (MODEL.WEIGHTS output/ovseg_a/model_final.pth) or "
+    "a released OVSeg by name (MODEL.WEIGHTS ovseg_swinb_vitl14, fetched into the cache) or file "
+    "(MODEL.WEIGHTS /path/to/ovseg_swinbase_vitL14_ft_mpt.pth)."
+)
 
 
 def require_ovseg(model_class: type, config_file: str) -> None:
@@ -106,7 +116,8 @@ def match_nouns(
 
 class NounEmbeddings:
     """Normalised text embeddings of nouns from an OVSeg model's text classifier builder,
-    computed once per noun (the builder's own per-vocabulary memory is cleared after each use)."""
+    computed once per noun and kept here; the builder's caches are neither read nor written, so
+    the model's own vocabulary classifier stays cached between images."""
 
     def __init__(self, builder):
         self.builder = builder
@@ -116,8 +127,7 @@ class NounEmbeddings:
         """(K, D) rows of ``nouns`` (literal class strings)."""
         new = [n for n in dict.fromkeys(nouns) if n not in self._rows]
         if new:
-            rows, _ = self.builder.build(new, literal=True)
-            self.builder.clear_cache()
+            rows, _ = self.builder.build(new, literal=True, cached=False)
             self._rows.update(zip(new, rows))
         return torch.stack([self._rows[n] for n in nouns])
 

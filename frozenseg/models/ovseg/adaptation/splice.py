@@ -14,7 +14,9 @@ has a mask embedding, else ``False`` (§3.C).
 from __future__ import annotations
 
 import logging
+import os
 import re
+import zipfile
 from typing import Any, Mapping
 
 import torch
@@ -23,7 +25,7 @@ from ....checkpoint import read_checkpoint_file
 from ....utils.errors import CheckpointError
 from ....utils.file_io import atomic_write
 
-__all__ = ["OVSEG_CLIP_PREFIX", "read_clip_state", "splice_clip", "splice_clip_file"]
+__all__ = ["OVSEG_CLIP_PREFIX", "read_clip_state", "ovseg_checkpoint_clip", "splice_clip", "splice_clip_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,25 @@ def read_clip_state(path: str) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path!r} holds no CLIP state dict; pass clip_final.pth or an epoch_<k>.pt checkpoint.")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def ovseg_checkpoint_clip(path: str) -> dict[str, torch.Tensor] | None:
+    """The CLIP weights (OpenAI key names) held by an OVSeg checkpoint, ``clip_adapter.clip_model.*``
+    of its ``"model"`` entry (or of a bare state dict), the inverse of the splice; None when
+    ``path`` is not a ``torch.save`` file with such keys (a CLIP weights file, a pretrained tag,
+    ""). The tensors are memory-mapped, so looking at a large CLIP file costs little."""
+    if not path or not os.path.isfile(path) or not zipfile.is_zipfile(path):
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not a weights-only torch.save file (e.g. TorchScript): not an OVSeg checkpoint
+        return None
+    state = obj.get("model") if isinstance(obj, dict) and isinstance(obj.get("model"), dict) else obj
+    if not isinstance(state, dict):
+        return None
+    clip = {k[len(OVSEG_CLIP_PREFIX):]: v for k, v in state.items()
+            if isinstance(k, str) and k.startswith(OVSEG_CLIP_PREFIX) and isinstance(v, torch.Tensor)}
+    return clip or None
 
 
 def _vit_depth(keys) -> int:
