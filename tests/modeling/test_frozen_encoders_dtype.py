@@ -66,9 +66,10 @@ def test_encoders_compute_in_bf16_and_the_decoder_gets_float32(fp32_and_bf16):
             lambda m, i, o: seen.__setitem__("sam_qkv", o.dtype)),
         model.backbone.clip_model.visual.trunk.stem[0].register_forward_hook(
             lambda m, i, o: seen.__setitem__("clip_stem", o.dtype)),
+        # eval: the decoder runs on the image features alone (the text classifier comes later)
         model.sem_seg_head.register_forward_pre_hook(
             lambda m, args: seen.__setitem__(
-                "decoder_inputs", {v.dtype for v in args[0].values()} | {args[1].dtype})),
+                "decoder_inputs", {v.dtype for v in args[0].values()} | {a.dtype for a in args[1:2] if a is not None})),
     ]
     try:
         with torch.no_grad():
