@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ..utils.errors import CheckpointError, CheckpointNotFoundError, ConfigValueError
+from ..utils.paths import CACHE_ENV, cache_root
 from .loading import _extract_state_dict, read_checkpoint_file
 
 __all__ = [
@@ -86,7 +87,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Environment variable: the project's cache folder (weights go to its ``weights/`` folder).
-CACHE_ENV = "FROZENSEG_CACHE"
 #: Environment variable: a base URL that replaces every URL of the table (``<base>/<file name>``).
 URL_ENV = "FROZENSEG_WEIGHTS_URL"
 
@@ -233,15 +233,6 @@ class WeightsKeyError(ConfigValueError):
 # ----------------------------------------------------------------------------------------------
 # The cache
 # ----------------------------------------------------------------------------------------------
-def cache_root() -> str:
-    """The project's cache folder, as the environment says now: ``$FROZENSEG_CACHE``, else
-    ``$XDG_CACHE_HOME/frozenseg``, else ``~/.cache/frozenseg``."""
-    if os.environ.get(CACHE_ENV):
-        return os.path.abspath(os.path.expandvars(os.path.expanduser(os.environ[CACHE_ENV])))
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-    return os.path.abspath(os.path.join(os.path.expanduser(base), "frozenseg"))
-
-
 def weights_dir() -> str:
     """Where released weights are cached: ``<cache_root()>/weights``."""
     return os.path.join(cache_root(), "weights")

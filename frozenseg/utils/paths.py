@@ -1,4 +1,4 @@
-"""Resolving file paths given in configs."""
+"""Resolving file paths given in configs, and the project's cache folder."""
 
 from __future__ import annotations
 
@@ -19,3 +19,16 @@ def resolve_path(path: str) -> Path:
     if not p.is_absolute() and not p.exists() and (PACKAGE_PARENT / p).exists():
         return PACKAGE_PARENT / p
     return p
+
+
+#: Environment variable naming the project's cache folder (released weights, text embeddings).
+CACHE_ENV = "FROZENSEG_CACHE"
+
+
+def cache_root() -> str:
+    """The project's cache folder, as the environment says now: ``$FROZENSEG_CACHE``, else
+    ``$XDG_CACHE_HOME/frozenseg``, else ``~/.cache/frozenseg``."""
+    if os.environ.get(CACHE_ENV):
+        return os.path.abspath(os.path.expandvars(os.path.expanduser(os.environ[CACHE_ENV])))
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return os.path.abspath(os.path.join(os.path.expanduser(base), "frozenseg"))

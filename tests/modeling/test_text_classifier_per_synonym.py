@@ -21,7 +21,8 @@ import torch
 import frozenseg
 from frozenseg.checkpoint import zoo
 from frozenseg.modeling.backbone import VILD_PROMPT_TEMPLATES, TextClassifierBuilder
-from frozenseg.modeling.backbone.text_classifier import project_cache_root, resolve_text_cache_dir
+from frozenseg.modeling.backbone.text_classifier import resolve_text_cache_dir
+from frozenseg.utils.paths import cache_root
 
 from ..conftest import REPO_ROOT
 
@@ -179,22 +180,22 @@ def test_project_cache_root_is_the_weights_cache_root(monkeypatch, tmp_path):
     """One cache folder for the project: the text embeddings beside the released weights."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     cases = [
-        {"FROZENSEG_CACHE": None, "XDG_CACHE_HOME": None},
-        {"FROZENSEG_CACHE": None, "XDG_CACHE_HOME": str(tmp_path / "xdg")},
-        {"FROZENSEG_CACHE": str(tmp_path / "mine"), "XDG_CACHE_HOME": str(tmp_path / "xdg")},
-        {"FROZENSEG_CACHE": "~/relative/../c", "XDG_CACHE_HOME": None},
+        ({"FROZENSEG_CACHE": None, "XDG_CACHE_HOME": None}, tmp_path / "home" / ".cache" / "frozenseg"),
+        ({"FROZENSEG_CACHE": None, "XDG_CACHE_HOME": str(tmp_path / "xdg")}, tmp_path / "xdg" / "frozenseg"),
+        ({"FROZENSEG_CACHE": str(tmp_path / "mine"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}, tmp_path / "mine"),
+        ({"FROZENSEG_CACHE": "~/relative/../c", "XDG_CACHE_HOME": None}, tmp_path / "home" / "c"),
     ]
-    for env in cases:
+    for env, root in cases:
         for var, value in env.items():
             if value is None:
                 monkeypatch.delenv(var, raising=False)
             else:
                 monkeypatch.setenv(var, value)
-        assert project_cache_root() == zoo.cache_root(), env
-        expected = os.path.join(zoo.cache_root(), "text_classifier")
+        assert cache_root() == str(root), env
+        assert zoo.weights_dir() == str(root / "weights")
+        expected = os.path.join(str(root), "text_classifier")
         assert resolve_text_cache_dir("$FROZENSEG_CACHE/text_classifier") == expected
-        assert resolve_text_cache_dir("${FROZENSEG_CACHE}/t") == os.path.join(zoo.cache_root(), "t")
-    assert project_cache_root() == str(tmp_path / "home" / "c")
+        assert resolve_text_cache_dir("${FROZENSEG_CACHE}/t") == os.path.join(str(root), "t")
     assert resolve_text_cache_dir("") == ""  # no disk cache
     assert resolve_text_cache_dir("~/x") == str(tmp_path / "home" / "x")
     assert resolve_text_cache_dir("$FROZENSEG_CACHEX/y") == "$FROZENSEG_CACHEX/y"  # another variable (unset)

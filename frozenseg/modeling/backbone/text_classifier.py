@@ -41,7 +41,7 @@ Caches, both per synonym (the string that is encoded: a synonym, or a literal cl
   templates, encoding path, device type, synonym), so that other processes and other vocabularies
   reuse the embeddings without running the text encoder. ``WeightsFingerprint`` hashes the text
   encoder's weights for that identity (``CLIPBackbone.text_cache_identity``). A leading
-  ``$FROZENSEG_CACHE`` in ``cache_dir`` is the project's cache folder (:func:`project_cache_root`,
+  ``$FROZENSEG_CACHE`` in ``cache_dir`` is the project's cache folder (:func:`~frozenseg.utils.paths.cache_root`,
   the folder the released weights are cached in), also when the variable is not set.
 
 Provenance: the ViLD templates and the synonym-averaged classifier follow FC-CLIP (Yu et al.,
@@ -62,12 +62,11 @@ from torch.nn import functional as F
 from ...config.config import configurable
 from ...data.vocabulary import class_prompts, parse_class_names
 from ...utils.file_io import atomic_write
+from ...utils.paths import CACHE_ENV, cache_root
 
 __all__ = [
     "VILD_PROMPT_TEMPLATES",
-    "CACHE_ENV",
     "parse_class_names",
-    "project_cache_root",
     "resolve_text_cache_dir",
     "TextEncoder",
     "TextClassifierBuilder",
@@ -98,9 +97,6 @@ VILD_PROMPT_TEMPLATES: tuple[str, ...] = (
 #: calls truncated to their longest prompt, differ in the last bits).
 _CACHE_FORMAT_VERSION = "frozenseg-text-v2"
 
-#: Environment variable of the project's cache folder (``frozenseg.checkpoint.zoo.CACHE_ENV``).
-CACHE_ENV = "FROZENSEG_CACHE"
-
 #: Prompt widths (tokens run per prompt) are rounded up to a multiple of this: the few widths
 #: the text encoder is called with.
 _WIDTH_STEP = 8
@@ -110,29 +106,16 @@ _WIDTH_STEP = 8
 _VOCABULARIES_KEPT = 8
 
 
-def project_cache_root() -> str:
-    """The project's cache folder, as the environment says now: ``$FROZENSEG_CACHE``, else
-    ``$XDG_CACHE_HOME/frozenseg``, else ``~/.cache/frozenseg``.
-
-    The same rule as :func:`frozenseg.checkpoint.zoo.cache_root` (released weights go to its
-    ``weights/``, text embeddings to its ``text_classifier/``), repeated here because the
-    checkpoint layer sits above this one; a test keeps the two equal."""
-    if os.environ.get(CACHE_ENV):
-        return os.path.abspath(os.path.expandvars(os.path.expanduser(os.environ[CACHE_ENV])))
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-    return os.path.abspath(os.path.join(os.path.expanduser(base), "frozenseg"))
-
-
 def resolve_text_cache_dir(cache_dir: str) -> str:
     """The directory of a ``TEXT_CACHE_DIR`` setting: "" stays "" (no disk cache); a leading
-    ``$FROZENSEG_CACHE`` or ``${FROZENSEG_CACHE}`` is :func:`project_cache_root` (so
+    ``$FROZENSEG_CACHE`` or ``${FROZENSEG_CACHE}`` is :func:`~frozenseg.utils.paths.cache_root` (so
     ``$FROZENSEG_CACHE/text_classifier`` works when the variable is unset); then ``~`` and other
     environment variables are expanded."""
     if not cache_dir:
         return ""
     for var in ("${" + CACHE_ENV + "}", "$" + CACHE_ENV):
         if cache_dir == var or cache_dir.startswith(var + "/") or cache_dir.startswith(var + os.sep):
-            cache_dir = project_cache_root() + cache_dir[len(var):]
+            cache_dir = cache_root() + cache_dir[len(var):]
             break
     return os.path.expandvars(os.path.expanduser(cache_dir))
 
