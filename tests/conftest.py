@@ -7,6 +7,8 @@ so every test runs from a plain clone."""
 from __future__ import annotations
 
 import atexit
+import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -49,3 +51,26 @@ def require_shared(path: Path) -> Path:
     """A file of the reference material in ``tests/reference`` (fails, never skips, when absent)."""
     assert path.exists(), f"reference material {path} is missing from the repository"
     return path
+
+
+@contextlib.contextmanager
+def restored_loggers(names):
+    """Within the block the named loggers may be reconfigured (``setup_logger``, the command
+    lines); on exit their handlers (new ones closed), ``propagate`` and level are as before."""
+    saved = {}
+    for name in names:
+        lg = logging.getLogger(name)
+        saved[name] = (list(lg.handlers), lg.propagate, lg.level)
+    try:
+        yield
+    finally:
+        for name, (handlers, propagate, level) in saved.items():
+            lg = logging.getLogger(name)
+            for h in list(lg.handlers):
+                if h not in handlers:
+                    lg.removeHandler(h)
+                    h.close()
+            for h in handlers:
+                if h not in lg.handlers:
+                    lg.addHandler(h)
+            lg.propagate, lg.level = propagate, level

@@ -41,7 +41,7 @@ from frozenseg.checkpoint.zoo import (
 )
 from frozenseg.utils.errors import CheckpointNotFoundError, is_user_error
 
-from .conftest import OFFICIAL_STATE_DICTS, REPO_ROOT
+from .conftest import OFFICIAL_STATE_DICTS, REPO_ROOT, restored_loggers
 
 TINY_CONFIG = "configs/tiny/frozenseg_tiny_convnext.yaml"
 FAST_OPTS = ["SEED", "0", "MODEL.SAM_IMAGE_SIZE", "256", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128"]
@@ -524,17 +524,8 @@ def image(tmp_path) -> Path:
 
 @pytest.fixture
 def restore_logging():
-    names = ("frozenseg", "fvcore", "train_net", "frozenseg.demo")
-    saved_state = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate,
-                       logging.getLogger(n).level) for n in names}
-    yield
-    for n, (handlers, propagate, level) in saved_state.items():
-        lg = logging.getLogger(n)
-        for h in list(lg.handlers):
-            if h not in handlers:
-                lg.removeHandler(h)
-                h.close()
-        lg.propagate, lg.level = propagate, level
+    with restored_loggers(("frozenseg", "fvcore", "train_net", "frozenseg.demo")):
+        yield
 
 
 def test_demo_model_flag_downloads_and_uses_the_names_config(cache, server, tiny_frozenseg, image, tmp_path,

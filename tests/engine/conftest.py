@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO_ROOT
+from ..conftest import REPO_ROOT, restored_loggers
 
 SHAPES_CONFIG = REPO_ROOT / "configs" / "synthetic" / "frozenseg_tiny_shapes.yaml"
 _ENGINE_LOGGERS = ("frozenseg", "fvcore", "train_net", "__main__")
@@ -84,18 +83,5 @@ def tiny_cfg(output_dir, *extra, config_file: Path = SHAPES_CONFIG):
 @pytest.fixture(autouse=True)
 def _restore_engine_loggers():
     """``setup_logger`` reconfigures the project's loggers; restore them after each test."""
-    saved = {}
-    for name in _ENGINE_LOGGERS:
-        lg = logging.getLogger(name)
-        saved[name] = (list(lg.handlers), lg.propagate, lg.level)
-    yield
-    for name, (handlers, propagate, level) in saved.items():
-        lg = logging.getLogger(name)
-        for h in list(lg.handlers):
-            if h not in handlers:
-                lg.removeHandler(h)
-                h.close()
-        for h in handlers:
-            if h not in lg.handlers:
-                lg.addHandler(h)
-        lg.propagate, lg.level = propagate, level
+    with restored_loggers(_ENGINE_LOGGERS):
+        yield
