@@ -5,6 +5,12 @@ State: ``clip_model.*`` (frozen open_clip CLIP with ``visual.mask_embedding``),
 ``non_object_embedding`` (1, D) (trainable, the no-object text row), ``pixel_mean`` /
 ``pixel_std`` (1, 3, 1, 1) (255 x CLIP statistics, persistent buffers as released).
 
+Fast path (``MODEL.FAST_INFERENCE``, on by default; a :class:`~frozenseg.layers.switches.FastPathModule`
+switch, so ``model.set_fast_inference`` reaches it): the crops are cut by the fast path of
+:func:`~.regions.prepare_clip_regions` (bit-identical crops) and, without gradients, encoded by
+:func:`~.mask_prompt.fast_encode_image_with_mask_prompts` (the same features up to float
+rounding). Off, both run the reference code that follows the release step by step.
+
 Provenance: ``MaskFormerClipAdapter`` of the OVSeg release (Liang et al., CVPR 2023).
 Independent implementation.
 """
@@ -18,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ....config import configurable
+from ....layers.switches import FastPathModule
 from ....modeling.open_vocab import get_classification_logits
 from ..transformer_predictor import OVSEG_LOGIT_TEMPERATURE
 from .clip_model import OpenCLIPTextEncoder, build_ovseg_clip_model, check_clip_state, ovseg_clip_arch
@@ -27,7 +34,7 @@ from .regions import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, ClipRegions, mask_fill_col
 __all__ = ["OVSegClipAdapter"]
 
 
-class OVSegClipAdapter(nn.Module):
+class OVSegClipAdapter(FastPathModule, nn.Module):
     """Classifies OVSeg's mask proposals with the (mask-prompted) CLIP image encoder."""
 
     @configurable
@@ -42,6 +49,7 @@ class OVSegClipAdapter(nn.Module):
         mask_matting: bool = False,
         mask_prompt_fwd: bool = False,
         allow_zero_mask_prompts: bool = False,
+        fast_inference: bool = True,
     ):
         """
         Args:
@@ -55,6 +63,8 @@ class OVSegClipAdapter(nn.Module):
             mask_prompt_fwd: replace background patch tokens by mask prompts (``MASK_PROMPT_FWD``).
             allow_zero_mask_prompts: with ``mask_prompt_fwd``, accept CLIP weights without
                 ``visual.mask_embedding`` (zero prompts, docs/models/ovseg.md quirk 18; ``ALLOW_ZERO_MASK_PROMPTS``).
+            fast_inference: the exact fast path of the module docstring (``MODEL.FAST_INFERENCE``);
+                an attribute, so it can be switched on a built model.
         """
         super().__init__()
         check_plain_vit(clip_model.visual)
@@ -77,12 +87,13 @@ class OVSegClipAdapter(nn.Module):
         self.mask_prompt_fwd = mask_prompt_fwd
         self.allow_zero_mask_prompts = allow_zero_mask_prompts
         self.input_size = clip_model.visual.image_size[0]
+        self.fast_inference = bool(fast_inference)
 
     @classmethod
     def from_config(cls, cfg, *, load_clip_weights: bool = True) -> dict:
         """Builds the CLIP model of ``MODEL.CLIP_ADAPTER.{CLIP_MODEL_NAME, MASK_PROMPT_DEPTH,
         CLIP_WEIGHTS}`` (``load_clip_weights`` False: random weights, no file read) and reads
-        the other ``MODEL.CLIP_ADAPTER`` keys."""
+        the other ``MODEL.CLIP_ADAPTER`` keys and ``MODEL.FAST_INFERENCE``."""
         ca = cfg.MODEL.CLIP_ADAPTER
         if not ca.REGION_RESIZED:
             raise ValueError("Only resized CLIP crops are supported; set MODEL.CLIP_ADAPTER.REGION_RESIZED True.")
@@ -102,6 +113,7 @@ class OVSegClipAdapter(nn.Module):
             "mask_matting": ca.MASK_MATTING,
             "mask_prompt_fwd": ca.MASK_PROMPT_FWD,
             "allow_zero_mask_prompts": ca.ALLOW_ZERO_MASK_PROMPTS,
+            "fast_inference": cfg.MODEL.FAST_INFERENCE,
         }
 
     def check_state(self, state, source: str, prefix: str) -> None:
@@ -129,9 +141,11 @@ class OVSegClipAdapter(nn.Module):
 
     def encode_regions(self, regions: torch.Tensor, region_masks: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) CLIP-normalised crops and (N, 1, S, S) masks -> (N, D) normalised image
-        features (mask prompts with ``mask_prompt_fwd``, else the plain CLIP forward)."""
+        features (mask prompts with ``mask_prompt_fwd``, else the plain CLIP forward; the fast
+        forward with ``fast_inference`` when gradients are off)."""
         masks = region_masks if self.mask_prompt_fwd else None
-        return F.normalize(encode_image_with_mask_prompts(self.clip_model.visual, regions, masks), dim=-1)
+        features = encode_image_with_mask_prompts(self.clip_model.visual, regions, masks, fast=self.fast_inference)
+        return F.normalize(features, dim=-1)
 
     def crop_regions(self, image: torch.Tensor, mask_probs: torch.Tensor) -> ClipRegions:
         """The CLIP inputs of the valid proposals with this adapter's settings (docs/models/ovseg.md §2.8; see
@@ -141,6 +155,11 @@ class OVSegClipAdapter(nn.Module):
             image: (3, H, W) resized, unpadded input image, RGB 0..255.
             mask_probs: (Q, H, W) sigmoid mask probabilities cropped to (H, W).
         """
+        return self._crop(image, mask_probs, unnormalised=True)
+
+    def _crop(self, image: torch.Tensor, mask_probs: torch.Tensor, unnormalised: bool) -> ClipRegions:
+        """:meth:`crop_regions`; ``unnormalised`` False skips the 0..255 crops on the fast path
+        (the forward encodes the normalised ones only)."""
         return prepare_clip_regions(
             image,
             mask_probs,
@@ -151,6 +170,8 @@ class OVSegClipAdapter(nn.Module):
             size=self.input_size,
             pixel_mean=self.pixel_mean.flatten().tolist(),
             pixel_std=self.pixel_std.flatten().tolist(),
+            fast=self.fast_inference,
+            unnormalised=unnormalised,
         )
 
     def classify(self, features: torch.Tensor, text_classifier: torch.Tensor,
@@ -186,7 +207,7 @@ class OVSegClipAdapter(nn.Module):
             features without a text classifier, and valid (Q,) bool; N = 0 when no mask has a
             pixel above ``mask_thr`` (CLIP is then not run).
         """
-        crops = self.crop_regions(image, mask_probs)
+        crops = self._crop(image, mask_probs, unnormalised=False)
         if crops.regions.shape[0] == 0:
             features = image.new_zeros((0, self.non_object_embedding.shape[-1]), dtype=torch.float32)
         else:

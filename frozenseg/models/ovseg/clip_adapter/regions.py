@@ -6,6 +6,14 @@ replaced by a fill colour *in 0..255 units* (255 x CLIP mean, so that they becom
 after CLIP normalisation), the crop is CLIP-normalised and squashed to the CLIP input size
 (bicubic; masks nearest), aspect ratio not preserved.
 
+Fast path (``fast=True``; ``MODEL.FAST_INFERENCE`` through the adapter), for binary blends (no
+matting): the image is normalised once, each crop is one ``torch.where`` of the normalised image
+and the normalised fill, and both are resized straight into preallocated outputs. For a blend
+mask m in {0, 1} and finite pixels, ``image·m + (1 - m)·fill`` *is* ``where(m, image, fill)``
+(x·1 + 0 = x, x·0 + fill = fill) and the same per-element normalisation runs on the same values,
+so the crops, their masks and the unnormalised crops are bit-identical to the reference loop
+(``tests/modeling/ovseg/test_clip_fast_path.py``); matting runs the reference loop.
+
 Provenance: ``MaskFormerClipAdapter._preprocess_image`` / ``crop_with_mask`` of the OVSeg
 release (Liang et al., CVPR 2023). Independent implementation.
 """
@@ -38,7 +46,7 @@ class ClipRegions(NamedTuple):
 
     regions: torch.Tensor  # (N, 3, S, S) CLIP-normalised crops (background exactly 0 with "mean")
     region_masks: torch.Tensor  # (N, 1, S, S) blend masks of the crops (0/1 without matting)
-    unnorm_regions: torch.Tensor  # (N, 3, S, S) the same crops in 0..255 units
+    unnorm_regions: torch.Tensor | None  # (N, 3, S, S) the same crops in 0..255 units (None: not asked for)
     valid: torch.Tensor  # (Q,) bool, True where the binarised mask has a foreground pixel
 
 
@@ -117,6 +125,8 @@ def prepare_clip_regions(
     size: int = 224,
     pixel_mean: Sequence[float] = tuple(255.0 * c for c in CLIP_PIXEL_MEAN),
     pixel_std: Sequence[float] = tuple(255.0 * c for c in CLIP_PIXEL_STD),
+    fast: bool = False,
+    unnormalised: bool = True,
 ) -> ClipRegions:
     """CLIP inputs of the proposals with at least one pixel above ``mask_thr``.
 
@@ -130,6 +140,10 @@ def prepare_clip_regions(
         mask_matting: blend with the soft mask instead of the binary one (box from the binary).
         size: CLIP input side S.
         pixel_mean, pixel_std: CLIP normalisation in 0..255 units.
+        fast: the fast path of the module docstring (same tensors, bit for bit); ignored with
+            ``mask_matting``.
+        unnormalised: also give ``unnorm_regions``; False (fast path only) leaves it None and
+            does not compute it (CLIP reads the normalised crops only).
     Returns:
         :class:`ClipRegions`; with no valid proposal the tensors have N = 0 (docs/models/ovseg.md quirk 10, FIX).
     """
@@ -142,10 +156,12 @@ def prepare_clip_regions(
     bin_masks = mask_probs > mask_thr
     valid = bin_masks.flatten(1).any(dim=1)
     bin_masks = bin_masks[valid]
-    blend = mask_probs[valid] if mask_matting else bin_masks.to(dtype)
     image = image.to(dtype)
     mean = torch.tensor(pixel_mean, dtype=dtype, device=image.device)[None, :, None, None]
     std = torch.tensor(pixel_std, dtype=dtype, device=image.device)[None, :, None, None]
+    if fast and not mask_matting:
+        return _fast_regions(image, bin_masks, valid, fill, expand_ratio, size, mean, std, unnormalised)
+    blend = mask_probs[valid] if mask_matting else bin_masks.to(dtype)
     regions, region_masks, unnorm = [], [], []
     for box, mask in zip(masks_to_boxes_exclusive(bin_masks), blend):
         region, region_mask = crop_with_mask(image, mask, box.tolist(), fill, expand_ratio)
@@ -157,3 +173,48 @@ def prepare_clip_regions(
         empty = image.new_zeros(0, 3, size, size)
         return ClipRegions(empty, image.new_zeros(0, 1, size, size), empty.clone(), valid)
     return ClipRegions(torch.cat(regions), torch.cat(region_masks), torch.cat(unnorm), valid)
+
+
+def _fast_regions(
+    image: torch.Tensor,
+    bin_masks: torch.Tensor,
+    valid: torch.Tensor,
+    fill: Sequence[float],
+    expand_ratio: float,
+    size: int,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    unnormalised: bool = True,
+) -> ClipRegions:
+    """The fast path of :func:`prepare_clip_regions` for binary blends (module docstring).
+
+    Args:
+        image: (3, H, W) float image, 0..255.
+        bin_masks: (N, H, W) bool masks of the valid proposals.
+        valid, fill, expand_ratio, size: as in :func:`prepare_clip_regions`.
+        mean, std: (1, 3, 1, 1) CLIP normalisation in the image's dtype.
+        unnormalised: also resize the unnormalised crops (else ``unnorm_regions`` is None).
+    """
+    num = bin_masks.shape[0]
+    regions = image.new_empty(num, 3, size, size)
+    region_masks = image.new_empty(num, 1, size, size)
+    unnorm = image.new_empty(num, 3, size, size) if unnormalised else None
+    if num == 0:
+        return ClipRegions(regions, region_masks, unnorm, valid)
+    background = torch.tensor(fill, dtype=image.dtype, device=image.device)[:, None, None]
+    normalised = (image[None] - mean) / std  # once for the whole image; per element as the reference
+    normalised_fill = (background[None] - mean) / std
+    _, height, width = image.shape
+    boxes = masks_to_boxes_exclusive(bin_masks).tolist()  # one device sync for all boxes
+    for i, box in enumerate(boxes):
+        left, top, right, bottom = expand_box(box, expand_ratio)
+        left, top = max(left, 0), max(top, 0)
+        right, bottom = min(right, width), min(bottom, height)
+        mask = bin_masks[i, None, None, top:bottom, left:right]  # (1, 1, h, w)
+        crop = torch.where(mask, normalised[..., top:bottom, left:right], normalised_fill)
+        regions[i] = F.interpolate(crop, size=(size, size), mode="bicubic")[0]
+        if unnorm is not None:
+            crop = torch.where(mask, image[None, :, top:bottom, left:right], background)
+            unnorm[i] = F.interpolate(crop, size=(size, size), mode="bicubic")[0]
+        region_masks[i] = F.interpolate(mask.to(image.dtype), size=(size, size), mode="nearest")[0]
+    return ClipRegions(regions, region_masks, unnorm, valid)
