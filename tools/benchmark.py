@@ -6,15 +6,28 @@ the machine's fp32 matrix-multiply rate, times the text classifier of a fresh vo
 then times inference of one random image per stage (seconds, GFLOP, efficiency = achieved
 GFLOP/s / measured rate; see frozenseg.apps.benchmark for the units and how FLOPs are
 counted). --compare-upstream also runs the frozen encoders' upstream forwards
-(MODEL.FAST_INFERENCE off) in the same process, alternating with the fast path. --int8 then
+(MODEL.FAST_INFERENCE off) in the same process, alternating with the fast path.
+--requery-classes N (default 150; 0 skips it) then times answering a new vocabulary of N classes
+that no text cache has seen, from the image's cached vocabulary-free features (text encoding,
+classification and post-processing): ``requery_per_image_s``, and again with those classes'
+text embeddings cached, ``requery_cached_text_per_image_s``; each also as a share of
+``total_per_image_s``. --int8 then
 quantises the frozen encoders (MODEL.INT8_CPU, frozenseg.modeling.quantization), times the
 same input again and reports the int8/fp32 time ratio and the argmax agreement of ``sem_seg``
 (fraction of pixels whose arg-max class is unchanged).
 
-Example:
+For OVSeg configs (configs/ovseg/*.yaml) the CLIP on the proposal crops is the stage
+``clip_on_crops`` (cropping, the mask-prompted ViT and the scoring); its efficiency and
+``clip_on_crops_floor_s`` (its FLOPs at the measured rate) are reported, and --compare-upstream
+times the reference crop loop and mask-prompt forward against the fast path.
+
+Examples:
     python tools/benchmark.py --config-file configs/coco/frozenseg/convnext_large_eval_ade20k.yaml \\
         --device cpu --height 384 --width 512 --num-classes 6 --compare-upstream \\
         MODEL.FROZEN_SEG.CLIP_PRETRAINED_WEIGHTS "" MODEL.SAM_CHECKPOINT ""
+    python tools/benchmark.py --config-file configs/ovseg/ovseg_R101c_vitB_bs32_120k.yaml \\
+        --device cpu --height 320 --width 448 --num-classes 6 --compare-upstream \\
+        MODEL.CLIP_ADAPTER.CLIP_WEIGHTS "" MODEL.WEIGHTS ""
 """
 
 from __future__ import annotations
@@ -54,6 +67,9 @@ def parse_args(argv=None):
                    help="torch CPU threads (sets MODEL.CPU_THREADS; 0: auto, physical cores)")
     p.add_argument("--compare-upstream", action="store_true",
                    help="also time the frozen encoders' upstream forwards in the same run")
+    p.add_argument("--requery-classes", type=int_at_least(0), default=150,
+                   help="classes of the new vocabulary answered from the cached image features "
+                        "(requery_per_image_s; 0: not measured)")
     p.add_argument("--int8", action="store_true",
                    help="then time the int8 CPU mode (MODEL.INT8_CPU) on the same input and compare")
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
@@ -66,7 +82,9 @@ def vocabulary(n: int) -> list[str]:
 
 
 def _fmt(v) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        return f"{v:.2e}" if 0 < abs(v) < 1e-3 else f"{v:.3f}"
+    return str(v)
 
 
 def _int8_figures(model, inputs, options, fp32: dict) -> dict:
@@ -86,6 +104,17 @@ def _int8_figures(model, inputs, options, fp32: dict) -> dict:
         "int8_argmax_agreement": (quantised == reference).double().mean().item(),
         "int8_linear_layers": len(layers),
     }
+
+
+def _requery(model, inputs, args, total: float, device) -> dict:
+    """The requery figures (:func:`frozenseg.apps.benchmark.requery_figures`, with fast paths on
+    and ``args.iters`` rounds) and their shares of ``total`` (the fast image time)."""
+    model.set_fast_inference(True)
+    figures = benchmark.requery_figures(model, inputs, args.requery_classes, iters=args.iters, device=device)
+    if "requery_per_image_s" in figures:
+        figures["requery_share"] = figures["requery_per_image_s"] / total
+        figures["requery_cached_text_share"] = figures["requery_cached_text_per_image_s"] / total
+    return figures
 
 
 def main(argv=None) -> dict:
@@ -108,6 +137,8 @@ def main(argv=None) -> dict:
     )
     inputs = [{"image": image, "height": args.height, "width": args.width}]
     figures = benchmark.benchmark_model(model, inputs, options)
+    if args.requery_classes:
+        figures.update(_requery(model, inputs, args, figures["total_per_image_s"], device))
     if args.int8:
         figures.update(_int8_figures(model, inputs, options, figures))
     memory, memory_kind = benchmark.peak_memory_mb(device)
@@ -131,7 +162,11 @@ def main(argv=None) -> dict:
                     _fmt(result[f"{name}_efficiency"]), _fmt(result.get(f"upstream_{name}_s", "")))
     logger.info("%-16s %9s %9s %10s %12s", "total per image", _fmt(result["total_per_image_s"]), "", "",
                 _fmt(result.get("upstream_total_per_image_s", "")))
-    for key in ("sam_encoder_floor_s", "speedup_vs_upstream", "text_classifier_s", "peak_memory_mb",
+    for key in ("sam_encoder_floor_s", "clip_on_crops_floor_s", "speedup_vs_upstream",
+                "upstream_sem_seg_argmax_agreement", "upstream_sem_seg_max_rel_diff",
+                "requery_classes", "requery_per_image_s", "requery_share",
+                "requery_cached_text_per_image_s", "requery_cached_text_share", "requery",
+                "text_classifier_s", "peak_memory_mb",
                 "int8_total_per_image_s", "int8_sam_encoder_s", "int8_clip_backbone_s", "int8_time_ratio",
                 "int8_argmax_agreement", "int8_linear_layers"):
         if key in result:

@@ -47,6 +47,7 @@ __all__ = [
     "timed",
     "peak_memory_mb",
     "benchmark_model",
+    "requery_figures",
 ]
 
 logger = logging.getLogger(__name__)
@@ -160,8 +161,9 @@ class BenchmarkOptions:
         iters: timed iterations per variant (medians are reported).
         compare_upstream: also time the model with every MODEL.FAST_INFERENCE path off
             (segment-anything's ``ImageEncoderViT.forward`` as it is, the release's
-            deformable-attention arithmetic), alternating with the fast variant in every
-            iteration.
+            deformable-attention arithmetic; for OVSeg the reference crop loop and mask-prompt
+            forward, open_clip's blocks as they are), alternating with the fast variant in
+            every iteration.
         matmul_seconds: duration of the matrix-multiply rate measurement.
         amp_dtype: autocast dtype, or None for fp32.
         count_gflop: count each stage's FLOPs (off for models fvcore cannot trace, e.g. the
@@ -183,6 +185,22 @@ def _median_stage_times(runs: list[dict[str, float]], totals: list[float], names
     return out
 
 
+def _sem_seg_agreement(fast: Any, upstream: Any) -> dict[str, float]:
+    """``upstream_sem_seg_argmax_agreement`` (fraction of pixels whose arg-max class is the same)
+    and ``upstream_sem_seg_max_rel_diff`` (max |difference| over max |upstream score|) of the two
+    variants' ``sem_seg`` outputs on the same input; empty when the outputs have none."""
+    if not isinstance(fast, list) or not isinstance(upstream, list):
+        return {}
+    pairs = [(a["sem_seg"], b["sem_seg"]) for a, b in zip(fast, upstream)
+             if isinstance(a, dict) and isinstance(b, dict) and "sem_seg" in a and "sem_seg" in b]
+    if not pairs:
+        return {}
+    same = sum((a.argmax(0) == b.argmax(0)).sum().item() for a, b in pairs)
+    pixels = sum(a[0].numel() for a, _ in pairs)
+    diff = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() for a, b in pairs)
+    return {"upstream_sem_seg_argmax_agreement": same / pixels, "upstream_sem_seg_max_rel_diff": diff}
+
+
 def benchmark_model(
     model: SegmentationModel,
     inputs: list[dict],
@@ -198,8 +216,11 @@ def benchmark_model(
         A flat dict: ``matmul_gflops`` (GFLOP/s), ``total_per_image_s``, per stage ``<stage>_s``,
         ``<stage>_gflop`` (None when not counted), ``<stage>_efficiency``, ``stages`` (their
         order), ``gflop_method`` per stage, ``sam_encoder_floor_s`` (SAM FLOPs at the measured
-        rate) when the model has a ``sam_encoder`` stage, and with ``compare_upstream``
-        ``upstream_total_per_image_s`` and ``upstream_<stage>_s``.
+        rate) when the model has a ``sam_encoder`` stage (FrozenSeg), ``clip_on_crops_floor_s``
+        likewise for OVSeg's CLIP on the proposal crops, and with ``compare_upstream``
+        ``upstream_total_per_image_s``, ``upstream_<stage>_s`` and, for outputs with
+        ``sem_seg``, ``upstream_sem_seg_argmax_agreement`` and ``upstream_sem_seg_max_rel_diff``
+        (the two variants' last outputs on the same input).
     """
     stages: tuple[BenchmarkStage, ...] = model.benchmark_stages()
     names = [s.name for s in stages]
@@ -218,6 +239,7 @@ def benchmark_model(
         else contextlib.nullcontext()
     )
     runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+    outputs: dict[str, Any] = {}  # each variant's latest output
     totals: dict[str, list[float]] = {v: [] for v in variants}
     gflop: dict[str, float] = {}  # per image, of the fast variant (counted on its first call)
     try:
@@ -229,7 +251,7 @@ def benchmark_model(
                     timer.first_call.clear()
                     _sync(device)
                     t0 = time.perf_counter()
-                    model(inputs)
+                    outputs[variant] = model(inputs)
                     _sync(device)
                     total = time.perf_counter() - t0
                     if i >= options.warmup:
@@ -259,12 +281,63 @@ def benchmark_model(
         result[f"{name}_s"] = seconds[name]
         result[f"{name}_gflop"] = g
         result[f"{name}_efficiency"] = g / seconds[name] / rate if g and seconds[name] > 0 else None
-    if gflop.get("sam_encoder"):
-        result["sam_encoder_floor_s"] = gflop["sam_encoder"] / rate
+    for name in ("sam_encoder", "clip_on_crops"):  # the dominant stage's FLOPs at the measured rate
+        if gflop.get(name):
+            result[f"{name}_floor_s"] = gflop[name] / rate
     if options.compare_upstream:
         up = _median_stage_times(per_batch["upstream"], totals["upstream"], names)
         result["upstream_total_per_image_s"] = statistics.median(totals["upstream"])
         for name in [*names, REST_STAGE]:
             result[f"upstream_{name}_s"] = up[name]
         result["speedup_vs_upstream"] = result["upstream_total_per_image_s"] / result["total_per_image_s"]
+        result.update(_sem_seg_agreement(outputs.get("fast"), outputs.get("upstream")))
     return result
+
+
+# ------------------------------------------------------------------------------------------------
+# Answering a new vocabulary from cached image features
+# ------------------------------------------------------------------------------------------------
+def requery_figures(
+    model: SegmentationModel,
+    inputs: list[dict],
+    num_classes: int,
+    iters: int = 1,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Seconds per image of answering a new vocabulary from the images' cached
+    :meth:`~frozenseg.modeling.contract.SegmentationModel.encode_images` features: text
+    encoding, classification and post-processing (``classify_images``).
+
+    Each of the ``iters`` timed rounds sets a vocabulary of ``num_classes`` one-name classes that
+    no text cache has seen (a fresh random suffix per round) and times ``classify_images`` twice:
+    first with the text embeddings to compute (``requery_per_image_s``), then again with them
+    cached (``requery_cached_text_per_image_s``); medians over the rounds. The image features are
+    computed once, untimed. The model's vocabulary is restored afterwards.
+
+    Returns:
+        ``requery_classes``, ``requery_per_image_s``, ``requery_cached_text_per_image_s``; or
+        ``{"requery": <reason>}`` when the model does not split its forward.
+    """
+    import uuid
+
+    device = torch.device(device)
+    per_image = 1.0 / max(1, len(inputs))
+    vocabulary = model.vocabulary
+    new_text, cached_text = [], []
+    try:
+        with torch.no_grad():
+            features = model.encode_images(inputs)
+            if features is None:
+                return {"requery": "the model does not split its forward"}
+            for _ in range(max(1, int(iters))):
+                nonce = uuid.uuid4().hex[:12]
+                model.set_vocabulary([f"requery class {i} {nonce}" for i in range(num_classes)])
+                new_text.append(timed(lambda: model.classify_images(inputs, features), device) * per_image)
+                cached_text.append(timed(lambda: model.classify_images(inputs, features), device) * per_image)
+    finally:
+        model.set_vocabulary(vocabulary.class_names, vocabulary.thing_classes)
+    return {
+        "requery_classes": num_classes,
+        "requery_per_image_s": statistics.median(new_text),
+        "requery_cached_text_per_image_s": statistics.median(cached_text),
+    }

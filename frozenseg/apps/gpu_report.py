@@ -46,7 +46,7 @@ from torch import nn
 
 from ..utils.errors import UserInputError
 from ..utils.file_io import atomic_write
-from .benchmark import peak_memory_mb, timed
+from .benchmark import peak_memory_mb, requery_figures, timed
 from ..engine.events import EventStorage
 from ..engine.setup import load_config
 from ..modeling.build import build_model
@@ -332,27 +332,17 @@ def _parity(run: _Run) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 def requery_times(model: nn.Module, inputs: list[dict], num_classes: int, device: torch.device) -> dict[str, Any]:
     """Seconds per image of the whole eval forward, and of answering a new vocabulary of
-    ``num_classes`` classes (names no text cache has seen) from the image's cached
-    :meth:`~frozenseg.modeling.contract.SegmentationModel.encode_images` features, first with
-    its text embeddings to compute, then with them cached. The model's vocabulary is restored."""
-    import uuid
-
-    vocabulary = model.vocabulary
+    ``num_classes`` classes from the image's cached features, with its text embeddings to
+    compute and then cached (:func:`~frozenseg.apps.benchmark.requery_figures`), with their
+    shares of the whole forward."""
     with torch.no_grad():
         total = timed(lambda: model(inputs), device)
-        features = model.encode_images(inputs)
-        if features is None:
-            return {"total_per_image_s": total, "requery": "the model does not split its forward"}
-        nonce = uuid.uuid4().hex[:8]
-        model.set_vocabulary([f"requery class {i} {nonce}" for i in range(num_classes)])
-        try:
-            new_text = timed(lambda: model.classify_images(inputs, features), device)
-            cached_text = timed(lambda: model.classify_images(inputs, features), device)
-        finally:
-            model.set_vocabulary(vocabulary.class_names, vocabulary.thing_classes)
-    return {"total_per_image_s": total, "requery_classes": num_classes, "requery_per_image_s": new_text,
-            "requery_cached_text_per_image_s": cached_text,
-            "requery_share": new_text / total, "requery_cached_text_share": cached_text / total}
+    figures = requery_figures(model, inputs, num_classes, iters=1, device=device)
+    if "requery" in figures:
+        return {"total_per_image_s": total, **figures}
+    return {"total_per_image_s": total, **figures,
+            "requery_share": figures["requery_per_image_s"] / total,
+            "requery_cached_text_share": figures["requery_cached_text_per_image_s"] / total}
 
 
 def _requery(run: _Run) -> dict[str, Any]:

@@ -44,8 +44,8 @@ def test_benchmark_json_figures(tmp_path):
     included) add up to the total; the SAM floor is its FLOPs at the measured rate."""
     config = TOOLS.parent / "configs" / "tiny" / "frozenseg_tiny_convnext.yaml"
     r = _run("benchmark.py", "--config-file", str(config), "--height", "64", "--width", "96",
-             "--warmup", "0", "--iters", "1", "--compare-upstream", "--json", "out.json",
-             "MODEL.SAM_IMAGE_SIZE", "256", cwd=tmp_path)
+             "--warmup", "0", "--iters", "1", "--compare-upstream", "--requery-classes", "7",
+             "--json", "out.json", "MODEL.SAM_IMAGE_SIZE", "256", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "out.json") as f:
         out = json.load(f)
@@ -61,16 +61,33 @@ def test_benchmark_json_figures(tmp_path):
         parts = sum(out[f"{prefix}{name}_s"] for name in out["stages"])
         assert parts == pytest.approx(out[f"{prefix}total_per_image_s"], rel=1e-9)
     assert out["sam_encoder_floor_s"] == pytest.approx(out["sam_encoder_gflop"] / out["matmul_gflops"])
+    _check_requery(out, 7)
+
+
+def _check_requery(out: dict, classes: int) -> None:
+    """The requery figures: the class count asked for, positive times, shares of the total."""
+    assert out["requery_classes"] == classes
+    for kind in ("requery", "requery_cached_text"):
+        assert out[f"{kind}_per_image_s"] > 0
+        assert out[f"{kind}_share"] == pytest.approx(out[f"{kind}_per_image_s"] / out["total_per_image_s"])
 
 
 def test_benchmark_splits_ovseg_into_its_stages(tmp_path):
     """An OVSeg config: backbone, head, CLIP on the proposal crops, and the rest, adding up."""
     config = TOOLS.parent / "configs" / "tiny" / "ovseg_tiny_resnet.yaml"
     r = _run("benchmark.py", "--config-file", str(config), "--height", "64", "--width", "96",
-             "--warmup", "0", "--iters", "1", "--json", "out.json", cwd=tmp_path)
+             "--warmup", "0", "--iters", "1", "--compare-upstream", "--requery-classes", "5",
+             "--json", "out.json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "out.json") as f:
         out = json.load(f)
     assert out["stages"] == ["backbone", "head", "clip_on_crops", "postprocess"]
-    assert sum(out[f"{name}_s"] for name in out["stages"]) == pytest.approx(out["total_per_image_s"], rel=1e-9)
-    assert out["clip_on_crops_s"] > 0 and out["backbone_gflop"] > 0
+    for prefix in ("", "upstream_"):
+        parts = sum(out[f"{prefix}{name}_s"] for name in out["stages"])
+        assert parts == pytest.approx(out[f"{prefix}total_per_image_s"], rel=1e-9)
+    assert out["clip_on_crops_s"] > 0 and out["backbone_gflop"] > 0 and out["clip_on_crops_gflop"] > 0
+    assert out["clip_on_crops_floor_s"] == pytest.approx(out["clip_on_crops_gflop"] / out["matmul_gflops"])
+    # the fast crop path and the reference one give the same segmentation on the same input
+    assert out["upstream_sem_seg_argmax_agreement"] == 1.0
+    assert out["upstream_sem_seg_max_rel_diff"] < 1e-4
+    _check_requery(out, 5)
