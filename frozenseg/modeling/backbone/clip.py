@@ -139,7 +139,7 @@ def _check_model_config(model_name: str) -> str:
     )
 
 
-class CLIPBackbone(FrozenEncoderModule, nn.Module):
+class CLIPBackbone(FrozenEncoderModule, clip_text.OpenCLIPTextEncoding, nn.Module):
     """Frozen open_clip CLIP model: visual features, mask classification and text encoding.
 
     Registered in ``BACKBONE_REGISTRY`` as ``"CLIP"`` (``MODEL.BACKBONE.NAME``).
@@ -450,44 +450,7 @@ class CLIPBackbone(FrozenEncoderModule, nn.Module):
         """Tokenise prompts: list of N strings -> (N, context_length=77) int64, zero padded."""
         return self.tokenizer(list(texts)).long()
 
-    @torch.no_grad()
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Text features (not normalised) at the end-of-text token, projected.
-
-        Args:
-            tokens: (N, L) token ids, L <= context length; may be truncated after the last
-                end-of-text token (the causal mask makes the result identical).
-        Returns:
-            (N, D); see ``clip_text.encode_text``.
-        """
-        return clip_text.encode_text(self.clip_model, tokens)
-
-    # ---- text: shared-prefix encoding (see clip_text) ----------------------------------------
-    def supports_text_prefix_sharing(self) -> bool:
-        """True if the text tower meets every assumption of the shared-prefix forward
-        (``clip_text.check_text_tower(prefix_sharing=True)``)."""
-        try:
-            clip_text.check_text_tower(self.clip_model, prefix_sharing=True)
-        except clip_text.UnsupportedTextTowerError:
-            return False
-        return True
-
-    @torch.no_grad()
-    def encode_text_prefixes(self, prefixes: Sequence[torch.Tensor]) -> clip_text.TextPrefixCache:
-        """Per-layer keys/values of G token prefixes (1-D token-id tensors, lengths may differ
-        and may be 0), for ``encode_text_shared_prefix``; see ``clip_text.encode_text_prefixes``."""
-        return clip_text.encode_text_prefixes(self.clip_model, prefixes)
-
-    @torch.no_grad()
-    def encode_text_shared_prefix(
-        self,
-        prefix_cache: clip_text.TextPrefixCache,
-        prefix_index: torch.Tensor,
-        suffix_tokens: torch.Tensor,
-    ) -> torch.Tensor:
-        """``encode_text`` of the prompts ``prefix_g + suffix_b`` (g = ``prefix_index[b]``, (B,)),
-        ``suffix_tokens`` (B, S) -> (B, D); see ``clip_text.encode_text_shared_prefix``."""
-        return clip_text.encode_text_shared_prefix(self.clip_model, prefix_cache, prefix_index, suffix_tokens)
+    # encode_text and the shared-prefix methods: clip_text.OpenCLIPTextEncoding
 
     # ---- text: disk-cache identity -----------------------------------------------------------
     def text_weights_fingerprint(self) -> Optional[str]:

@@ -348,6 +348,55 @@ def encode_text_shared_prefix(
     return _project(model, x)
 
 
+class OpenCLIPTextEncoding:
+    """The encoding methods of ``TextClassifierBuilder``'s encoder protocol over an open_clip
+    ``CLIP`` held as ``self.clip_model``: truncated :func:`encode_text` and shared-prefix
+    encoding (:func:`encode_text_prefixes`, :func:`encode_text_shared_prefix`) when the text
+    tower meets every assumption of the module docstring. Mixed into every wrapper of a CLIP text
+    tower (FrozenSeg's ``CLIPBackbone``, OVSeg's ``OpenCLIPTextEncoder``), which add the
+    tokenizer, the device and the cache identity."""
+
+    clip_model: nn.Module
+
+    @torch.no_grad()
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Text features (not normalised) at the end-of-text token, projected.
+
+        Args:
+            tokens: (N, L) token ids, L <= context length; may be truncated after the last
+                end-of-text token (the causal mask makes the result identical).
+        Returns:
+            (N, D); see :func:`encode_text`.
+        """
+        return encode_text(self.clip_model, tokens)
+
+    def supports_text_prefix_sharing(self) -> bool:
+        """True if the text tower meets every assumption of the shared-prefix forward
+        (``check_text_tower(prefix_sharing=True)``)."""
+        try:
+            check_text_tower(self.clip_model, prefix_sharing=True)
+        except UnsupportedTextTowerError:
+            return False
+        return True
+
+    @torch.no_grad()
+    def encode_text_prefixes(self, prefixes: Sequence[torch.Tensor]) -> TextPrefixCache:
+        """Per-layer keys/values of G token prefixes (1-D token-id tensors, lengths may differ
+        and may be 0), for :meth:`encode_text_shared_prefix`; see :func:`encode_text_prefixes`."""
+        return encode_text_prefixes(self.clip_model, prefixes)
+
+    @torch.no_grad()
+    def encode_text_shared_prefix(
+        self,
+        prefix_cache: TextPrefixCache,
+        prefix_index: torch.Tensor,
+        suffix_tokens: torch.Tensor,
+    ) -> torch.Tensor:
+        """``encode_text`` of the prompts ``prefix_g + suffix_b`` (g = ``prefix_index[b]``, (B,)),
+        ``suffix_tokens`` (B, S) -> (B, D); see :func:`encode_text_shared_prefix`."""
+        return encode_text_shared_prefix(self.clip_model, prefix_cache, prefix_index, suffix_tokens)
+
+
 def text_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """(name, tensor) of every text-tower parameter and buffer, in a fixed order (the
     ``positional_embedding`` after the modules, ``text_projection`` last)."""

@@ -122,6 +122,17 @@ def test_text_encoder_serves_the_text_classifier_builder(tiny_clip):
     expected = F.normalize(per_prompt.view(2, 2, -1).mean(dim=1), dim=-1)
     torch.testing.assert_close(classifier, expected, rtol=1e-5, atol=1e-5)
     assert counts == [1, 1]
+    # the builder runs only each prompt's own tokens after the shared template prefixes, and the
+    # full path (every token of every prompt) gives the same classifier up to float rounding
+    assert encoder.supports_text_prefix_sharing()
+    full_path = TextClassifierBuilder(encoder=encoder, templates=templates, cache_dir="", share_prefixes=False)
+    torch.testing.assert_close(full_path.build(["wall", "sky"])[0], expected, rtol=1e-5, atol=1e-5)
+    literal, _ = builder.build(["road, route", "sky"], literal=True)
+    with torch.no_grad():
+        per_prompt = F.normalize(tiny_clip.encode_text(
+            encoder.tokenize([t.format(n) for n in ("road, route", "sky") for t in templates])), dim=-1)
+    torch.testing.assert_close(literal, F.normalize(per_prompt.view(2, 2, -1).mean(dim=1), dim=-1),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_prompt_templates():

@@ -210,9 +210,10 @@ def load_clip_weights(clip_model: nn.Module, path: str, *, mask_prompts_required
     logger.info("Loaded CLIP weights from %s.", path)
 
 
-class OpenCLIPTextEncoder:
+class OpenCLIPTextEncoder(clip_text.OpenCLIPTextEncoding):
     """The text side of an open_clip CLIP, in the protocol of ``TextClassifierBuilder``
-    (``tokenize``, ``encode_text``, ``device``, ``text_cache_identity``)."""
+    (``tokenize``, ``device``, ``text_cache_identity``; truncated and shared-prefix encoding
+    from :class:`~frozenseg.modeling.backbone.clip_text.OpenCLIPTextEncoding`)."""
 
     def __init__(self, clip_model: nn.Module, tokenizer_name: str):
         """
@@ -232,20 +233,6 @@ class OpenCLIPTextEncoder:
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """N strings -> (N, context_length) int64 token ids, zero padded."""
         return self.tokenizer(list(texts)).long()
-
-    @torch.no_grad()
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Projected end-of-text features (N, D), not normalised.
-
-        Args:
-            tokens: (N, L) token ids, L <= context length (the builder truncates after the last
-                end-of-text token; zero padding is restored, which the causal mask makes exact).
-        """
-        context = self.clip_model.context_length
-        if tokens.shape[1] > context:
-            raise ValueError(f"Token length {tokens.shape[1]} exceeds the CLIP context length {context}.")
-        tokens = nn.functional.pad(tokens, (0, context - tokens.shape[1])).to(self.device)
-        return self.clip_model.encode_text(tokens)
 
     def text_cache_identity(self) -> str | None:
         """Key of the text classifiers this encoder computes: tokenizer + a hash of the text-tower
