@@ -86,9 +86,10 @@ def add_frozenseg_config(cfg: CN) -> None:
     # Vocabulary file ("id:name,synonym,..." per line) of the training classes; "" = the vocabulary
     # registered for DATASETS.TRAIN[0]. Decides which test classes count as "seen".
     fz.TRAIN_VOCABULARY_FILE = ""
-    # Directory of the persistent text-classifier cache ("" disables the disk cache). "~" and
-    # environment variables are expanded.
-    fz.TEXT_CACHE_DIR = "~/.cache/frozenseg/text_classifier"
+    # Directory of the persistent text-classifier cache ("" disables the disk cache). A leading
+    # $FROZENSEG_CACHE is the project's cache folder (set or not); "~" and environment variables
+    # are expanded.
+    fz.TEXT_CACHE_DIR = "$FROZENSEG_CACHE/text_classifier"
     fz.TEXT_BATCH_SIZE = 256  # prompts per text-encoder batch
 
     # The SAM proposal ensemble of the semantic output (§7.5), with TEST.USE_SAM_MASKS.
