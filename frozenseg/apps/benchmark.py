@@ -300,7 +300,7 @@ def benchmark_model(
 def requery_figures(
     model: SegmentationModel,
     inputs: list[dict],
-    num_classes: int,
+    class_names: Sequence[str],
     iters: int = 1,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
@@ -308,36 +308,59 @@ def requery_figures(
     :meth:`~frozenseg.modeling.contract.SegmentationModel.encode_images` features: text
     encoding, classification and post-processing (``classify_images``).
 
-    Each of the ``iters`` timed rounds sets a vocabulary of ``num_classes`` one-name classes that
-    no text cache has seen (a fresh random suffix per round) and times ``classify_images`` twice:
-    first with the text embeddings to compute (``requery_per_image_s``), then again with them
-    cached (``requery_cached_text_per_image_s``); medians over the rounds. The image features are
-    computed once, untimed. The model's vocabulary is restored afterwards.
+    Each of the ``iters`` timed rounds empties the model's text caches (memory, and a new
+    temporary folder in place of its disk cache, so the user's cache is neither read nor filled;
+    the encoded template prefixes are kept, as in a process that has built a vocabulary), sets the
+    vocabulary ``class_names`` and times ``classify_images`` twice: first with the text
+    embeddings to compute (``requery_per_image_s``), then again with them cached
+    (``requery_cached_text_per_image_s``); medians over the rounds. The image features are
+    computed once, untimed. The outputs are computed as the predictor and the web demo compute
+    them: semantic scores streamed, without the full (K, H, W) map (``full_semantic_map`` off).
+    The model's vocabulary and settings are restored afterwards.
 
     Returns:
-        ``requery_classes``, ``requery_per_image_s``, ``requery_cached_text_per_image_s``; or
-        ``{"requery": <reason>}`` when the model does not split its forward.
+        ``requery_classes`` (K), ``requery_synonyms`` (synonyms encoded, one prompt per
+        template each), and the two times; or
+        ``{"requery": <reason>}`` when the model does not split its forward or has no
+        ``text_classifier_builder``.
     """
-    import uuid
+    import os
+    import tempfile
 
     device = torch.device(device)
     per_image = 1.0 / max(1, len(inputs))
+    builder = getattr(model, "text_classifier_builder", None)
+    if builder is None:
+        return {"requery": "the model has no text_classifier_builder"}
     vocabulary = model.vocabulary
+    saved_cache_dir = builder.cache_dir
+    saved_full_map = getattr(model, "full_semantic_map", None)
     new_text, cached_text = [], []
-    try:
-        with torch.no_grad():
+    with tempfile.TemporaryDirectory(prefix="frozenseg_requery_") as scratch, torch.no_grad():
+        try:
             features = model.encode_images(inputs)
             if features is None:
                 return {"requery": "the model does not split its forward"}
-            for _ in range(max(1, int(iters))):
-                nonce = uuid.uuid4().hex[:12]
-                model.set_vocabulary([f"requery class {i} {nonce}" for i in range(num_classes)])
+            if saved_full_map is not None:
+                model.full_semantic_map = False
+            for i in range(max(1, int(iters))):
+                if saved_cache_dir:  # an empty disk cache per round
+                    builder.cache_dir = os.path.join(scratch, str(i))
+                builder.clear_cache(prefixes=False)  # as in a process that has built a vocabulary
+                model.set_vocabulary(list(class_names))
                 new_text.append(timed(lambda: model.classify_images(inputs, features), device) * per_image)
+                encoded = builder.last_build["encoded"]
                 cached_text.append(timed(lambda: model.classify_images(inputs, features), device) * per_image)
-    finally:
-        model.set_vocabulary(vocabulary.class_names, vocabulary.thing_classes)
+        finally:
+            builder.cache_dir = saved_cache_dir
+            if saved_full_map is not None:
+                model.full_semantic_map = saved_full_map
+            builder.clear_cache(prefixes=False)
+            if vocabulary is not None:
+                model.set_vocabulary(vocabulary.class_names, vocabulary.thing_classes)
     return {
-        "requery_classes": num_classes,
+        "requery_classes": len(class_names),
+        "requery_synonyms": encoded,
         "requery_per_image_s": statistics.median(new_text),
         "requery_cached_text_per_image_s": statistics.median(cached_text),
     }

@@ -337,7 +337,8 @@ def requery_times(model: nn.Module, inputs: list[dict], num_classes: int, device
     shares of the whole forward."""
     with torch.no_grad():
         total = timed(lambda: model(inputs), device)
-    figures = requery_figures(model, inputs, num_classes, iters=1, device=device)
+    names = [f"requery class {i}" for i in range(num_classes)]
+    figures = requery_figures(model, inputs, names, iters=1, device=device)
     if "requery" in figures:
         return {"total_per_image_s": total, **figures}
     return {"total_per_image_s": total, **figures,

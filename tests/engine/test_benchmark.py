@@ -128,3 +128,29 @@ def test_set_fast_inference_reaches_every_switch():
 
 def test_matmul_rate_is_a_rate():
     assert benchmark.matmul_gflops(size=64, seconds=0.0, min_repeats=2) > 0
+
+
+@pytest.mark.slow
+def test_requery_encodes_the_new_classes_and_leaves_the_model_and_the_cache_as_they_were(tmp_path):
+    """requery_figures: every synonym of the new vocabulary is encoded in each round (the caches
+    are emptied first), the user's disk cache gets no file, and the vocabulary, the text rows
+    read from that cache and ``full_semantic_map`` are as before."""
+    cache = tmp_path / "text_cache"
+    model = build_model(load_config("configs/tiny/frozenseg_tiny_convnext.yaml",
+                                    ["MODEL.DEVICE", "cpu", "MODEL.FROZEN_SEG.TEXT_CACHE_DIR", str(cache)]),
+                        load_frozen_weights=False).eval()
+    model.set_vocabulary(["cat,kitten", "sky"], thing_classes=[0])
+    model.encode_vocabulary()
+    files = sorted(p.name for p in cache.rglob("*") if p.is_file())
+    assert files  # the user's vocabulary is in the disk cache
+    model.full_semantic_map = True
+    inputs = [{"image": torch.randint(0, 256, (3, 48, 64), dtype=torch.uint8), "height": 48, "width": 64}]
+    names = ["wall,walls", "road,route,street", "red panda"]
+    figures = benchmark.requery_figures(model, inputs, names, iters=2)
+    assert figures["requery_classes"] == 3 and figures["requery_synonyms"] == 6
+    assert 0 < figures["requery_cached_text_per_image_s"] and 0 < figures["requery_per_image_s"]
+    assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == files
+    assert model.vocabulary.class_names == ["cat,kitten", "sky"] and model.vocabulary.thing_classes == [0]
+    assert model.full_semantic_map is True
+    model.encode_vocabulary()
+    assert model.text_classifier_builder.last_build == {"memory": 0, "disk": 3, "encoded": 0}

@@ -262,11 +262,18 @@ class TextClassifierBuilder:
         }
 
     # ---- public ----------------------------------------------------------------------------
-    def clear_cache(self) -> None:
-        """Drop the in-memory caches (the disk cache is kept)."""
+    def clear_cache(self, prefixes: bool = True) -> None:
+        """Drop the in-memory caches (the disk cache is kept).
+
+        Args:
+            prefixes: also drop the encoded template prefixes; False keeps them (they depend
+                on the encoder's weights and the templates only, not on any class), so the next
+                build encodes its classes as a process that has built a vocabulary before does.
+        """
         self._rows.clear()
         self._vocabularies.clear()
-        self._prefix_plan = None
+        if prefixes:
+            self._prefix_plan = None
 
     def build(
         self, class_names: Sequence[str], literal: bool = False, cached: bool = True
