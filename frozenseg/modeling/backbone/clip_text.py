@@ -13,7 +13,9 @@
 - ``text_tensors(model)``: the named tensors of the text tower (the text-cache fingerprint).
 
 Both forwards are tested against open_clip's own ``CLIP.encode_text`` on the tiny ConvNeXt and
-tiny ModifiedResNet models (tests/modeling/test_clip_text.py).
+tiny ModifiedResNet models (tests/modeling/test_clip_text.py) and, through OVSeg's text encoder,
+on a tiny ViT CLIP (tests/modeling/ovseg/test_clip_adapter.py). :class:`OpenCLIPTextEncoding`
+gives every CLIP text wrapper these forwards.
 
 Assumptions about open_clip
 ---------------------------

@@ -24,7 +24,8 @@ class only. The price: every call is full size, so even a one-class vocabulary c
 Prefix sharing: with the same causal mask, the tokens a prompt shares with its template's text
 before the synonym (SOT + e.g. "a photo of a") have the same hidden states in every prompt of the
 template. When the encoder offers it (``encode_text_prefixes`` / ``encode_text_shared_prefix``,
-as ``CLIPBackbone`` does), those template prefixes are encoded once per builder and only the rest
+as ``CLIPBackbone`` and OVSeg's ``OpenCLIPTextEncoder`` do through
+``clip_text.OpenCLIPTextEncoding``), those template prefixes are encoded once per builder and only the rest
 of each prompt (synonym, template tail, end-of-text) is run, attending to the cached prefix keys
 and values (for the ViLD prompts, 44 % of the tokens, before the widths are rounded up), with the
 same outputs as the full path up to float rounding. A template's prefix is the tokens of its text
