@@ -39,7 +39,6 @@ import logging
 import torch
 
 from frozenseg.apps import benchmark
-from frozenseg.data import dataset_vocabulary
 from frozenseg.engine.launch import configure_cpu_process
 from frozenseg.engine.setup import load_config
 from frozenseg.modeling.build import build_model
@@ -107,26 +106,12 @@ def _int8_figures(model, inputs, options, fp32: dict) -> dict:
     }
 
 
-def requery_vocabulary(n: int) -> list[str]:
-    """``n`` class strings for the requery figures: ADE20K-150's (with their synonyms, as
-    ``--dataset-vocabulary openvocab_ade20k_panoptic_val`` gives them), then LVIS names, then
-    "object number i"."""
-    names = dataset_vocabulary("openvocab_ade20k_panoptic_val")
-    if n > len(names):
-        names = names + [c.replace("_", " ") for c in dataset_vocabulary("openvocab_lvis_v1_val")]
-    return [names[i] if i < len(names) else f"object number {i}" for i in range(n)]
-
-
 def _requery(model, inputs, args, total: float, device) -> dict:
     """The requery figures (:func:`frozenseg.apps.benchmark.requery_figures`, fast paths on,
     ``args.iters`` rounds) and their shares of ``total`` (the fast image time)."""
     model.set_fast_inference(True)
-    figures = benchmark.requery_figures(model, inputs, requery_vocabulary(args.requery_classes),
-                                        iters=args.iters, device=device)
-    if "requery_per_image_s" in figures:
-        figures["requery_share"] = figures["requery_per_image_s"] / total
-        figures["requery_cached_text_share"] = figures["requery_cached_text_per_image_s"] / total
-    return figures
+    return benchmark.requery_figures(model, inputs, benchmark.requery_vocabulary(args.requery_classes),
+                                     iters=args.iters, device=device, total_per_image_s=total)
 
 
 def main(argv=None) -> dict:

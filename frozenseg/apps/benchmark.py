@@ -48,6 +48,7 @@ __all__ = [
     "peak_memory_mb",
     "benchmark_model",
     "requery_figures",
+    "requery_vocabulary",
 ]
 
 logger = logging.getLogger(__name__)
@@ -308,12 +309,25 @@ def _answer(model: SegmentationModel, inputs: list[dict], features: Sequence[Any
     return outputs
 
 
+def requery_vocabulary(n: int) -> list[str]:
+    """``n`` class strings for :func:`requery_figures`: ADE20K-150's (with their synonyms, as
+    ``--dataset-vocabulary openvocab_ade20k_panoptic_val`` gives them), then LVIS names, then
+    "object number i"."""
+    from ..data import dataset_vocabulary
+
+    names = dataset_vocabulary("openvocab_ade20k_panoptic_val")
+    if n > len(names):
+        names = names + [c.replace("_", " ") for c in dataset_vocabulary("openvocab_lvis_v1_val")]
+    return [names[i] if i < len(names) else f"object number {i}" for i in range(n)]
+
+
 def requery_figures(
     model: SegmentationModel,
     inputs: list[dict],
     class_names: Sequence[str],
     iters: int = 1,
     device: torch.device | str = "cpu",
+    total_per_image_s: float | None = None,
 ) -> dict[str, Any]:
     """Seconds per image of answering a new vocabulary from the images' cached
     :meth:`~frozenseg.modeling.contract.SegmentationModel.encode_images` features: text
@@ -332,7 +346,8 @@ def requery_figures(
 
     Returns:
         ``requery_classes`` (K), ``requery_synonyms`` (synonyms encoded, one prompt per
-        template each), and the two times; or
+        template each), the two times and, given ``total_per_image_s`` (the whole image's
+        time), their shares of it (``requery_share``, ``requery_cached_text_share``); or
         ``{"requery": <reason>}`` when the model does not split its forward or has no
         ``text_classifier_builder``.
     """
@@ -370,9 +385,13 @@ def requery_figures(
             builder.clear_cache(prefixes=False)
             if vocabulary is not None:
                 model.set_vocabulary(vocabulary.class_names, vocabulary.thing_classes)
-    return {
+    figures = {
         "requery_classes": len(class_names),
         "requery_synonyms": encoded,
         "requery_per_image_s": statistics.median(new_text),
         "requery_cached_text_per_image_s": statistics.median(cached_text),
     }
+    if total_per_image_s:
+        figures["requery_share"] = figures["requery_per_image_s"] / total_per_image_s
+        figures["requery_cached_text_share"] = figures["requery_cached_text_per_image_s"] / total_per_image_s
+    return figures

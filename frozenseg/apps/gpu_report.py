@@ -46,7 +46,7 @@ from torch import nn
 
 from ..utils.errors import UserInputError
 from ..utils.file_io import atomic_write
-from .benchmark import peak_memory_mb, requery_figures, timed
+from .benchmark import peak_memory_mb, requery_figures, requery_vocabulary, timed
 from ..engine.events import EventStorage
 from ..engine.setup import load_config
 from ..modeling.build import build_model
@@ -324,12 +324,6 @@ def _parity(run: _Run) -> dict[str, Any]:
             **compare_outputs(ref, out)}
 
 
-#: The report's sections, in the order they run.
-
-
-# ------------------------------------------------------------------------------------------------
-# Running and writing
-# ------------------------------------------------------------------------------------------------
 def requery_times(model: nn.Module, inputs: list[dict], num_classes: int, device: torch.device) -> dict[str, Any]:
     """Seconds per image of the whole eval forward, and of answering a new vocabulary of
     ``num_classes`` classes from the image's cached features, with its text embeddings to
@@ -337,13 +331,8 @@ def requery_times(model: nn.Module, inputs: list[dict], num_classes: int, device
     shares of the whole forward."""
     with torch.no_grad():
         total = timed(lambda: model(inputs), device)
-    names = [f"requery class {i}" for i in range(num_classes)]
-    figures = requery_figures(model, inputs, names, iters=1, device=device)
-    if "requery" in figures:
-        return {"total_per_image_s": total, **figures}
-    return {"total_per_image_s": total, **figures,
-            "requery_share": figures["requery_per_image_s"] / total,
-            "requery_cached_text_share": figures["requery_cached_text_per_image_s"] / total}
+    return {"total_per_image_s": total, **requery_figures(
+        model, inputs, requery_vocabulary(num_classes), iters=1, device=device, total_per_image_s=total)}
 
 
 def _requery(run: _Run) -> dict[str, Any]:
@@ -371,6 +360,7 @@ def _ovseg(run: _Run) -> dict[str, Any]:
     return {**result, **requery_times(model, inputs, o.requery_classes, run.device)}
 
 
+#: The report's sections, in the order they run.
 SECTIONS: dict[str, Callable[[_Run], dict[str, Any]]] = {
     "environment": _environment,
     "inference": _inference,
@@ -381,6 +371,9 @@ SECTIONS: dict[str, Callable[[_Run], dict[str, Any]]] = {
 }
 
 
+# ------------------------------------------------------------------------------------------------
+# Running and writing
+# ------------------------------------------------------------------------------------------------
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"

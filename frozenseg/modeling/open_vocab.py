@@ -36,25 +36,30 @@ def get_classification_logits(
     x: torch.Tensor,
     text_classifier: torch.Tensor,
     logit_scale: torch.Tensor | float,
-    num_templates: Sequence[int],
+    num_templates: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Classify embeddings against a text classifier with synonym rows and a void row.
 
     Args:
-        x: (B, Q, D) embeddings (normalised here).
+        x: (..., Q, D) embeddings (normalised here); Q may be 0.
         text_classifier: (K' + 1, D) L2-normalised rows: one per synonym, then the void row.
         logit_scale: multiplier s applied to the cosine similarities (already exponentiated).
-        num_templates: synonyms per class, ``sum(num_templates) == K'``.
+        num_templates: synonyms per class, ``sum(num_templates) == K'``; None: one row per class
+            (K' = K).
     Returns:
-        (B, Q, K + 1): per class the max over its synonym columns, void last.
+        (..., Q, K + 1): per class the max over its synonym columns, void last.
     """
     x = F.normalize(x, dim=-1)
     logits = logit_scale * (x @ text_classifier.t())
+    if num_templates is None:
+        return logits
     synonym_logits, void_logit = logits[..., :-1], logits[..., -1:]
     if sum(num_templates) != synonym_logits.shape[-1]:
         raise ValueError(
             f"num_templates sums to {sum(num_templates)} but the classifier has "
             f"{synonym_logits.shape[-1]} synonym rows."
         )
+    if all(n == 1 for n in num_templates):  # the max over one column is that column
+        return logits
     per_class = [chunk.amax(dim=-1) for chunk in torch.split(synonym_logits, list(num_templates), -1)]
     return torch.cat([torch.stack(per_class, dim=-1), void_logit], dim=-1)

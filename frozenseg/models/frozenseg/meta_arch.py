@@ -258,6 +258,11 @@ class FrozenSeg(SegmentationModel):
         """
         self.vocabulary = Vocabulary(list(class_names), thing_classes, train_class_names=self.train_class_names)
 
+    def _check_vocabulary(self) -> None:
+        """Eval mode needs a vocabulary: one sentence naming the call that sets it."""
+        if self.vocabulary is None:
+            raise ValueError("No vocabulary set: call model.set_vocabulary(class_names) before inference.")
+
     def _text_classifier(self, class_names: list[str]) -> _Classifier:
         """The vocabulary's text classifier with the normalised void row appended."""
         rows, num_templates = self.text_classifier_builder.build(class_names)
@@ -283,13 +288,13 @@ class FrozenSeg(SegmentationModel):
         """
         if len(batched_inputs) == 0:
             raise ValueError("FrozenSeg.forward received an empty batch.")
-        images = [self._prepare_image(x) for x in batched_inputs]
         if self.training:
             if self.train_class_names is None:
                 raise ValueError(
                     "Training needs a training vocabulary: set DATASETS.TRAIN to a registered "
                     "dataset or MODEL.FROZEN_SEG.TRAIN_VOCABULARY_FILE."
                 )
+            images = [self._prepare_image(x) for x in batched_inputs]
             clip_images = normalized_batch(images, self.pixel_mean, self.pixel_std, self.size_divisibility)
             features = self.backbone(clip_images.tensor)
             features[SAM_EMBED] = self.sam(self.sam.preprocess(images, training=True))
@@ -299,10 +304,7 @@ class FrozenSeg(SegmentationModel):
             losses = self.criterion(outputs, targets)
             weights = self.criterion.weight_dict
             return {k: v * weights[k] for k, v in losses.items() if k in weights}
-        if self.vocabulary is None:
-            raise ValueError(
-                "No vocabulary set: call model.set_vocabulary(class_names) before inference."
-            )
+        self._check_vocabulary()  # before the encoders run
         return self.classify_images(batched_inputs, self.encode_images(batched_inputs))
 
     def encode_images(self, batched_inputs: list[dict]) -> list[ImageFeatures]:
@@ -370,10 +372,7 @@ class FrozenSeg(SegmentationModel):
     def classify_images(self, batched_inputs: list[dict], features: Sequence[ImageFeatures]) -> list[dict]:
         """Eval mode: the text classifier of the vocabulary on each image's
         :meth:`encode_images` features, the geometric ensemble, then the enabled outputs."""
-        if self.vocabulary is None:
-            raise ValueError(
-                "No vocabulary set: call model.set_vocabulary(class_names) before inference."
-            )
+        self._check_vocabulary()
         classifier = self._text_classifier(self.vocabulary.class_names)
         return [self._classify_one(f, classifier) for f in features]
 

@@ -278,16 +278,13 @@ class OVSeg(SegmentationModel):
                     "Training needs a training vocabulary: set DATASETS.TRAIN to a registered dataset"
                     + (f" ({self.missing_train_vocabulary})" if self.missing_train_vocabulary else ".")
                 )
-            class_names = self.train_class_names
-        else:
-            class_names = self._inference_class_names()
-        images = [prepare_image(x, self.device) for x in batched_inputs]
-        if self.training:
-            batch, _, outputs = self._run_head(images, class_names)
+            images = [prepare_image(x, self.device) for x in batched_inputs]
+            batch, _, outputs = self._run_head(images, self.train_class_names)
             targets = prepare_targets(batched_inputs, tuple(batch.tensor.shape[-2:]), self.device)
             losses = self.criterion(outputs, targets)
             weights = self.criterion.weight_dict
             return {k: v * weights[k] for k, v in losses.items() if k in weights}
+        self._inference_class_names()  # no vocabulary: one sentence before the encoders run
         return self.classify_images(batched_inputs, self.encode_images(batched_inputs))
 
     def encode_images(self, batched_inputs: list[dict]) -> list[ImageFeatures]:
@@ -298,9 +295,7 @@ class OVSeg(SegmentationModel):
         images = [prepare_image(x, self.device) for x in batched_inputs]
         encoded: list[ImageFeatures | None] = [None for _ in batched_inputs]
         for group in same_padded_size_groups([img.shape[-2:] for img in images], self.size_divisibility):
-            batch = normalized_batch([images[i] for i in group], self.pixel_mean, self.pixel_std,
-                                     self.size_divisibility)
-            outputs = self.sem_seg_head(self.backbone(batch.tensor), None)
+            batch, _, outputs = self._run_head([images[i] for i in group], None)
             padded_size = tuple(batch.tensor.shape[-2:])
             for j, i in enumerate(group):
                 image_size = tuple(batch.image_sizes[j])
@@ -333,12 +328,14 @@ class OVSeg(SegmentationModel):
             results.append(result)
         return results
 
-    def _run_head(self, images: list[torch.Tensor], class_names: list[str]):
+    def _run_head(self, images: list[torch.Tensor], class_names: list[str] | None):
         """The MaskFormer part on (3, H, W) float 0..255 images: (the padded normalised
-        ``ImageList``, the (K' + 1, D) text classifier of ``class_names``, the head's outputs)."""
+        ``ImageList``, the (K' + 1, D) text classifier of ``class_names``, the head's outputs);
+        ``class_names`` None: no text classifier (None) and no class logits, only the
+        vocabulary-free outputs (``pred_masks``, ``pred_class_embed``)."""
         batch = normalized_batch(images, self.pixel_mean, self.pixel_std, self.size_divisibility)
         features = self.backbone(batch.tensor)
-        text_classifier = self._text_classifier(class_names)
+        text_classifier = None if class_names is None else self._text_classifier(class_names)
         return batch, text_classifier, self.sem_seg_head(features, text_classifier)
 
     @torch.no_grad()

@@ -122,8 +122,6 @@ class OpenVocabTransformerPredictor(nn.Module):
                  num_templates: Sequence[int] | None = None) -> torch.Tensor:
         """Logits (..., Q, K + 1) = 100 * cos(class embedding, row) of ``pred_class_embed``
         (..., Q, D) against the (K' + 1, D) rows (max over a class's rows; None: one row per class)."""
-        if num_templates is None:
-            num_templates = [1] * (text_classifier.shape[0] - 1)
         return get_classification_logits(class_embed, text_classifier, OVSEG_LOGIT_TEMPERATURE, num_templates)
 
     def forward(

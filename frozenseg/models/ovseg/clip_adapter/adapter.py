@@ -179,10 +179,6 @@ class OVSegClipAdapter(FastPathModule, nn.Module):
         """CLIP logits (N, K + 1) = 100 * cos(image feature, row) of the crops' (N, D) features
         against the (K' + 1, D) rows (no-object last; ``num_templates`` rows per class, None =
         one row per class); (0, K + 1) when there is no crop."""
-        if num_templates is None:
-            num_templates = [1] * (text_classifier.shape[0] - 1)
-        if features.shape[0] == 0:
-            return text_classifier.new_zeros(0, len(num_templates) + 1)
         return get_classification_logits(features, text_classifier, OVSEG_LOGIT_TEMPERATURE, num_templates)
 
     @torch.no_grad()
