@@ -47,7 +47,6 @@ __all__ = [
     "resolve_device",
     "default_setup",
     "make_output_dir",
-    "keep_stop_sentence_off_console",
     "save_config",
     "create_ddp_model",
     "DefaultTrainer",
@@ -165,7 +164,6 @@ def default_setup(cfg, args=None) -> None:
         make_output_dir(output_dir)
     comm.synchronize()
     setup_logger(output_dir, distributed_rank=rank)
-    keep_stop_sentence_off_console()
     log = logging.getLogger("frozenseg")
     log.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
     log.info("Environment info:\n%s", collect_env_info())
@@ -187,24 +185,6 @@ def default_setup(cfg, args=None) -> None:
     configure_cpu_process(cfg, cfg.DATALOADER.NUM_WORKERS, comm.get_local_size())
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
-
-
-class _NotTheStopSentence(logging.Filter):
-    """Rejects the ``Stopped: <sentence>`` record that
-    :func:`frozenseg.utils.errors.exit_on_user_error` logs for the run's ``log.txt``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno == logging.ERROR and str(record.msg).startswith("Stopped: "))
-
-
-def keep_stop_sentence_off_console(name: str = "frozenseg") -> None:
-    """Keep the ``Stopped: <sentence>`` log record of a user error out of the console handlers of
-    logger ``name`` (file handlers still receive it): ``exit_on_user_error`` prints the same
-    sentence on stderr as ``<prog>: error: <sentence>``, so a terminal shows it once."""
-    for handler in logging.getLogger(name).handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-            if not any(isinstance(f, _NotTheStopSentence) for f in handler.filters):
-                handler.addFilter(_NotTheStopSentence())
 
 
 def make_output_dir(path: str) -> None:

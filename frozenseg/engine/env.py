@@ -12,6 +12,8 @@ from collections import OrderedDict
 
 import torch
 
+from ..utils.errors import LOG_FILE_ONLY
+
 __all__ = ["setup_logger", "collect_env_info"]
 
 _LOG_FORMAT = "[%(asctime)s %(name)s %(levelname)s]: %(message)s"
@@ -27,14 +29,17 @@ def setup_logger(
     """Configure the project's loggers (Detectron2's ``setup_logger``).
 
     Rank 0 logs to the console (stdout) and to ``output/log.txt``; other ranks only to
-    ``output/log.txt.rank{r}``. Calling it again replaces the handlers it installed before, so
-    tests and repeated set-ups do not duplicate lines. Returns the ``frozenseg`` logger.
+    ``output/log.txt.rank{r}``. Records marked :data:`~frozenseg.utils.errors.LOG_FILE_ONLY`
+    (the ``Stopped: <sentence>`` of a user error, which stderr shows already) reach the files
+    only. Calling it again replaces the handlers it installed before, so tests and repeated
+    set-ups do not duplicate lines. Returns the ``frozenseg`` logger.
     """
     formatter = logging.Formatter(_LOG_FORMAT, datefmt=_DATE_FORMAT)
     handlers: list[logging.Handler] = []
     if distributed_rank == 0:
         ch = logging.StreamHandler(stream=sys.stdout)
         ch.setFormatter(formatter)
+        ch.addFilter(lambda record: not getattr(record, LOG_FILE_ONLY, False))
         handlers.append(ch)
     if output:
         filename = output if output.endswith((".txt", ".log")) else os.path.join(output, "log.txt")

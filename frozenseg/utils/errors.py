@@ -31,6 +31,7 @@ __all__ = [
     "AnnotationError",
     "USER_ERROR_EXIT_CODE",
     "DEBUG_ENV",
+    "LOG_FILE_ONLY",
     "debug_enabled",
     "is_user_error",
     "is_out_of_memory",
@@ -42,6 +43,9 @@ __all__ = [
 USER_ERROR_EXIT_CODE = 2
 #: Environment variable that makes command lines show the traceback of user errors.
 DEBUG_ENV = "FROZENSEG_DEBUG"
+#: Log-record attribute (``extra={LOG_FILE_ONLY: True}``) of records meant for log files only:
+#: the console handler of :func:`frozenseg.engine.env.setup_logger` drops them.
+LOG_FILE_ONLY = "frozenseg_file_only"
 
 class UserInputError(Exception):
     """An error caused by the user's input; its message is one sentence naming the fix."""
@@ -119,8 +123,8 @@ def exit_on_user_error(prog: str | None = None) -> Iterator[None]:
             raise
         sentence = user_error_sentence(e)
         log = logging.getLogger("frozenseg")
-        if log.handlers:
-            log.error("Stopped: %s", sentence)
+        if log.handlers:  # for the run's log file; the terminal gets the stderr line below
+            log.error("Stopped: %s", sentence, extra={LOG_FILE_ONLY: True})
         prog = prog or os.path.basename(sys.argv[0]) or "frozenseg"
         sys.stderr.write(f"{prog}: error: {sentence}\n")
         sys.stderr.flush()

@@ -146,14 +146,12 @@ def test_stop_sentence_goes_to_the_log_file_and_once_to_stderr(tmp_path, capsys)
     is logged to log.txt only and printed once, on stderr."""
     import logging
 
-    from frozenseg.engine.defaults import keep_stop_sentence_off_console
     from frozenseg.engine.env import setup_logger
     from frozenseg.utils.errors import ConfigValueError, exit_on_user_error
 
     sentence = "SOLVER.MAX_ITER expects an integer, got 'abc'."
     setup_logger(str(tmp_path))
-    keep_stop_sentence_off_console()
-    keep_stop_sentence_off_console()  # idempotent
+    setup_logger(str(tmp_path))  # set up again: still once
     try:
         with pytest.raises(SystemExit) as e, exit_on_user_error("train_net.py"):
             raise ConfigValueError(sentence)

@@ -76,7 +76,7 @@ from ....utils import comm
 from ....utils.errors import ConfigValueError
 from ....utils.file_io import atomic_write
 from ....utils.rng import derive_seed
-from ....engine.defaults import create_ddp_model, keep_stop_sentence_off_console
+from ....engine.defaults import create_ddp_model
 from ....engine.env import setup_logger
 from ....engine.events import CommonMetricPrinter, EventStorage, JSONWriter, TensorboardXWriter
 from ....engine.train_loop import amp_settings
@@ -502,4 +502,3 @@ def setup_run(output_dir: str) -> None:
         os.makedirs(output_dir, exist_ok=True)
     comm.synchronize()
     setup_logger(output_dir, distributed_rank=comm.get_rank(), names=("frozenseg", "train_clip_adapter", "__main__"))
-    keep_stop_sentence_off_console()  # a user error is printed once, on stderr
