@@ -403,8 +403,11 @@ def main(argv: list[str] | None = None, predictor: SegmentationPredictor | None 
 
     try:
         if predictor is None:
+            # image_cache_bytes=0: folders and videos never show an image twice, so keeping
+            # each one's features would only hash the frames and hold memory
             predictor = SegmentationPredictor(cfg, vocabulary=vocab, task=args.task,
-                                              confidence_threshold=args.confidence_threshold)
+                                              confidence_threshold=args.confidence_threshold,
+                                              image_cache_bytes=0)
         else:
             predictor.set_task(args.task or model_tasks(predictor.model)[0], args.confidence_threshold)
             predictor.set_vocabulary(vocab)
