@@ -53,8 +53,8 @@ def ovseg_checkpoint_clip(path: str) -> dict[str, torch.Tensor] | None:
     if not path or not os.path.isfile(path) or not zipfile.is_zipfile(path):
         return None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - not a weights-only torch.save file (e.g. TorchScript): not an OVSeg checkpoint
+        obj = read_checkpoint_file(path, mmap=True)
+    except (CheckpointError, OSError):  # not a weights-only torch.save file (e.g. TorchScript): not an OVSeg checkpoint
         return None
     state = obj.get("model") if isinstance(obj, dict) and isinstance(obj.get("model"), dict) else obj
     if not isinstance(state, dict):
