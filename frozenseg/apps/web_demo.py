@@ -213,8 +213,8 @@ class WebDemo:
 
     @property
     def random_weights_notice(self) -> str:
-        """One sentence for the page when the model's trained parts are random (the tiny test
-        model, or no ``MODEL.WEIGHTS``), else ""."""
+        """The page's notice when the model's trained parts are random (the tiny test model, or
+        no ``MODEL.WEIGHTS``), else ""."""
         if self.tiny_random_model:
             return (f"{RANDOM_TINY_MODEL[0].upper()}{RANDOM_TINY_MODEL[1:]}. It has no trained weights and "
                     "only shows how the page works; start the demo with --model NAME (e.g. "

@@ -86,7 +86,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Environment variable: the project's cache folder (weights go to its ``weights/`` folder).
 #: Environment variable: a base URL that replaces every URL of the table (``<base>/<file name>``).
 URL_ENV = "FROZENSEG_WEIGHTS_URL"
 

@@ -146,7 +146,8 @@ class ImageFeatureCache:
             self._entries.popitem(last=False)
 
     def clear(self) -> None:
-        """Forget every image (e.g. after changing the model's weights or switches)."""
+        """Forget every image; call it after changing the model's weights or switches, which
+        the cached features do not record."""
         self._entries.clear()
 
 

@@ -20,6 +20,8 @@ class Prediction:
     (``id``, ``category_id``, ``class``, ``class_name``, ``isthing``, ``score`` (None when the
     task has none), ``area`` (pixels), ``bbox`` [x, y, w, h] in pixels). ``class_colors``: the
     vocabulary's own RGB colour per class (a dataset's), or None. ``seconds``: inference time.
+    ``reused_image_features``: True when the image's vocabulary-free features came from the
+    predictor's image cache (only the classification and post-processing ran).
     """
 
     task: str

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import os
 import re
 import signal
@@ -47,7 +46,7 @@ from frozenseg.apps.web_demo import (
     segments_table_html,
 )
 
-from ..conftest import REPO_ROOT
+from ..conftest import REPO_ROOT, restored_loggers
 from ..test_weights_zoo import WeightsServer, saved
 from .test_predictor import FAST_OPTS, TINY, scene
 
@@ -377,18 +376,10 @@ def app_cli(monkeypatch, tmp_path):
     served: list[dict] = []
     monkeypatch.setattr(mod, "serve", lambda demo, **kwargs: served.append({"demo": demo, **kwargs}))
     mod.served = served
-    names = ("frozenseg", "frozenseg.demo")
-    saved_state = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate,
-                       logging.getLogger(n).level) for n in names}
     sigterm = signal.getsignal(signal.SIGTERM)
-    yield mod
+    with restored_loggers(("frozenseg", "frozenseg.demo")):
+        yield mod
     signal.signal(signal.SIGTERM, sigterm)
-    for n, (handlers, propagate, level) in saved_state.items():
-        lg = logging.getLogger(n)
-        for h in list(lg.handlers):
-            if h not in handlers:
-                lg.removeHandler(h)
-        lg.propagate, lg.level = propagate, level
 
 
 #: Quick tiny-model settings for demo/app.py in this process (one thread, the allocator untouched).

@@ -2,7 +2,7 @@
 same bits however it was obtained: encoded with the whole vocabulary, encoded alone, read from
 memory or read from disk. A vocabulary that adds one class to a cached one runs the text tower
 on that class's prompts only, for both models: FrozenSeg (synonym lists, ViLD templates, the
-shared-prefix path) and OVSeg (literal class strings, the full-prompt path).
+shared-prefix path) and OVSeg (literal class strings, ViLD templates, the shared-prefix path).
 
 The spies count the token sequences that enter the text tower (a forward hook on its token
 embedding, which every text forward starts with: full prompts, prompt suffixes and template

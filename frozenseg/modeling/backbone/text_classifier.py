@@ -127,8 +127,8 @@ class TextEncoder(Protocol):
     Optional: ``device`` (torch.device, default CPU) and ``text_cache_identity() -> str | None``
     (enables the on-disk cache; None disables it).
 
-    The encode methods receive ``batch_size`` rows per call; all-zero rows are padding, whose
-    outputs are discarded (they must not raise).
+    ``encode_text`` and ``encode_text_shared_prefix`` receive ``batch_size`` rows per call;
+    all-zero rows are padding, whose outputs are discarded (they must not raise).
     """
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:  # (N, L_ctx) int64
@@ -226,7 +226,7 @@ class TextClassifierBuilder:
             encoder: object with ``tokenize`` and ``encode_text`` (see ``TextEncoder``).
             templates: prompt templates, each with one ``{}``.
             batch_size: at most this many prompts per text-encoder call
-                (``MODEL.FROZEN_SEG.TEXT_BATCH_SIZE``); a call never mixes synonyms.
+                (``MODEL.FROZEN_SEG.TEXT_BATCH_SIZE``); a call holds prompts of one width.
             cache_dir: on-disk cache directory (``MODEL.FROZEN_SEG.TEXT_CACHE_DIR``); "" disables
                 it; a leading ``$FROZENSEG_CACHE`` is the project's cache folder, ``~`` and
                 environment variables are expanded (:func:`resolve_text_cache_dir`).
