@@ -29,7 +29,7 @@ import signal
 import sys
 
 from frozenseg.apps.web_demo import MAX_SIDE, WebDemo, serve
-from frozenseg.checkpoint.zoo import RELEASED_WEIGHTS
+from frozenseg.checkpoint.zoo import model_names
 from frozenseg.engine.env import setup_logger
 from frozenseg.engine.launch import configure_cpu_process
 from frozenseg.engine.predictor import TASKS, SegmentationPredictor
@@ -50,11 +50,6 @@ EXAMPLES = (
 )
 
 
-def released_models() -> list[str]:
-    """The released weights names ``--model`` takes (those with a config)."""
-    return [name for name, entry in RELEASED_WEIGHTS.items() if entry.config_file]
-
-
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="FrozenSeg web demo (a Gradio page).",
@@ -64,7 +59,7 @@ def get_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument(
         "--model", default="", metavar="NAME",
-        help=f"released weights by name ({', '.join(released_models())}): sets MODEL.WEIGHTS to it (downloaded "
+        help=f"released weights by name ({', '.join(model_names())}): sets MODEL.WEIGHTS to it (downloaded "
              "once into the cache) and, without --config-file, uses its config")
     which.add_argument(
         "--tiny-random-model", action="store_true",
@@ -97,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = get_parser()
     args = parser.parse_args(argv)
     if not (args.model or args.config_file or args.tiny_random_model):
-        parser.error(f"choose the model: --model NAME for released weights ({', '.join(released_models())}), "
+        parser.error(f"choose the model: --model NAME for released weights ({', '.join(model_names())}), "
                      "--config-file FILE for your own, or --tiny-random-model to try the page with a random "
                      "model whose results are meaningless")
     if args.tiny_random_model and (args.config_file or "MODEL.WEIGHTS" in args.opts[::2]):

@@ -82,6 +82,7 @@ __all__ = [
     "resolve_weights",
     "resolve_frozen_weights",
     "model_config_file",
+    "model_names",
 ]
 
 logger = logging.getLogger(__name__)
@@ -785,6 +786,12 @@ def resolve_frozen_weights(cfg, frozen_parts: Mapping[str, str]):
     return out
 
 
+def model_names() -> list[str]:
+    """The released weights names that are whole models (those with a config): what ``--model``
+    takes."""
+    return [name for name, entry in RELEASED_WEIGHTS.items() if entry.config_file]
+
+
 def model_config_file(name: str) -> str:
     """The config file the released model weights ``name`` belong with: the table's path
     (``configs/...``) from the working directory, else from the repository checkout the package
@@ -794,7 +801,7 @@ def model_config_file(name: str) -> str:
 
     entry = get_entry(name)
     if not entry.config_file:
-        models = ", ".join(n for n, e in RELEASED_WEIGHTS.items() if e.config_file)
+        models = ", ".join(model_names())
         raise UnknownWeightsError(
             f"{name!r} names {_KIND_WORDS[entry.kind]} ({entry.title}), not a model with a config; give "
             f"--model one of: {models}."
